@@ -1,0 +1,3 @@
+"""sycam — metric-guided synthesis of class activation maps (SyCAM)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Data: manifests, VOC/ImageNet XML annotations, the embedded demo set, splits."""

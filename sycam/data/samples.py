@@ -1,0 +1,93 @@
+"""``Samples``: N model-ready inputs with their targets and ground truth — what flows from data to
+terminals and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A batch of samples, all tensors on one device.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` model inputs (after the model's preprocessing and normalization).
+        labels: ``(N,)`` long, the target class of each sample.
+        masks: ``(N, H, W)`` bool ground-truth region in input pixels (the union of a sample's boxes, or
+            its mask), or ``None`` when the data set has no ground truth.
+        boxes: per sample a ``(M_i, 4)`` float tensor of ``x1, y1, x2, y2`` boxes in input pixels
+            (empty when the ground truth is a mask only), or ``None``.
+        ids: a readable id per sample (e.g. ``"cat_on_bricks_03#285"``).
+        mean, std: the normalization of ``images`` (so ``pixels = images * std + mean``).
+    """
+
+    images: Tensor
+    labels: Tensor
+    masks: Tensor | None = None
+    boxes: tuple[Tensor, ...] | None = None
+    ids: tuple[str, ...] = ()
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W), got {tuple(self.images.shape)}")
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels must be ({n},), got {tuple(self.labels.shape)}")
+        if self.masks is not None and tuple(self.masks.shape) != (n, *self.images.shape[-2:]):
+            raise ValueError(f"masks must be {(n, *self.images.shape[-2:])}, got {tuple(self.masks.shape)}")
+        if self.boxes is not None and len(self.boxes) != n:
+            raise ValueError(f"boxes must hold one tensor per sample ({n}), got {len(self.boxes)}")
+        if self.ids and len(self.ids) != n:
+            raise ValueError(f"ids must hold one id per sample ({n}), got {len(self.ids)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def pixels(self) -> Tensor:
+        """``(N, 3, H, W)`` RGB in [0, 1] (the images before normalization)."""
+        mean = torch.tensor(self.mean, dtype=self.images.dtype, device=self.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=self.images.dtype, device=self.device).view(3, 1, 1)
+        return (self.images * std + mean).clamp(0, 1)
+
+    def normalize(self, pixels: Tensor) -> Tensor:
+        """RGB in [0, 1] → model input space of these samples."""
+        mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+        return (pixels - mean) / std
+
+    def subset(self, index: Tensor | list[int] | slice) -> Samples:
+        """The samples at ``index`` (a slice, a list of positions or a long/bool tensor)."""
+        if isinstance(index, slice):
+            pos = list(range(len(self)))[index]
+        elif isinstance(index, Tensor) and index.dtype == torch.bool:
+            pos = index.nonzero().flatten().tolist()
+        else:
+            pos = [int(i) for i in index]
+        sel = torch.tensor(pos, dtype=torch.long, device=self.device)
+        return replace(
+            self,
+            images=self.images.index_select(0, sel),
+            labels=self.labels.index_select(0, sel),
+            masks=None if self.masks is None else self.masks.index_select(0, sel),
+            boxes=None if self.boxes is None else tuple(self.boxes[i] for i in pos),
+            ids=tuple(self.ids[i] for i in pos) if self.ids else (),
+        )
+
+    def to(self, device: str | torch.device) -> Samples:
+        return replace(
+            self,
+            images=self.images.to(device),
+            labels=self.labels.to(device),
+            masks=None if self.masks is None else self.masks.to(device),
+            boxes=None if self.boxes is None else tuple(b.to(device) for b in self.boxes),
+        )

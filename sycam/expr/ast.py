@@ -1,0 +1,136 @@
+"""Expression trees: immutable, hashable nodes with a canonical text form.
+
+``str(node)`` prints the canonical text; :func:`sycam.expr.parse` reads it back to an equal tree
+(parse ∘ print is the identity). Canonical printing writes numbers in their shortest round-trip form,
+binary operators with single spaces, and parentheses only where precedence requires them; the right
+operand of a binary operator is parenthesised when it binds no tighter, so ``a - (b - c)`` and
+``a + (b + c)`` keep their shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ops import OPS, Kind
+
+#: The terminals of the language and their kinds (spec §3). Values come from a terminal cache.
+TERMINALS: dict[str, Kind] = {
+    "A": Kind.MAP,
+    "G": Kind.MAP,
+    "S": Kind.VECTOR,
+    "D": Kind.VECTOR,
+}
+
+TERMINAL_DOCS: dict[str, str] = {
+    "A": "activations of the target layer, K×h×w (1 forward)",
+    "G": "gradient ∂y_c/∂A of the target score, K×h×w (1 backward)",
+    "S": "Score-CAM channel scores y_c(x ⊙ minmax(upsample(A_k))), K (K forwards)",
+    "D": "Ablation-CAM drops (y_c − y_c[A_k := ablated]) / y_c, K (K tail forwards)",
+}
+
+
+class Node:
+    """Base class of expression nodes."""
+
+    __slots__ = ()
+
+    @property
+    def size(self) -> int:  # number of AST nodes
+        raise NotImplementedError
+
+    def terminals(self) -> frozenset[str]:
+        """Names of the terminals this expression reads."""
+        raise NotImplementedError
+
+    def latex(self) -> str:
+        """The expression as LaTeX."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal(Node):
+    name: str
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    def terminals(self) -> frozenset[str]:
+        return frozenset({self.name})
+
+    def __str__(self) -> str:
+        return self.name
+
+    def latex(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Node):
+    value: float
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    def terminals(self) -> frozenset[str]:
+        return frozenset()
+
+    def __str__(self) -> str:
+        v = float(self.value)
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+    def latex(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    op: str
+    args: tuple[Node, ...]
+    _size: int = field(default=0, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_size", 1 + sum(a.size for a in self.args))
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def terminals(self) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for a in self.args:
+            out |= a.terminals()
+        return out
+
+    def __str__(self) -> str:
+        spec = OPS[self.op]
+        if spec.infix is None:
+            return f"{self.op}({', '.join(str(a) for a in self.args)})"
+        left, right = self.args
+        ls, rs = str(left), str(right)
+        if _precedence(left) < spec.precedence:
+            ls = f"({ls})"
+        if _precedence(right) <= spec.precedence:
+            rs = f"({rs})"
+        return f"{ls} {spec.infix} {rs}"
+
+    def latex(self) -> str:
+        spec = OPS[self.op]
+        parts = [a.latex() for a in self.args]
+        if spec.infix in ("+", "-", "*"):
+            if _precedence(self.args[0]) < spec.precedence:
+                parts[0] = rf"\left({parts[0]}\right)"
+            if _precedence(self.args[1]) <= spec.precedence:
+                parts[1] = rf"\left({parts[1]}\right)"
+        return spec.latex.format(*parts)
+
+
+def _precedence(node: Node) -> int:
+    if isinstance(node, Call):
+        infix = OPS[node.op].infix
+        if infix is not None:
+            return OPS[node.op].precedence
+    if isinstance(node, Const) and node.value < 0:
+        return 0  # a negative literal must be parenthesised as an operand
+    return 100

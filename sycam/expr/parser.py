@@ -1,0 +1,201 @@
+"""A safe recursive-descent parser and type checker for CAM expressions (never ``eval``).
+
+Grammar (whitespace is ignored)::
+
+    expr    := term (("+" | "-") term)*
+    term    := unary (("*" | "/") unary)*
+    unary   := "-" unary | atom
+    atom    := NUMBER | TERMINAL | FUNCTION "(" expr ")" | "(" expr ")"
+
+A unary minus before a number is part of the literal (``-1`` is the constant −1); before anything else
+it is the ``neg`` operator. Errors are :class:`ExpressionError` with the 0-based column of the fault
+and a caret line pointing at it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .ast import TERMINALS, Call, Const, Node, Terminal
+from .ops import FUNCTIONS, INFIX, OPS, Kind
+
+
+class ExpressionError(ValueError):
+    """A syntax or type error in an expression, with the position it was found at."""
+
+    def __init__(self, message: str, text: str, position: int) -> None:
+        self.text = text
+        self.position = position
+        self.reason = message
+        caret = " " * position + "^"
+        super().__init__(f"{message} at position {position}\n  {text}\n  {caret}")
+
+    def one_line(self) -> str:
+        return f"{self.reason} at position {self.position} in {self.text!r}"
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<sym>[-+*/(),]))"
+)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # num | name | sym | end
+    text: str
+    pos: int
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        m = _TOKEN.match(text, i)
+        if m is None or m.lastgroup is None:
+            raise ExpressionError(f"unexpected character {text[i]!r}", text, i)
+        toks.append(_Tok(m.lastgroup, m.group(m.lastgroup), m.start(m.lastgroup)))
+        i = m.end()
+    toks.append(_Tok("end", "", len(text)))
+    return toks
+
+
+class _Parser:
+    def __init__(self, text: str, terminals: dict[str, Kind]) -> None:
+        self.text = text
+        self.toks = _tokenize(text)
+        self.i = 0
+        self.terminals = terminals
+        self.positions: dict[int, int] = {}  # id(node) -> column, for type errors
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def error(self, message: str, tok: _Tok | None = None) -> ExpressionError:
+        tok = tok or self.peek()
+        return ExpressionError(message, self.text, tok.pos)
+
+    def expect(self, sym: str, what: str) -> None:
+        tok = self.peek()
+        if tok.kind != "sym" or tok.text != sym:
+            found = "end of expression" if tok.kind == "end" else repr(tok.text)
+            raise self.error(f"expected {what}, found {found}")
+        self.take()
+
+    def mark(self, node: Node, pos: int) -> Node:
+        self.positions.setdefault(id(node), pos)
+        return node
+
+    def parse(self) -> Node:
+        if self.peek().kind == "end":
+            raise self.error("empty expression")
+        node = self.expr()
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.error(f"expected an operator or end of expression, found {tok.text!r}")
+        return node
+
+    def expr(self) -> Node:
+        node = self.term()
+        while self.peek().kind == "sym" and self.peek().text in "+-":
+            tok = self.take()
+            node = self.mark(Call(INFIX[tok.text].name, (node, self.term())), tok.pos)
+        return node
+
+    def term(self) -> Node:
+        node = self.unary()
+        while self.peek().kind == "sym" and self.peek().text in "*/":
+            tok = self.take()
+            node = self.mark(Call(INFIX[tok.text].name, (node, self.unary())), tok.pos)
+        return node
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok.kind == "sym" and tok.text == "-":
+            self.take()
+            nxt = self.peek()
+            if nxt.kind == "num":
+                self.take()
+                return self.mark(Const(-float(nxt.text)), tok.pos)
+            return self.mark(Call("neg", (self.unary(),)), tok.pos)
+        return self.atom()
+
+    def atom(self) -> Node:
+        tok = self.take()
+        if tok.kind == "num":
+            value = float(tok.text)
+            if not math.isfinite(value):
+                raise self.error("number out of range", tok)
+            return self.mark(Const(value), tok.pos)
+        if tok.kind == "name":
+            if tok.text in self.terminals:
+                return self.mark(Terminal(tok.text), tok.pos)
+            if tok.text in FUNCTIONS:
+                self.expect("(", f"'(' after {tok.text}")
+                args = [self.expr()]
+                while self.peek().kind == "sym" and self.peek().text == ",":
+                    self.take()
+                    args.append(self.expr())
+                self.expect(")", "')' or ','")
+                arity = OPS[tok.text].arity
+                if len(args) != arity:
+                    raise self.error(f"{tok.text} takes {arity} argument(s), got {len(args)}", tok)
+                return self.mark(Call(tok.text, tuple(args)), tok.pos)
+            known = ", ".join(sorted(self.terminals)) + "; functions " + ", ".join(sorted(FUNCTIONS))
+            raise self.error(f"unknown name {tok.text!r} (terminals {known})", tok)
+        if tok.kind == "sym" and tok.text == "(":
+            node = self.expr()
+            self.expect(")", "')'")
+            return node
+        found = "end of expression" if tok.kind == "end" else repr(tok.text)
+        raise self.error(f"expected a number, terminal, function or '(', found {found}", tok)
+
+
+def _check(node: Node, parser: _Parser) -> Kind:
+    if isinstance(node, Const):
+        return Kind.SCALAR
+    if isinstance(node, Terminal):
+        return parser.terminals[node.name]
+    assert isinstance(node, Call)
+    kinds = tuple(_check(a, parser) for a in node.args)
+    spec = OPS[node.op]
+    out = spec.result_kind(kinds)
+    if out is None:
+        pos = parser.positions.get(id(node), 0)
+        got = ", ".join(str(k) for k in kinds)
+        raise ExpressionError(f"type error: {node.op} expects {spec.expects()}, got {got}", parser.text, pos)
+    return out
+
+
+def parse(text: str, terminals: dict[str, Kind] | None = None) -> Node:
+    """Parse and type-check ``text``; raise :class:`ExpressionError` pointing at the fault."""
+    if not isinstance(text, str):
+        raise TypeError(f"expression must be a string, got {type(text).__name__}")
+    parser = _Parser(text, TERMINALS if terminals is None else terminals)
+    node = parser.parse()
+    _check(node, parser)
+    return node
+
+
+def kind_of(node: Node, terminals: dict[str, Kind] | None = None) -> Kind:
+    """Kind of an already-built expression; raises ``ValueError`` if it is ill-typed."""
+    terms = TERMINALS if terminals is None else terminals
+    if isinstance(node, Const):
+        return Kind.SCALAR
+    if isinstance(node, Terminal):
+        return terms[node.name]
+    assert isinstance(node, Call)
+    kinds = tuple(kind_of(a, terms) for a in node.args)
+    out = OPS[node.op].result_kind(kinds)
+    if out is None:
+        raise ValueError(f"type error: {node.op} expects {OPS[node.op].expects()} in {node}")
+    return out

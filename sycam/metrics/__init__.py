@@ -1,0 +1,1 @@
+"""Evaluation metrics for heatmaps (registry in this package)."""

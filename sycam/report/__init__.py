@@ -1,0 +1,1 @@
+"""Reports: HTML page and PNG figures."""

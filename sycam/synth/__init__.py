@@ -1,0 +1,1 @@
+"""Synthesis: grammar, enumeration, oracles, search."""
