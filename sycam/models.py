@@ -129,7 +129,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     for token in re.findall(r"[^.\[\]]+|\[-?\d+\]", layer.strip()):
         key = token[1:-1] if token.startswith("[") else token
         children = dict(current.named_children())
-        if key.lstrip("-").isdigit() and not (key in children):
+        if key.lstrip("-").isdigit() and key not in children:
             seq = list(current.named_children())
             idx = int(key)
             if not -len(seq) <= idx < len(seq):
@@ -193,7 +193,7 @@ def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise ModelError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
+    except Exception as exc:
         raise ModelError(f"cannot read weights from {path}: {exc}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -222,7 +222,7 @@ def _torchvision(name: str, weights: str | Path | None, seed: int) -> LoadedMode
     if weights == "imagenet":
         try:
             module = build(weights=imagenet)
-        except Exception as exc:  # noqa: BLE001 - offline: say exactly what file to put where
+        except Exception as exc:
             from torch.hub import get_dir
 
             url = imagenet.url  # type: ignore[attr-defined]
@@ -303,7 +303,7 @@ def _timm(name: str, weights: str | Path | None, seed: int) -> LoadedModel:
     torch.manual_seed(seed)
     try:
         module = timm.create_model(name, pretrained=weights == "imagenet")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelError(f"cannot load pretrained timm model {name!r} ({type(exc).__name__}); offline, "
                          f"pass --weights PATH to a local state dict") from exc
     source = f"timm:{name}" if weights == "imagenet" else f"random(seed={seed})"

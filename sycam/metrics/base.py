@@ -13,10 +13,11 @@ Cost classes:
 - ``model``: the score needs forward passes on inputs that depend on the candidate (``ctx.logits``)
   or re-explanations of such inputs (``ctx.explain``).
 
-A metric that needs the heatmaps of transformed inputs declares them in :meth:`Metric.views`: a dict of
-named functions ``images (N,3,H,W) -> images (N,3,H,W)``. The engine runs the model on each view once,
-caches the terminals, and hands the candidate's heatmaps on view ``name`` to the metric through
-``ctx.view_maps(name)``, with the same leading axes as ``maps``. Targets stay the samples' labels.
+A metric that needs the heatmaps of transformed inputs declares them in :meth:`Metric.views`: given the
+samples, a dict of named transformed inputs ``(N, 3, H, W)`` (deterministic: seeded noise, flips, ...).
+The engine runs the model on each view once, caches the terminals, and hands the candidate's heatmaps on
+view ``name`` to the metric through ``ctx.view_maps(name)``, with the same leading axes as ``maps``.
+Targets stay the samples' labels.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from ..data.samples import Samples
 
 GroundTruth = Literal["none", "mask"]
 Cost = Literal["cached", "model"]
-View = Callable[[Tensor], Tensor]
 
 
 class MetricError(ValueError):
@@ -70,8 +70,9 @@ class Metric(ABC):
     cost: ClassVar[Cost] = "cached"
     family: ClassVar[str] = ""
 
-    def views(self) -> Mapping[str, View]:
-        """Input transformations whose heatmaps this metric reads (cached once by the engine)."""
+    def views(self, samples: Samples) -> Mapping[str, Tensor]:
+        """Transformed inputs ``(N, 3, H, W)`` whose heatmaps this metric reads, by name (cached once by
+        the engine). Must be deterministic for given samples."""
         return {}
 
     @abstractmethod
