@@ -332,12 +332,19 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str | Callable[[Bin
                 data(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions of a new file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
