@@ -305,7 +305,7 @@ def _curve_svg(
         parts.append(
             f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_tick_label(t, ystep)}</text>'
         )
-    xt = _nice_ticks(x_lo, x_hi)
+    xt = _nice_ticks(x_lo, x_hi, count=6)
     xstep = xt[1] - xt[0] if len(xt) > 1 else 1.0
     for t in xt:
         x = sx(t)
@@ -496,7 +496,7 @@ table.gallery td.synth img { outline: 2px solid var(--accent); outline-offset: 1
 table.gallery th.sample { text-align: left; vertical-align: middle; max-width: 120px; padding-right: 8px;
   font-weight: normal; }
 .sample-id { display: block; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px;
-  overflow-wrap: anywhere; }
+  overflow-wrap: break-word; }
 .sample-label { display: block; color: var(--muted); font-size: 13px; }
 .cell-score { font-size: 12px; color: var(--muted); font-variant-numeric: tabular-nums; }
 td.missing { color: var(--muted); vertical-align: middle !important; }
