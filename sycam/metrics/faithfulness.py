@@ -1,0 +1,307 @@
+"""Faithfulness metrics: does the model's output follow what the heatmap says matters? All are
+``cost="model"``: each candidate needs forward passes on inputs built from its own maps. Those passes are
+batched across candidates, images and curve steps into chunked ``ctx.logits`` calls; the passes that do not
+depend on the candidate (the clean input, a curve's all-baseline end) are memoized per context.
+
+Common options:
+
+- ``output``: the model score compared, ``"prob"`` (default; the target class's softmax probability, as in
+  the Grad-CAM++ paper, RISE and ADCC) or ``"logit"`` (the raw target logit).
+- ``space`` (masking metrics): ``"input"`` (default) multiplies the *model input* by the map, ``x ⊙ L``, as
+  torchcam, pytorch-grad-cam and the ADCC reference code do (so a zero map gives the all-zero input, i.e. the
+  data set's mean colour); ``"pixels"`` multiplies the RGB pixels and normalizes again (a zero map gives a
+  black image).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ._util import (
+    Memo,
+    check_choice,
+    check_maps,
+    check_number,
+    chunked_target_scores,
+    gaussian_blur,
+    pearson,
+    safe_div,
+    sample_index,
+)
+from .base import Metric, MetricContext, MetricError
+
+FAMILY = "faithfulness"
+OUTPUTS = ("prob", "logit")
+SPACES = ("input", "pixels")
+BASELINES = ("zero", "black", "blur", "mean")
+
+
+def relative_drop(clean: Tensor, masked: Tensor, output: str) -> Tensor:
+    r"""Relative confidence drop :math:`\max(0, y - o) / y` (``|y|`` for logits; 0 where ``y = 0``)."""
+    den = clean if output == "prob" else clean.abs()
+    return safe_div(torch.relu(clean - masked), den.expand_as(masked), 0.0)
+
+
+def harmonic3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    r"""Harmonic mean :math:`3 / (1/a + 1/b + 1/c)` of values in [0, 1]; 0 when any of them is <= 0."""
+    ok = (a > 0) & (b > 0) & (c > 0)
+    one = torch.ones_like(a)
+    inv = 1 / torch.where(ok, a, one) + 1 / torch.where(ok, b, one) + 1 / torch.where(ok, c, one)
+    return torch.where(ok, 3 / inv, torch.zeros_like(a))
+
+
+class _ModelMetric(Metric):
+    """Shared plumbing: the clean target scores (memoized per context and samples) and masked inputs."""
+
+    cost = "model"
+    family = FAMILY
+
+    def __init__(self, output: str = "prob") -> None:
+        self.output = check_choice(self.name, "output", output, OUTPUTS)
+        self._clean = Memo()
+
+    def clean_scores(self, ctx: MetricContext) -> Tensor:
+        """Target scores ``(N,)`` of the unperturbed inputs (one forward per image, memoized)."""
+        s = ctx.samples
+
+        def compute() -> Tensor:
+            return chunked_target_scores(ctx, len(s), lambda a, b: (s.images[a:b], s.labels[a:b]), self.output)
+
+        return self._clean.get(ctx, (s.images, s.labels), self.output, compute)
+
+
+class _MaskedConfidence(_ModelMetric):
+    def __init__(self, output: str = "prob", space: str = "input") -> None:
+        super().__init__(output)
+        self.space = check_choice(self.name, "space", space, SPACES)
+
+    def masked_images(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """``x ⊙ L`` for every candidate and image: ``(*B, N, 3, H, W)`` in model-input space."""
+        s = ctx.samples
+        maps = maps.to(s.images.device, s.images.dtype)
+        if self.space == "input":
+            return s.images * maps.unsqueeze(-3)
+        return s.normalize(s.pixels * maps.unsqueeze(-3))
+
+    def masked_scores(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Target scores ``(*B, N)`` of the masked inputs, built and scored chunk by chunk."""
+        s = ctx.samples
+        lead, n = maps.shape[:-3], len(s)
+        rows = maps.reshape(-1, *maps.shape[-2:]).to(s.images.device, s.images.dtype)
+        idx = sample_index(tuple(lead), n, rows.device)
+        base = s.images if self.space == "input" else s.pixels
+
+        def build(a: int, b: int) -> tuple[Tensor, Tensor]:
+            ii = idx[a:b]
+            x = base[ii] * rows[a:b].unsqueeze(1)
+            return (x if self.space == "input" else s.normalize(x)), s.labels[ii]
+
+        return chunked_target_scores(ctx, rows.shape[0], build, self.output).reshape(*lead, n)
+
+
+class AverageDrop(_MaskedConfidence):
+    r"""Average Drop (Chattopadhay et al. 2018, Grad-CAM++), the relative form: per image
+
+    .. math:: \mathrm{AD} = \frac{\max(0,\, y - o)}{y},
+
+    with ``y`` the target-class score of the input ``x`` and ``o`` that of ``x ⊙ L``. In [0, 1] for
+    probabilities (the paper reports it ×100); lower is better. Same as torchcam's ``ClassificationMetric``
+    (``avg_drop``, with ``logits_fn=softmax``); pytorch-grad-cam's ``DropInConfidence`` is the *absolute* drop
+    ``max(0, y - o)``. With ``output="logit"`` the drop is divided by ``|y|``. Cost: one forward per image
+    and candidate (the clean pass is memoized)."""
+
+    name = "average_drop"
+    summary = "relative drop of the target probability when the input is masked by the map"
+    higher_is_better = False
+
+    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        maps = check_maps(maps, ctx, self.name)
+        clean = self.clean_scores(ctx)
+        return relative_drop(clean, self.masked_scores(maps, ctx), self.output).to(maps.device)
+
+
+class IncreaseInConfidence(_MaskedConfidence):
+    r"""Increase in Confidence (Chattopadhay et al. 2018, Grad-CAM++): per image the indicator
+
+    .. math:: \mathrm{IC} = \mathbb{1}[\,o > y\,],
+
+    with ``y``, ``o`` as in :class:`AverageDrop` (strictly greater); its mean over images is the paper's
+    rate. Higher is better. Same as torchcam's ``conf_increase`` and pytorch-grad-cam's
+    ``IncreaseInConfidence``."""
+
+    name = "increase_in_confidence"
+    summary = "whether masking the input by the map raises the target probability"
+    higher_is_better = True
+
+    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        maps = check_maps(maps, ctx, self.name)
+        clean = self.clean_scores(ctx)
+        return (self.masked_scores(maps, ctx) > clean).to(maps.dtype).to(maps.device)
+
+
+class ADCC(_MaskedConfidence):
+    r"""ADCC (Poppi, Cornia, Baraldi, Cucchiara 2021, "Revisiting the evaluation of class activation mapping
+    for explainability"): per image the harmonic mean
+
+    .. math:: \mathrm{ADCC} = 3 \left( \frac{1}{\mathrm{Coh}} + \frac{1}{1 - \mathrm{Com}}
+              + \frac{1}{1 - \mathrm{AD}} \right)^{-1},
+
+    - ``AD``: the relative Average Drop of ``x ⊙ L`` (as :class:`AverageDrop`, softmax probability);
+    - ``Com``: the L1 complexity, the mean of ``|L|`` over pixels (as :class:`~.complexity.Complexity`);
+    - ``Coh``: coherency, the Pearson correlation of ``L`` and the map of the *same* CAM recomputed on the
+      masked input, ``L' = CAM(x ⊙ L)`` (via ``ctx.explain``), over all pixels, rescaled to [0, 1]:
+      ``Coh = (ρ(L, L') + 1) / 2``.
+
+    In [0, 1], higher is better; 0 when any term is 0. Where ``ρ`` is undefined (``L`` or ``L'`` constant)
+    coherency is 0, as in the authors' reference code (pytorch-grad-cam's ``Coherency`` gives 0.5 there).
+    The authors' repository computes ``3 * (1/Coh + ...)`` without the final inverse; we follow the paper.
+    Cost: one forward per image and candidate plus one re-explanation (forward and backward) of ``x ⊙ L``."""
+
+    name = "adcc"
+    summary = "harmonic mean of coherency, 1 - complexity and 1 - average drop (Poppi et al. 2021)"
+    higher_is_better = True
+
+    def components(self, maps: Tensor, ctx: MetricContext) -> dict[str, Tensor]:
+        """The three ADCC terms and ADCC itself, each ``(*B, N)``."""
+        maps = check_maps(maps, ctx, self.name)
+        masked = self.masked_images(maps, ctx)  # (*B, N, 3, H, W)
+        clean = self.clean_scores(ctx)
+        flat = masked.reshape(-1, *masked.shape[-3:])
+        labels = ctx.samples.labels.repeat(flat.shape[0] // len(ctx.samples))
+        scores = chunked_target_scores(ctx, flat.shape[0], lambda a, b: (flat[a:b], labels[a:b]), self.output)
+        drop = relative_drop(clean, scores.reshape(maps.shape[:-2]), self.output).to(maps.device)
+        again = ctx.explain(masked)
+        if not isinstance(again, Tensor) or again.shape != maps.shape:
+            got = tuple(again.shape) if isinstance(again, Tensor) else type(again).__name__
+            raise MetricError(f"{self.name}: ctx.explain returned {got}, expected maps of shape {tuple(maps.shape)}")
+        again = again.to(maps.device, maps.dtype)
+        rho = pearson(maps.flatten(-2), again.flatten(-2), undefined=-1.0)
+        coherency = (rho + 1) / 2
+        complexity = maps.abs().mean((-2, -1))
+        adcc = harmonic3(coherency, 1 - complexity, 1 - drop)
+        return {"coherency": coherency, "complexity": complexity, "average_drop": drop, "adcc": adcc}
+
+    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        return self.components(maps, ctx)["adcc"]
+
+
+class _PerturbationCurve(_ModelMetric):
+    """RISE-style deletion/insertion curves; subclasses set ``_deletion``."""
+
+    _deletion: ClassVar[bool]
+
+    def __init__(self, steps: int = 20, baseline: str = "zero", output: str = "prob", blur_sigma: float = 5.0) -> None:
+        self.steps = check_number(self.name, "steps", steps, low=1, integer=True)
+        self.baseline = check_choice(self.name, "baseline", baseline, BASELINES)
+        super().__init__(output)
+        self.blur_sigma = float(check_number(self.name, "blur_sigma", blur_sigma, low=0.0, low_open=True))
+        self._ends = Memo()
+
+    def baseline_images(self, samples: Any) -> Tensor:
+        """The baseline ``(N, 3, H, W)`` in model-input space: ``zero`` (model input 0, the data set's mean
+        colour), ``black`` (RGB 0), ``mean`` (each image's per-channel mean) or ``blur`` (each image blurred
+        by a Gaussian of ``blur_sigma`` px, kernel ``2⌈3σ⌉+1``, reflect padding)."""
+        x = samples.images
+        if self.baseline == "zero":
+            return torch.zeros_like(x)
+        if self.baseline == "black":
+            return samples.normalize(torch.zeros_like(x)).expand_as(x).contiguous()
+        if self.baseline == "mean":
+            return x.mean((-2, -1), keepdim=True).expand_as(x).contiguous()
+        return gaussian_blur(x, self.blur_sigma)
+
+    def counts(self, pixels: int) -> list[int]:
+        """Pixels perturbed at each of the ``steps + 1`` curve points: ``c_k = floor(k·P / steps)``."""
+        return [k * pixels // self.steps for k in range(self.steps + 1)]
+
+    def _endpoints(self, ctx: MetricContext) -> tuple[Tensor, Tensor, Tensor]:
+        s = ctx.samples
+
+        def compute() -> tuple[Tensor, Tensor, Tensor]:
+            base = self.baseline_images(s)
+            clean = self.clean_scores(ctx)
+            on_base = chunked_target_scores(ctx, len(s), lambda a, b: (base[a:b], s.labels[a:b]), self.output)
+            return base, clean, on_base
+
+        return self._ends.get(ctx, (s.images, s.labels), (self.output, self.baseline, self.blur_sigma), compute)
+
+    def curves(self, maps: Tensor, ctx: MetricContext) -> tuple[Tensor, Tensor]:
+        """The fractions ``(steps + 1,)`` of perturbed pixels and the target scores ``(*B, N, steps + 1)``
+        along the curve. Pixels are ranked by decreasing map value; ties keep raster order (stable sort)."""
+        maps = check_maps(maps, ctx, self.name)
+        s = ctx.samples
+        h, w = maps.shape[-2:]
+        p = h * w
+        if self.steps > p:
+            raise MetricError(f"{self.name}: steps ({self.steps}) exceeds the number of pixels ({p})")
+        base, clean, on_base = self._endpoints(ctx)
+        lead, n = maps.shape[:-3], len(s)
+        rows = maps.reshape(-1, p).to(s.images.device)
+        order = torch.sort(rows, dim=-1, descending=True, stable=True).indices
+        ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(p, device=rows.device).expand_as(order))
+        counts = torch.tensor(self.counts(p), device=rows.device)
+        idx = sample_index(tuple(lead), n, rows.device)
+        inner = self.steps - 1
+
+        def build(a: int, b: int) -> tuple[Tensor, Tensor]:
+            j = torch.arange(a, b, device=rows.device)
+            r, k = j // inner, 1 + j % inner
+            top = (ranks[r] < counts[k].unsqueeze(1)).view(-1, 1, h, w)
+            x, z = s.images[idx[r]], base[idx[r]]
+            return (torch.where(top, z, x) if self._deletion else torch.where(top, x, z)), s.labels[idx[r]]
+
+        start, end = (clean, on_base) if self._deletion else (on_base, clean)
+        mid = chunked_target_scores(ctx, rows.shape[0] * inner, build, self.output).to(start.device)
+        mid = mid.reshape(rows.shape[0], inner)
+        first = start.repeat(rows.shape[0] // n).unsqueeze(1)
+        last = end.repeat(rows.shape[0] // n).unsqueeze(1)
+        curve = torch.cat([first, mid, last], dim=1).reshape(*lead, n, self.steps + 1)
+        fractions = counts.to(curve.dtype) / p
+        return fractions.to(maps.device), curve.to(maps.device)
+
+    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        fractions, curve = self.curves(maps, ctx)
+        return torch.trapezoid(curve, fractions, dim=-1).to(maps.dtype)
+
+
+class DeletionAUC(_PerturbationCurve):
+    r"""Deletion AUC (Petsiuk et al. 2018, RISE): replace the pixels in decreasing order of ``L`` by a
+    baseline in ``steps`` equal steps (``c_k = ⌊kP/steps⌋`` pixels at step ``k``) and integrate the
+    target-class score over the deleted fraction with the trapezoidal rule,
+
+    .. math:: \mathrm{Del} = \int_0^1 f_c\big(x^{(t)}\big)\, dt, \quad x^{(t)} = \text{top-}tP
+              \text{ pixels of } L \text{ replaced by the baseline}.
+
+    Lower is better (the score should collapse quickly). Defaults: ``steps=20`` (as torchcam),
+    ``baseline="zero"`` (model input 0, RISE's deletion substrate), ``output="prob"``. Ties in ``L`` keep
+    raster order. Matches torchcam's ``DeletionInsertionMetric`` (``deletion_auc``) when ``P`` is a multiple of
+    ``steps`` (torchcam uses ``⌈P/steps⌉``-pixel steps, so its last step is shorter otherwise). Cost: about
+    ``steps - 1`` forwards per image and candidate."""
+
+    name = "deletion_auc"
+    summary = "area under the target probability as the top pixels are deleted (RISE)"
+    higher_is_better = False
+    _deletion = True
+
+    def __init__(self, steps: int = 20, baseline: str = "zero", output: str = "prob", blur_sigma: float = 5.0) -> None:
+        super().__init__(steps=steps, baseline=baseline, output=output, blur_sigma=blur_sigma)
+
+
+class InsertionAUC(_PerturbationCurve):
+    r"""Insertion AUC (Petsiuk et al. 2018, RISE): start from the baseline and restore the input's pixels in
+    decreasing order of ``L`` in ``steps`` equal steps; the area under the target-class score curve over the
+    inserted fraction (trapezoidal rule). Higher is better. Defaults: ``steps=20``, ``baseline="blur"`` (RISE
+    inserts into a blurred copy; we blur with a Gaussian of ``blur_sigma=5`` px, kernel ``2⌈3σ⌉+1`` with
+    reflect padding, where RISE uses an 11-tap kernel), ``output="prob"``. Otherwise as
+    :class:`DeletionAUC`."""
+
+    name = "insertion_auc"
+    summary = "area under the target probability as the top pixels are inserted into a blurred copy (RISE)"
+    higher_is_better = True
+    _deletion = False
+
+    def __init__(self, steps: int = 20, baseline: str = "blur", output: str = "prob", blur_sigma: float = 5.0) -> None:
+        super().__init__(steps=steps, baseline=baseline, output=output, blur_sigma=blur_sigma)

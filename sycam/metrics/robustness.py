@@ -1,0 +1,95 @@
+"""Robustness metrics: how much a heatmap changes under small input noise (Yeh et al. 2019, "On the
+(in)fidelity and sensitivity of explanations"). ``cost="cached"``: the noisy inputs are fixed *views* whose
+terminals the engine computes once, so scoring a candidate is tensor arithmetic on its maps of the views."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from ..data.samples import Samples
+from ._util import check_maps, check_number
+from .base import Metric, MetricContext, MetricError
+
+FAMILY = "robustness"
+#: Floor of the denominator ``||L(x)||``: a zero map that changes under noise gets a huge but finite score.
+EPS = 1e-8
+
+
+def uniform_noise_views(samples: Samples, n: int, radius: float, seed: int) -> dict[str, Tensor]:
+    r"""``n`` noisy copies of the inputs: ``normalize(clip(pixels + δ_j, 0, 1))`` with ``δ_j`` uniform in the
+    L∞ ball of radius ``radius`` in RGB [0, 1] units. View ``j`` is drawn on the CPU from a generator seeded
+    with ``(seed, j)`` (identical on every device, and the same for any ``n > j``); views are named
+    ``uniform(r=<radius>,seed=<seed>)#<j>`` so that equal names mean equal inputs."""
+    pixels = samples.pixels
+    out: dict[str, Tensor] = {}
+    for j in range(n):
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + j)
+        delta = (torch.rand(pixels.shape, generator=g, dtype=torch.float32) * 2 - 1) * radius
+        noisy = (pixels + delta.to(pixels.device, pixels.dtype)).clamp(0, 1)
+        out[f"uniform(r={radius:g},seed={seed})#{j}"] = samples.normalize(noisy)
+    return out
+
+
+class _Sensitivity(Metric):
+    higher_is_better = False
+    cost = "cached"
+    family = FAMILY
+
+    def __init__(self, n: int = 8, radius: float = 0.05, seed: int = 0) -> None:
+        self.n = check_number(self.name, "n", n, low=1, integer=True)
+        self.radius = float(check_number(self.name, "radius", radius, low=0.0, low_open=True))
+        self.seed = check_number(self.name, "seed", seed, integer=True)
+
+    def view_names(self) -> list[str]:
+        return [f"uniform(r={self.radius:g},seed={self.seed})#{j}" for j in range(self.n)]
+
+    def views(self, samples: Samples) -> Mapping[str, Tensor]:
+        return uniform_noise_views(samples, self.n, self.radius, self.seed)
+
+    def sensitivities(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""``(n, *B, N)``: :math:`\|L(x+δ_j) - L(x)\|_F / \|L(x)\|_F` per view ``j`` (0 when both are 0)."""
+        maps = check_maps(maps, ctx, self.name)
+        ref = maps.flatten(-2).norm(dim=-1)
+        out = []
+        for name in self.view_names():
+            other = ctx.view_maps(name)
+            if not isinstance(other, Tensor) or other.shape != maps.shape:
+                got = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+                raise MetricError(f"{self.name}: maps of view {name!r} have shape {got}, expected {tuple(maps.shape)}")
+            diff = (other.to(maps.device, maps.dtype) - maps).flatten(-2).norm(dim=-1)
+            out.append(torch.where(diff == 0, torch.zeros_like(diff), diff / ref.clamp_min(EPS)))
+        return torch.stack(out)
+
+
+class MaxSensitivity(_Sensitivity):
+    r"""Max-sensitivity (Yeh et al. 2019; Quantus ``MaxSensitivity``): the largest relative change of the
+    map over ``n`` seeded uniform-noise views,
+
+    .. math:: \mathrm{SENS}_{\max} = \max_{j \le n} \frac{\|L(x + δ_j) - L(x)\|_F}{\|L(x)\|_F},
+              \quad δ_j \sim U[-r, r]^{3HW} \text{ (RGB units, clipped to [0, 1])}.
+
+    Lower is better. Defaults: ``n=8`` views, ``radius=0.05`` (≈ 13/255; Quantus's default, 0.2 in
+    ImageNet-normalized units, is ≈ 0.045), ``seed=0``. Quantus draws 200 fresh samples per call in the
+    model-input space, does not clip, and re-explains each; here the views are fixed and their terminals
+    cached. A zero map scores 0 when the view maps are zero too, else ``||Δ|| / 1e-8``."""
+
+    name = "max_sensitivity"
+    summary = "largest relative change of the map under small uniform input noise"
+
+    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        return self.sensitivities(maps, ctx).amax(0)
+
+
+class AvgSensitivity(_Sensitivity):
+    r"""Average sensitivity (Yeh et al. 2019; Quantus ``AvgSensitivity``): the mean over the ``n`` views of
+    the relative change :math:`\|L(x + δ_j) - L(x)\|_F / \|L(x)\|_F` (see :class:`MaxSensitivity` for the
+    views and defaults). Lower is better."""
+
+    name = "avg_sensitivity"
+    summary = "mean relative change of the map under small uniform input noise"
+
+    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        return self.sensitivities(maps, ctx).mean(0)
