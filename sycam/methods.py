@@ -1,0 +1,73 @@
+"""The well-known CAM methods, stored as data: named expressions of the language (spec §4).
+
+Channel-weight form (the expression is a channel vector α): :math:`L = \\sum_k \\alpha_k A_k`.
+Pixel-weight form (the expression is a map α): :math:`L = \\sum_k \\alpha_k \\odot A_k`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .expr import ExpressionError, Node, parse
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    expression: str
+    title: str
+    reference: str
+
+    @property
+    def node(self) -> Node:
+        return parse(self.expression)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("gradcam", "mean(G)", "Grad-CAM", "Selvaraju et al., ICCV 2017"),
+        Method(
+            "gradcam++",
+            "sum(relu(G) * sq(G) / (2 * sq(G) + sum(A) * cube(G) + 1e-06))",
+            "Grad-CAM++",
+            "Chattopadhyay et al., WACV 2018 (pytorch-grad-cam's denominator 2G² + ΣA·G³ + 1e-6: the ε matters, "
+            "since G² is often below 1e-5)",
+        ),
+        Method("xgradcam", "sum(G * A) / sum(A)", "XGrad-CAM", "Fu et al., BMVC 2020"),
+        Method("scorecam", "softmax(S)", "Score-CAM", "Wang et al., CVPRW 2020"),
+        Method("ablationcam", "D", "Ablation-CAM", "Desai & Ramaswamy, WACV 2020"),
+        Method("hirescam", "G", "HiResCAM", "Draelos & Carin, 2020 (pixel form)"),
+        Method("layercam", "relu(G)", "LayerCAM", "Jiang et al., TIP 2021 (pixel form)"),
+    ]
+}
+
+_ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "gradcam_pp": "gradcam++"}
+
+
+def _key(name: str) -> str:
+    k = name.strip().lower().replace("-", "").replace(" ", "")
+    return _ALIASES.get(k, k)
+
+
+def resolve_method(spec: str | Node) -> tuple[str, Node]:
+    """``(label, expression)`` for a method name (case-insensitive; ``grad-cam`` = ``gradcam``) or an
+    expression text. Raises :class:`~sycam.expr.ExpressionError` for a bad expression."""
+    if isinstance(spec, Node):
+        return str(spec), spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a method must be a name ({', '.join(METHODS)}) or an expression, got {spec!r}")
+    key = _key(spec)
+    if key in METHODS:
+        return METHODS[key].name, METHODS[key].node
+    try:
+        node = parse(spec)
+    except ExpressionError as exc:
+        if spec.strip().replace("-", "").replace("+", "").replace("_", "").isalnum() and "(" not in spec:
+            raise ExpressionError(
+                f"unknown method {spec.strip()!r} (methods: {', '.join(METHODS)}) and not an expression: {exc.reason}",
+                exc.text,
+                exc.position,
+            ) from None
+        raise
+    return str(node), node

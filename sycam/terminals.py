@@ -1,0 +1,449 @@
+r"""Terminal extraction: what a CNN computed at the target layer, cached per image batch.
+
+For images :math:`x_n`, target scores :math:`y_n = y_{c_n}(x_n)` and target-layer activations
+:math:`A_n \in \mathbb{R}^{K\times h\times w}`:
+
+- ``A`` — activations, one forward pass;
+- ``G`` — :math:`\partial y_n / \partial A_n`, one backward pass (``torch.autograd.grad``, so parameter
+  ``.grad`` is never touched);
+- ``S`` — Score-CAM channel scores :math:`S_{nk} = y_{c_n}(x_n \odot M_{nk})` with
+  :math:`M_{nk} = \mathrm{minmax}(\mathrm{up}(A_{nk}))`, upsampled bilinearly with ``align_corners=True``
+  and normalized as :math:`(M - \min M) / (\max M - \min M + 10^{-8})` (as pytorch-grad-cam). With
+  ``score_top_k`` only the k channels of highest mean activation are scored per image; every other
+  channel gets the score of the fully masked input :math:`y_{c_n}(x_n \odot 0)`, i.e. it is treated as a
+  channel whose mask is empty;
+- ``D`` — Ablation-CAM drops :math:`D_{nk} = (y_n - y_{c_n}[A_{nk} := a_n]) / y_n`, where the ablation value
+  :math:`a_n` is 0 when :math:`\min A_n = 0` and :math:`\min A_n - 10^7` otherwise (as pytorch-grad-cam),
+  computed by running **only the part of the network after the target layer** (the graph is split with
+  ``torch.fx``; if the model cannot be traced, the whole network is rerun with the layer's output
+  replaced).
+
+Extraction is a pure function of (model, layer, images, targets) → tensors, so it can be sharded by image.
+Hooks are always removed and the model's mode restored, also on errors and under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+
+from .expr.ops import safe_div
+from .models import ModelError, resolve_layer
+from .targets import Targets, TargetSpec
+
+MAP_TERMINALS = ("A", "G")
+VECTOR_TERMINALS = ("S", "D")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and restore its previous mode afterwards (also on errors)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def capture_output(layer: nn.Module, replace: Callable[[Tensor], Tensor] | None = None) -> Iterator[list[Tensor]]:
+    """Record (and optionally replace) ``layer``'s output during the forward passes inside the block."""
+    seen: list[Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> Tensor | None:
+        if not isinstance(output, Tensor) or output.dim() != 4:
+            raise ModelError(
+                f"the target layer must output a (N, K, h, w) tensor, got {type(output).__name__}"
+                + (f" of shape {tuple(output.shape)}" if isinstance(output, Tensor) else "")
+            )
+        if replace is not None:
+            output = replace(output)
+        seen.append(output)
+        return output
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def _chunks(n: int, size: int) -> Iterable[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+# --------------------------------------------------------------------------------------------------
+# Running only the network after the target layer
+# --------------------------------------------------------------------------------------------------
+
+
+class _CutTracer(fx.Tracer):
+    """Traces through the target layer's ancestors only; every other module stays one opaque call."""
+
+    def __init__(self, ancestors: set[str]) -> None:
+        super().__init__()
+        self.ancestors = ancestors
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name not in self.ancestors
+
+
+@dataclass
+class TailSplit:
+    """The model split at the target layer: ``head(x) -> cut values``, ``tail(*cut values) -> outputs``.
+
+    ``cut[0]`` is the target layer's output; the other cut values are earlier tensors that the tail
+    still reads (e.g. a skip connection crossing the layer).
+    """
+
+    head: fx.GraphModule
+    tail: fx.GraphModule
+    n_cut: int
+
+    @classmethod
+    def build(cls, model: nn.Module, layer_name: str) -> TailSplit:
+        parts = layer_name.split(".")
+        ancestors = {".".join(parts[:i]) for i in range(1, len(parts))}
+        graph = _CutTracer(ancestors).trace(model)
+        gm = fx.GraphModule(model, graph)
+        targets = [n for n in graph.nodes if n.op == "call_module" and n.target == layer_name]
+        if len(targets) != 1:
+            raise ModelError(f"layer {layer_name!r} is called {len(targets)} times in the traced graph")
+        target = targets[0]
+        tail_nodes: set[fx.Node] = set()
+        frontier = [target]
+        while frontier:
+            for user in frontier.pop().users:
+                if user not in tail_nodes:
+                    tail_nodes.add(user)
+                    frontier.append(user)
+        ordered = list(graph.nodes)
+        head_nodes = [n for n in ordered if n not in tail_nodes and n.op != "output"]
+        cut = [target] + [n for n in head_nodes if n is not target and any(u in tail_nodes for u in n.users)]
+
+        head_graph = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
+        for node in head_nodes:
+            env[node] = head_graph.node_copy(node, lambda n: env[n])
+        head_graph.output(tuple(env[n] for n in cut))
+
+        tail_graph = fx.Graph()
+        env = {n: tail_graph.placeholder(f"cut_{i}") for i, n in enumerate(cut)}
+        for node in ordered:
+            if node in tail_nodes:
+                env[node] = tail_graph.node_copy(node, lambda n: env[n])
+        return cls(fx.GraphModule(gm, head_graph), fx.GraphModule(gm, tail_graph), len(cut))
+
+
+# --------------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractOptions:
+    """Knobs of terminal extraction."""
+
+    batch_size: int = 32  #: images per forward/backward for A, G; masked inputs per forward for S and D
+    score_top_k: int | None = None  #: cap of the Score-CAM terminal S to the top-k channels per image
+    ablation_batch: int = 256  #: ablated copies per tail forward for D
+
+
+def forward_backward(
+    model: nn.Module, layer: nn.Module, images: Tensor, targets: Targets, batch_size: int = 32, need_grad: bool = True
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """``(A, G, logits)`` for ``images``: one forward (and one backward when ``need_grad``) per chunk."""
+    acts, grads, outs = [], [], []
+    with eval_mode(model):
+        for sl in _chunks(images.shape[0], batch_size):
+            x = images[sl]
+            index = torch.arange(sl.start, sl.stop, device=x.device)
+
+            def keep_graph(out: Tensor) -> Tensor:
+                return out if out.requires_grad else out.detach().requires_grad_(True)
+
+            ctx = torch.enable_grad() if need_grad else torch.no_grad()
+            with ctx, capture_output(layer, keep_graph if need_grad else None) as seen:
+                logits = model(x)
+                if not seen:
+                    raise ModelError("the target layer was not called during the forward pass")
+                a = seen[0]
+                if need_grad:
+                    score = targets.scores(logits, index)
+                    (g,) = torch.autograd.grad(score.sum(), a)
+                    grads.append(g.detach())
+            acts.append(a.detach())
+            outs.append(logits.detach())
+    return torch.cat(acts), (torch.cat(grads) if need_grad else None), torch.cat(outs)
+
+
+def _target_scores(
+    model: nn.Module,
+    inputs: Callable[[slice], tuple[Tensor, Tensor]],
+    total: int,
+    targets: Targets,
+    batch_size: int,
+    forward: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Target scores of ``total`` generated inputs, chunked; ``inputs(slice) -> (batch, sample index)``."""
+    out = []
+    run = forward or model
+    with torch.no_grad():
+        for sl in _chunks(total, batch_size):
+            x, index = inputs(sl)
+            out.append(targets.scores(run(x), index))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def score_cam_scores(
+    model: nn.Module, images: Tensor, acts: Tensor, targets: Targets, batch_size: int = 32, top_k: int | None = None
+) -> Tensor:
+    """The Score-CAM terminal ``S`` of shape ``(N, K)`` (see the module docstring)."""
+    n, k = acts.shape[:2]
+    size = images.shape[-2:]
+    if top_k is not None and top_k < k:
+        chosen = acts.mean(dim=(2, 3)).topk(top_k, dim=1).indices  # (N, top_k)
+    else:
+        chosen = torch.arange(k, device=acts.device).expand(n, k)
+    pairs_n = torch.arange(n, device=acts.device).repeat_interleave(chosen.shape[1])
+    pairs_k = chosen.reshape(-1)
+
+    def inputs(sl: slice) -> tuple[Tensor, Tensor]:
+        ni, ki = pairs_n[sl], pairs_k[sl]
+        up = F.interpolate(acts[ni, ki][:, None], size=size, mode="bilinear", align_corners=True)
+        flat = up.flatten(1)
+        lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+        mask = (up - lo) / (hi - lo + 1e-8)
+        return images[ni] * mask, ni
+
+    with eval_mode(model):
+        scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size).to(acts.dtype)
+        if chosen.shape[1] == k and top_k is None:
+            return scores.view(n, k)
+        empty = _target_scores(
+            model,
+            lambda sl: (torch.zeros_like(images[sl]), torch.arange(sl.start, sl.stop, device=images.device)),
+            n,
+            targets,
+            batch_size,
+        ).to(acts.dtype)
+    out = empty[:, None].expand(n, k).clone()
+    out.scatter_(1, chosen, scores.view(n, -1))
+    return out
+
+
+def ablation_drops(
+    model: nn.Module,
+    layer: nn.Module,
+    layer_name: str,
+    images: Tensor,
+    acts: Tensor,
+    base_scores: Tensor,
+    targets: Targets,
+    batch_size: int = 256,
+    split: TailSplit | None = None,
+) -> Tensor:
+    """The Ablation-CAM terminal ``D`` of shape ``(N, K)`` (see the module docstring)."""
+    n, k = acts.shape[:2]
+    mins = acts.flatten(1).min(1).values
+    ablate_to = torch.where(mins == 0, torch.zeros_like(mins), mins - 1e7)
+    pairs_n = torch.arange(n, device=acts.device).repeat_interleave(k)
+    pairs_k = torch.arange(k, device=acts.device).repeat(n)
+
+    def ablated(sl: slice) -> tuple[Tensor, Tensor]:
+        ni, ki = pairs_n[sl], pairs_k[sl]
+        a = acts[ni].clone()
+        a[torch.arange(ni.numel(), device=a.device), ki] = ablate_to[ni].view(-1, 1, 1)
+        return a, ni
+
+    with eval_mode(model):
+        if split is not None:
+            with torch.no_grad():
+                cut = [split.head(images[sl]) for sl in _chunks(n, 32)]
+            cut_values = [torch.cat([c[i] for c in cut]) for i in range(split.n_cut)]
+
+            scores = []
+            with torch.no_grad():
+                for sl in _chunks(pairs_n.numel(), batch_size):
+                    a, ni = ablated(sl)
+                    rest = [v[ni] for v in cut_values[1:]]
+                    scores.append(targets.scores(split.tail(a, *rest), ni))
+            abl = torch.cat(scores)
+        else:
+            state: dict[str, Tensor] = {}
+
+            def swap(_out: Tensor) -> Tensor:
+                return state["a"]
+
+            def run(sl: slice) -> tuple[Tensor, Tensor]:
+                a, ni = ablated(sl)
+                state["a"] = a
+                return images[ni], ni
+
+            with capture_output(layer, swap):
+                abl = _target_scores(model, run, pairs_n.numel(), targets, batch_size)
+    base = base_scores[pairs_n].to(abl.dtype)
+    return safe_div(base - abl, base).view(n, k).to(acts.dtype)
+
+
+def extract_terminals(
+    model: nn.Module,
+    layer: str | nn.Module,
+    images: Tensor,
+    targets: TargetSpec | Targets,
+    names: Iterable[str] = ("A", "G"),
+    options: ExtractOptions | None = None,
+) -> Terminals:
+    """Compute the requested terminals for ``images`` (a pure function; see :class:`TerminalCache`)."""
+    cache = TerminalCache(model, layer, images, targets, options)
+    cache.get(names)
+    return cache.snapshot()
+
+
+@dataclass
+class Terminals:
+    """Computed terminal values for N images: maps ``(N, K, h, w)`` and vectors ``(N, K)``."""
+
+    values: dict[str, Tensor]
+    logits: Tensor
+    targets: Targets
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class TerminalCache:
+    """Lazily computed, cached terminals of one model layer on one batch of images.
+
+    Args:
+        model: the classifier (any ``nn.Module`` returning ``(N, classes)``).
+        layer: the target layer, as a module or a path such as ``"layer4[-1]"``.
+        images: ``(N, 3, H, W)`` model inputs; moved to the model's device.
+        targets: ``None`` (predicted class), class indices, or callables on a sample's output.
+        options: batch sizes and the Score-CAM top-k cap.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module,
+        images: Tensor,
+        targets: TargetSpec | Targets = None,
+        options: ExtractOptions | None = None,
+    ) -> None:
+        if not isinstance(images, Tensor) or images.dim() != 4:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"images must be a (N, C, H, W) tensor, got {shape}")
+        if images.shape[0] == 0:
+            raise ValueError("no images given")
+        self.model = model
+        self.layer_name, self.layer = resolve_layer(model, layer)
+        param = next(model.parameters(), None)
+        self.device = param.device if param is not None else images.device
+        self.images = images.to(self.device, torch.float32)
+        self.options = options or ExtractOptions()
+        self._target_spec = targets
+        self._targets: Targets | None = targets if isinstance(targets, Targets) else None
+        self._values: dict[str, Tensor] = {}
+        self._logits: Tensor | None = None
+        self._split: TailSplit | bool | None = None  # False: tracing failed
+        self.timings: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def targets(self) -> Targets:
+        self._ensure_forward()
+        assert self._targets is not None
+        return self._targets
+
+    @property
+    def logits(self) -> Tensor:
+        self._ensure_forward()
+        assert self._logits is not None
+        return self._logits
+
+    @property
+    def target_scores(self) -> Tensor:
+        """``(N,)`` target score of each original image."""
+        return self.targets.scores(self.logits)
+
+    def _ensure_forward(self, need_grad: bool = False) -> None:
+        if "A" in self._values and (not need_grad or "G" in self._values):
+            return
+        import time
+
+        t0 = time.perf_counter()
+        if self._targets is None:
+            if self._target_spec is None:
+                with torch.no_grad(), eval_mode(self.model):
+                    logits = torch.cat([self.model(self.images[sl]) for sl in _chunks(len(self), 32)])
+                self._targets = Targets.resolve(None, len(self), logits)
+            else:
+                self._targets = Targets.resolve(self._target_spec, len(self))
+        a, g, logits = forward_backward(
+            self.model, self.layer, self.images, self._targets, self.options.batch_size, need_grad
+        )
+        self._targets.check(logits.shape[-1])
+        self._values["A"] = a
+        if g is not None:
+            self._values["G"] = g
+        self._logits = logits
+        self.timings["forward_backward" if need_grad else "forward"] = time.perf_counter() - t0
+
+    def get(self, names: Iterable[str]) -> dict[str, Tensor]:
+        """The requested terminals (computing the missing ones): maps ``(N,K,h,w)``, vectors ``(N,K)``."""
+        import time
+
+        names = list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in MAP_TERMINALS + VECTOR_TERMINALS]
+        if unknown:
+            raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}")
+        self._ensure_forward(need_grad="G" in names)
+        if "S" in names and "S" not in self._values:
+            t0 = time.perf_counter()
+            self._values["S"] = score_cam_scores(
+                self.model,
+                self.images,
+                self._values["A"],
+                self.targets,
+                self.options.batch_size,
+                self.options.score_top_k,
+            )
+            self.timings["S"] = time.perf_counter() - t0
+        if "D" in names and "D" not in self._values:
+            t0 = time.perf_counter()
+            self._values["D"] = ablation_drops(
+                self.model,
+                self.layer,
+                self.layer_name,
+                self.images,
+                self._values["A"],
+                self.target_scores,
+                self.targets,
+                self.options.ablation_batch,
+                self._tail_split(),
+            )
+            self.timings["D"] = time.perf_counter() - t0
+        return {n: self._values[n] for n in names}
+
+    def _tail_split(self) -> TailSplit | None:
+        if self._split is None:
+            try:
+                self._split = TailSplit.build(self.model, self.layer_name)
+            except Exception:  # untraceable model: fall back to full forwards with the layer output replaced
+                self._split = False
+        return self._split or None
+
+    def values(self, names: Iterable[str]) -> dict[str, Tensor]:
+        """Terminals shaped for expression evaluation: vectors as ``(N, K, 1, 1)``."""
+        return {n: (v[:, :, None, None] if v.dim() == 2 else v) for n, v in self.get(names).items()}
+
+    def snapshot(self) -> Terminals:
+        return Terminals(dict(self._values), self.logits, self.targets, dict(self.timings))
