@@ -164,6 +164,7 @@ class ContextModel(nn.Module):
     def __init__(self, ctx: MetricContext) -> None:
         super().__init__()
         self._ctx = ctx
+        self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
         images = self._ctx.samples.images
@@ -206,8 +207,9 @@ class QuantusMetric(Metric):
             options = {"disable_warnings": True, "display_progressbar": False, **kwargs}
             try:
                 metric = cls(**options)
-            except TypeError as e:
-                raise MetricError(f"quantus:{cls.__name__}: bad parameters: {e}") from None
+            except (TypeError, ValueError) as e:
+                first = " ".join(str(e).split()).split(". ")[0]
+                raise MetricError(f"quantus:{cls.__name__}: bad parameters: {first}") from None
         elif kwargs:
             raise MetricError("QuantusMetric: keyword arguments are only accepted with a metric name")
         direction = getattr(getattr(metric, "score_direction", None), "value", None)
@@ -229,6 +231,15 @@ class QuantusMetric(Metric):
         raw = getattr(self._metric, "get_params", {}) or {}
         keep = {k: _plain(v) for k, v in raw.items() if not k.startswith("_")}
         return {"metric": type(self._metric).__name__, "softmax": self._softmax, **keep}
+
+    def _scalar(self, value: Any) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise MetricError(
+                f"{self.name} returned a non-scalar score per sample (e.g. a curve); configure it to return one "
+                "number per sample (e.g. PixelFlipping(return_auc_per_sample=True))"
+            ) from None
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -266,5 +277,5 @@ class QuantusMetric(Metric):
                 device=str(s.images.device),
                 batch_size=n,
             )
-            out.append(torch.as_tensor([float(v) for v in scores], dtype=maps.dtype))
+            out.append(torch.as_tensor([self._scalar(v) for v in scores], dtype=maps.dtype))
         return torch.stack(out).reshape(*lead, n).to(maps.device)

@@ -293,7 +293,12 @@ class DeletionAUC(_PerturbationCurve):
 class InsertionAUC(_PerturbationCurve):
     r"""Insertion AUC (Petsiuk et al. 2018, RISE): start from the baseline and restore the input's pixels in
     decreasing order of ``L`` in ``steps`` equal steps; the area under the target-class score curve over the
-    inserted fraction (trapezoidal rule). Higher is better. Defaults: ``steps=20``, ``baseline="blur"`` (RISE
+    inserted fraction (trapezoidal rule),
+
+    .. math:: \mathrm{Ins} = \int_0^1 f_c\big(x^{(t)}\big)\, dt, \quad x^{(t)} = \text{baseline with the top-}tP
+              \text{ pixels of } L \text{ restored}.
+
+    Higher is better. Defaults: ``steps=20``, ``baseline="blur"`` (RISE
     inserts into a blurred copy; we blur with a Gaussian of ``blur_sigma=5`` px, kernel ``2⌈3σ⌉+1`` with
     reflect padding, where RISE uses an 11-tap kernel), ``output="prob"``. Otherwise as
     :class:`DeletionAUC`."""

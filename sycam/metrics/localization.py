@@ -81,7 +81,9 @@ class PointingGame(Metric):
     r"""Pointing game (Zhang et al. 2018, "Top-down neural attention by excitation backprop"): a hit when
     the map's maximum lies inside the ground truth, with a tolerance of ``tolerance`` pixels (a hit within
     Euclidean distance ``tolerance`` of the region counts; default 15 px as in Zhang et al.; 0 = strictly
-    inside). Score per image in [0, 1], higher is better.
+    inside). Score per image in [0, 1], higher is better:
+
+    .. math:: \mathrm{PG}(L, M) = \mathbb{1}\big[\operatorname{dist}(\arg\max_p L_p,\; M) \le r\big].
 
     Ties (several pixels share the maximum value, e.g. a flat top after upsampling, or a constant map):
 
@@ -180,9 +182,14 @@ def roc_auc_rows(scores: Tensor, labels: Tensor) -> Tensor:
 class MaskAUC(Metric):
     r"""Area under the ROC curve of the map values as a detector of ground-truth pixels (Fawcett 2006;
     Quantus ``AUC``): the probability that a random pixel inside ``M`` has a higher map value than a random
-    pixel outside, ties counting one half (as scikit-learn's ``roc_auc_score``, which Quantus uses). In
-    [0, 1], higher is better, 0.5 is chance; a constant map scores exactly 0.5. NaN when the mask is empty
-    or covers the whole image."""
+    pixel outside, ties counting one half,
+
+    .. math:: \mathrm{AUC} = \frac{1}{|M|\,|\bar M|} \sum_{p \in M} \sum_{q \notin M}
+              \Big(\mathbb{1}[L_p > L_q] + \tfrac12 \mathbb{1}[L_p = L_q]\Big),
+
+    which equals scikit-learn's ``roc_auc_score`` (trapezoids over the distinct thresholds; Quantus uses
+    ``roc_curve`` + ``auc``). In [0, 1], higher is better, 0.5 is chance; a constant map scores exactly 0.5.
+    NaN when the mask is empty or covers the whole image."""
 
     name = "mask_auc"
     summary = "ROC AUC of the map values as a detector of ground-truth pixels"

@@ -84,9 +84,12 @@ class MaxSensitivity(_Sensitivity):
 
 
 class AvgSensitivity(_Sensitivity):
-    r"""Average sensitivity (Yeh et al. 2019; Quantus ``AvgSensitivity``): the mean over the ``n`` views of
-    the relative change :math:`\|L(x + δ_j) - L(x)\|_F / \|L(x)\|_F` (see :class:`MaxSensitivity` for the
-    views and defaults). Lower is better."""
+    r"""Average sensitivity (Yeh et al. 2019; Quantus ``AvgSensitivity``): the mean relative change of the
+    map over the ``n`` views,
+
+    .. math:: \mathrm{SENS}_{\mathrm{avg}} = \frac{1}{n} \sum_{j=1}^{n} \frac{\|L(x + δ_j) - L(x)\|_F}{\|L(x)\|_F}
+
+    (see :class:`MaxSensitivity` for the views and defaults). Lower is better."""
 
     name = "avg_sensitivity"
     summary = "mean relative change of the map under small uniform input noise"
