@@ -123,3 +123,12 @@ def test_folder_without_annotations(tmp_path: Path) -> None:
     (tmp_path / "JPEGImages").mkdir()
     with pytest.raises(DataError, match=r"Annotations: no \*.xml annotation files"):
         load_data(tmp_path, SMALL)
+
+
+def test_demo_name_and_folder_named_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "demo").mkdir()
+    write_png(tmp_path / "demo" / "x.png", 32, 32)
+    (tmp_path / "demo" / "x.xml").write_text(voc_xml("x.png", [("1", (1, 1, 4, 4))]))
+    monkeypatch.chdir(tmp_path)
+    assert load_data("./demo", SMALL).ids == ("x.png#1",)
+    assert len(load_data("demo", SMALL, limit=3)) == 3  # the embedded data set

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from ..models import Preprocess
 from .assemble import MissingGT, Target, assemble
+from .demo import build_demo
 from .errors import DataError, DataWarning
 from .labels import Labeler, LabelResolver
 from .manifest import read_csv, read_json
 from .samples import Samples
 from .voc import read_folder
+
+DEMO = "demo"
 
 
 def load_data(
@@ -31,7 +34,8 @@ def load_data(
     """Load a data set as model-ready :class:`Samples` (on the CPU).
 
     Args:
-        spec: a manifest ``.csv`` or ``.json``, or a folder of images with PASCAL-VOC/ImageNet XML annotations.
+        spec: ``"demo"`` (the embedded data set; write ``./demo`` for a folder of that name), a manifest
+            ``.csv`` or ``.json``, or a folder of images with PASCAL-VOC/ImageNet XML annotations.
         preprocess: the model's preprocessing; images, boxes and masks all go through it.
         classes: the model's class names in index order (``LoadedModel.classes``); ``None`` for ImageNet-1k.
         label: the class of every sample, overriding the files (index, synset or name).
@@ -48,6 +52,11 @@ def load_data(
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer, got {limit!r}")
+    if isinstance(spec, str) and spec.strip().lower() == DEMO:
+        if classes is not None and len(classes) != 1000:
+            raise DataError(f"the demo data set has ImageNet-1k targets, but the model has {len(classes)} classes")
+        samples = build_demo(preprocess)
+        return samples if limit is None else samples.subset(slice(0, limit))
     path = Path(spec).expanduser()
     labeler = Labeler(LabelResolver(classes), label=label, label_map=label_map, unknown=unknown_labels)
     targets: list[Target]
