@@ -2,6 +2,7 @@
 
 - :func:`load_data` turns ``"demo"``, a manifest ``.csv``/``.json`` or an XML-annotated folder into
   model-ready :class:`Samples` (images, targets, boxes and masks in model-input pixels).
+- :func:`split` divides samples into synthesis and test sets, keeping images whole.
 - Every bad input raises :class:`DataError` with a one-line message naming the file and row.
 
 Formats and conventions: ``docs/data.md``.
@@ -13,6 +14,7 @@ from .geometry import rasterize
 from .labels import LabelResolver
 from .load import load_data
 from .samples import Samples
+from .split import split
 
 __all__ = [
     "DataError",
@@ -23,4 +25,5 @@ __all__ = [
     "demo_scenes",
     "load_data",
     "rasterize",
+    "split",
 ]

@@ -1,0 +1,111 @@
+"""The synthesis/test split: deterministic, disjoint, images kept whole, classes balanced."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from sycam.data import DataError, Samples, split
+from sycam.data.split import groups_of
+
+
+def make(ids: list[str], labels: list[int]) -> Samples:
+    n = len(ids)
+    images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 4, 4).clone()
+    return Samples(images=images, labels=torch.tensor(labels), ids=tuple(ids))
+
+
+@pytest.fixture
+def samples() -> Samples:
+    """40 single-object images of 4 classes (10 each) and 6 two-object images (12 samples)."""
+    ids, labels = [], []
+    for c in range(4):
+        for k in range(10):
+            ids.append(f"img_{c}_{k}.png#{c}")
+            labels.append(c)
+    for k in range(6):
+        for c in (0, 1):
+            ids.append(f"pair_{k}.png#{c}")
+            labels.append(c)
+    return make(ids, labels)
+
+
+def test_deterministic_and_seeded(samples: Samples) -> None:
+    a1, b1 = split(samples, 0.5, seed=0)
+    a2, b2 = split(samples, 0.5, seed=0)
+    assert a1.ids == a2.ids and b1.ids == b2.ids
+    others = {split(samples, 0.5, seed=s)[1].ids for s in range(1, 6)}
+    assert b1.ids not in others and len(others) == 5
+
+
+def test_disjoint_cover_and_order(samples: Samples) -> None:
+    a, b = split(samples, 0.3, seed=3)
+    assert set(a.ids).isdisjoint(b.ids)
+    assert sorted(a.ids + b.ids) == sorted(samples.ids)
+    order = {sid: i for i, sid in enumerate(samples.ids)}
+    assert [order[i] for i in a.ids] == sorted(order[i] for i in a.ids)
+    assert [order[i] for i in b.ids] == sorted(order[i] for i in b.ids)
+    # images travel with their ids
+    for part in (a, b):
+        for i, sid in enumerate(part.ids):
+            assert torch.equal(part.images[i], samples.images[order[sid]])
+
+
+def test_samples_of_one_image_stay_together(samples: Samples) -> None:
+    for seed in range(10):
+        a, b = split(samples, 0.5, seed=seed)
+        side_a = {groups_of(a)[i] for i in range(len(a))}
+        side_b = {groups_of(b)[i] for i in range(len(b))}
+        assert side_a.isdisjoint(side_b)
+        for k in range(6):
+            assert (f"pair_{k}.png#0" in b.ids) == (f"pair_{k}.png#1" in b.ids)
+
+
+def test_stratified_by_class_and_fraction(samples: Samples) -> None:
+    for seed in range(5):
+        _, test = split(samples, 0.5, seed=seed)
+        singles = Counter(int(l) for sid, l in zip(test.ids, test.labels, strict=True) if sid.startswith("img"))
+        assert singles == {0: 5, 1: 5, 2: 5, 3: 5}
+        assert sum(sid.startswith("pair") for sid in test.ids) == 6  # 3 of the 6 pair images
+    _, test = split(samples, 0.2, seed=0)
+    # 46 images × 0.2 = 9.2 → 9 images; per class 10 × 0.2 = 2 each, pairs 6 × 0.2 = 1.2 → 1
+    assert len(set(groups_of(test))) == 9
+    assert Counter(int(l) for sid, l in zip(test.ids, test.labels, strict=True) if sid.startswith("img")) == \
+        {0: 2, 1: 2, 2: 2, 3: 2}
+
+
+def test_independent_of_sample_order(samples: Samples) -> None:
+    perm = torch.randperm(len(samples), generator=torch.Generator().manual_seed(1)).tolist()
+    shuffled = samples.subset(perm)
+    assert set(split(samples, 0.5, 7)[1].ids) == set(split(shuffled, 0.5, 7)[1].ids)
+
+
+def test_both_sides_never_empty() -> None:
+    s = make(["a#1", "b#1", "c#2"], [1, 1, 2])
+    for f in (0.01, 0.99):
+        a, b = split(s, f)
+        assert len(a) >= 1 and len(b) >= 1
+    a, b = split(make(["a#1", "b#1"], [1, 1]), 0.5)
+    assert len(a) == len(b) == 1
+
+
+def test_without_ids_identical_images_group() -> None:
+    images = torch.stack([torch.full((3, 2, 2), v) for v in (0.0, 0.0, 1.0, 2.0, 2.0, 3.0)])
+    s = Samples(images=images, labels=torch.tensor([1, 2, 1, 1, 2, 1]))
+    for seed in range(6):
+        _, test = split(s, 0.5, seed)
+        values = test.images[:, 0, 0, 0].tolist()
+        assert values.count(0.0) in (0, 2) and values.count(2.0) in (0, 2)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1, True, "0.5"])
+def test_bad_fraction(samples: Samples, fraction: object) -> None:
+    with pytest.raises(DataError, match="test_fraction must be strictly between 0 and 1"):
+        split(samples, fraction)  # type: ignore[arg-type]
+
+
+def test_one_image_cannot_be_split() -> None:
+    with pytest.raises(DataError, match=r"cannot split 2 sample\(s\) from 1 image\(s\)"):
+        split(make(["a.png#1", "a.png#2"], [1, 2]), 0.5)
