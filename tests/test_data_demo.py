@@ -121,6 +121,8 @@ def test_other_input_sizes() -> None:
 def test_demo_needs_imagenet_classes() -> None:
     with pytest.raises(DataError, match="ImageNet-1k targets, but the model has 3 classes"):
         load_data("demo", LITE0, classes=["a", "b", "c"])
+    with pytest.raises(DataError, match="do not apply"):
+        load_data("demo", LITE0, label=285)
 
 
 def test_preview_figure(tmp_path: Path) -> None:

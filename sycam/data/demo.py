@@ -21,9 +21,9 @@ Scenes, built directly at the model's input size ``S`` (no resize or crop afterw
   Each object is its own sample, with its own target class and box: the map for "espresso" belongs on
   the cup, not on the cat.
 
-So 45 images and 54 samples (ids like ``cat_on_brick_00#285`` and ``cat+espresso_on_grass_36#967``).
-The build is deterministic (no random numbers; Pillow resamples with fixed integer arithmetic) and takes
-well under a second. Measured with the real EfficientNet-Lite0: the intended class is the top-1 for 34 of
+So 45 images and 54 samples (ids like ``cat_on_brick_00#285`` and ``cat+espresso_on_brick_36#967``).
+The build uses no random numbers, is bitwise deterministic (tested across processes) and takes well
+under a second. Measured with the real EfficientNet-Lite0: the intended class is the top-1 for 34 of
 the 36 single-object samples and in the top-5 for 52 of all 54 (see ``docs/data.md``).
 """
 

@@ -53,6 +53,9 @@ def load_data(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer, got {limit!r}")
     if isinstance(spec, str) and spec.strip().lower() == DEMO:
+        if label is not None or label_map or annotations is not None or images is not None:
+            raise DataError("the demo data set has fixed labels and no files: label, label_map, annotations and "
+                            "images do not apply to it")
         if classes is not None and len(classes) != 1000:
             raise DataError(f"the demo data set has ImageNet-1k targets, but the model has {len(classes)} classes")
         samples = build_demo(preprocess)
