@@ -237,13 +237,17 @@ def test_ground_truth_outside_the_crop_counts_as_missing(tmp_path: Path) -> None
 
     write_png(tmp_path / "wide.png", 400, 300)  # the crop drops x < 68 of the original (58 px after resizing)
     p = write_csv(tmp_path / "m.csv", [["wide.png", 1, 0, 0, 60, 300, None], ["wide.png", 2, 100, 0, 200, 300, None]])
-    with pytest.raises(DataError, match=r"line 2: sample wide.png#1 has no ground truth, its ground truth lies "
-                                        r"outside the model's centre crop"):
+    with pytest.raises(DataError, match=r"line 2: sample wide.png#1 has no ground truth, its ground truth covers "
+                                        r"no input pixel \(outside the model's centre crop"):
         load_data(p, TV)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         s = load_data(p, TV, missing_gt="drop")
     assert s.ids == ("wide.png#2",)
+    # a box too thin to hold a pixel centre after resizing counts the same way
+    write_csv(p, [["wide.png", 1, 150, 0, 150.3, 300, None], ["wide.png", 2, 100, 0, 200, 300, None]])
+    with pytest.raises(DataError, match=r"line 2: sample wide.png#1 has no ground truth.*or too small"):
+        load_data(p, TV)
 
 
 def test_no_ground_truth_anywhere_gives_none(folder: Path) -> None:

@@ -117,10 +117,10 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
         preprocess: the model's preprocessing (geometry and normalization).
         source: the data set's name for messages (a path).
         missing_gt: what to do with samples that have no ground truth in input pixels (none declared, or all
-            of it outside the centre crop) while other samples have some: ``"error"`` (default), ``"drop"``
-            (drop them, with a :class:`DataWarning`) or ``"empty"`` (keep them with an all-False mask and no
-            boxes, with a warning). When *no* sample declares ground truth, ``masks`` and ``boxes`` are
-            ``None`` and this policy does not apply.
+            of it outside the centre crop or too small to cover a pixel centre) while other samples have some:
+            ``"error"`` (default), ``"drop"`` (drop them, with a :class:`DataWarning`) or ``"empty"`` (keep
+            them with an all-False mask and no boxes, with a warning). When *no* sample declares ground
+            truth, ``masks`` and ``boxes`` are ``None`` and this policy does not apply.
     """
     if missing_gt not in MISSING_GT:
         raise DataError(f"missing_gt must be one of {', '.join(MISSING_GT)}, got {missing_gt!r}")
@@ -174,7 +174,7 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
         if missing:
             first = targets[missing[0]]
             why = (
-                "its ground truth lies outside the model's centre crop"
+                "its ground truth covers no input pixel (outside the model's centre crop, or too small)"
                 if declared[missing[0]]
                 else "it has no box or mask"
             )
