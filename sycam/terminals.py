@@ -176,6 +176,7 @@ def forward_backward(
                     raise ModelError("the target layer was not called during the forward pass")
                 a = seen[0]
                 if need_grad:
+                    targets.check(logits.shape[-1])
                     score = targets.scores(logits, index)
                     (g,) = torch.autograd.grad(score.sum(), a)
                     grads.append(g.detach())
