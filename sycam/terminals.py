@@ -375,8 +375,10 @@ class TerminalCache:
         """``(N,)`` target score of each original image."""
         return self.targets.scores(self.logits)
 
-    def _ensure_forward(self, need_grad: bool = False) -> None:
-        if "A" in self._values and (not need_grad or "G" in self._values):
+    def _ensure_forward(self) -> None:
+        """One forward and one backward for A, G and the logits (G is nearly always needed next, and a
+        second pass for it would cost more than the backward)."""
+        if "A" in self._values:
             return
         import time
 
@@ -389,14 +391,14 @@ class TerminalCache:
             else:
                 self._targets = Targets.resolve(self._target_spec, len(self))
         a, g, logits = forward_backward(
-            self.model, self.layer, self.images, self._targets, self.options.batch_size, need_grad
+            self.model, self.layer, self.images, self._targets, self.options.batch_size
         )
         self._targets.check(logits.shape[-1])
         self._values["A"] = a
         if g is not None:
             self._values["G"] = g
         self._logits = logits
-        self.timings["forward_backward" if need_grad else "forward"] = time.perf_counter() - t0
+        self.timings["forward_backward"] = time.perf_counter() - t0
 
     def get(self, names: Iterable[str]) -> dict[str, Tensor]:
         """The requested terminals (computing the missing ones): maps ``(N,K,h,w)``, vectors ``(N,K)``."""
@@ -406,7 +408,7 @@ class TerminalCache:
         unknown = [n for n in names if n not in MAP_TERMINALS + VECTOR_TERMINALS]
         if unknown:
             raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}")
-        self._ensure_forward(need_grad="G" in names)
+        self._ensure_forward()
         if "S" in names and "S" not in self._values:
             t0 = time.perf_counter()
             self._values["S"] = score_cam_scores(

@@ -1,0 +1,143 @@
+"""Scoring: terminals of one split (and of every metric view) cached once; expressions → heatmaps →
+metric scores.
+
+A :class:`Workspace` holds the terminal caches of one set of samples: the samples themselves and each
+transformed input a metric asks for (:meth:`Metric.views`). Scoring an expression is then tensor
+arithmetic on cached terminals, plus model forwards only for *model*-cost metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .data.samples import Samples
+from .expr import Node, evaluate
+from .heatmap import finish, saliency
+from .metrics.base import Metric
+from .targets import Targets
+from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
+
+BASE = ""  # the key of the untransformed inputs among a workspace's caches
+
+
+class EngineContext:
+    """The :class:`~sycam.metrics.base.MetricContext` the engine hands to metrics."""
+
+    def __init__(self, samples: Samples, model: nn.Module, view_maps: Callable[[str], Tensor],
+                 explain: Callable[[Tensor], Tensor], batch_size: int = 64) -> None:
+        self._samples = samples
+        self._model = model
+        self._view_maps = view_maps
+        self._explain = explain
+        self.batch_size = batch_size
+
+    @property
+    def samples(self) -> Samples:
+        return self._samples
+
+    def view_maps(self, view: str) -> Tensor:
+        return self._view_maps(view)
+
+    @torch.no_grad()
+    def logits(self, images: Tensor) -> Tensor:
+        device = self._samples.device
+        with eval_mode(self._model):
+            outs = [self._model(images[sl].to(device)) for sl in _chunks(images.shape[0], self.batch_size)]
+        return torch.cat(outs)
+
+    def explain(self, images: Tensor) -> Tensor:
+        return self._explain(images)
+
+
+@dataclass
+class Workspace:
+    """Terminal caches for one split: the samples and every metric view, all on the model's device."""
+
+    model: nn.Module
+    layer: str | nn.Module
+    samples: Samples
+    options: ExtractOptions
+    caches: dict[str, TerminalCache] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: nn.Module, layer: str | nn.Module, samples: Samples, metrics: Iterable[Metric] = (),
+              options: ExtractOptions | None = None) -> Workspace:
+        options = options or ExtractOptions()
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else samples.device
+        samples = samples.to(device)
+        targets = Targets(classes=samples.labels)
+        ws = cls(model, layer, samples, options)
+        ws.caches[BASE] = TerminalCache(model, layer, samples.images, targets, options)
+        for metric in metrics:
+            for name, images in metric.views(samples).items():
+                if name not in ws.caches:
+                    ws.caches[name] = TerminalCache(model, layer, images.to(device), targets, options)
+        return ws
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (int(self.samples.images.shape[-2]), int(self.samples.images.shape[-1]))
+
+    def values(self, names: Iterable[str], view: str = BASE) -> dict[str, Tensor]:
+        """Terminal values on ``view`` for expression evaluation (vectors as ``(N, K, 1, 1)``)."""
+        return self.caches[view].values(sorted(set(names) | {"A"}))
+
+    def heatmaps(self, exprs: Sequence[Node], view: str = BASE, memo: dict[Node, Tensor] | None = None) -> Tensor:
+        """Heatmaps ``(B, N, H, W)`` of ``exprs`` on ``view``."""
+        needed: set[str] = set()
+        for e in exprs:
+            needed |= e.terminals()
+        vals = self.values(needed, view)
+        memo = {} if memo is None else memo
+        acts = vals["A"]
+        return torch.stack([finish(saliency(evaluate(e, vals, memo), acts), self.size) for e in exprs])
+
+    def context(self, exprs: Sequence[Node], memos: Mapping[str, dict[Node, Tensor]] | None = None) -> EngineContext:
+        """A metric context for candidates ``exprs`` (leading axis B)."""
+        memos = memos or {}
+
+        def view_maps(view: str) -> Tensor:
+            if view not in self.caches:
+                raise KeyError(f"view {view!r} was not cached; the metric must declare it in views()")
+            return self.heatmaps(exprs, view, memos.get(view))
+
+        def explain(images: Tensor) -> Tensor:
+            out = []
+            for expr, batch in zip(exprs, images.reshape(len(exprs), *images.shape[-4:]), strict=True):
+                cache = TerminalCache(self.model, self.layer, batch, Targets(classes=self.samples.labels),
+                                      self.options)
+                vals = cache.values(sorted(expr.terminals() | {"A"}))
+                out.append(finish(saliency(evaluate(expr, vals), vals["A"]), self.size))
+            return torch.stack(out).reshape(*images.shape[:-3], *self.size)
+
+        return EngineContext(self.samples, self.model, view_maps, explain, self.options.batch_size)
+
+    def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8) -> Tensor:
+        """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``."""
+        out = []
+        for sl in _chunks(len(exprs), chunk):
+            batch = list(exprs[sl])
+            out.append(metric.score(self.heatmaps(batch), self.context(batch)))
+        return torch.cat(out)
+
+
+def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples, methods: Mapping[str, Node],
+                     metrics: Mapping[str, Metric], options: ExtractOptions | None = None,
+                     progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """``{method: {metric: aggregate score}}`` for every method and metric on ``samples``."""
+    ws = Workspace.build(model, layer, samples, metrics.values(), options)
+    labels = list(methods)
+    exprs = [methods[k] for k in labels]
+    results: dict[str, dict[str, float]] = {k: {} for k in labels}
+    for mname, metric in metrics.items():
+        if progress:
+            progress(mname)
+        scores = metric.aggregate(ws.score(exprs, metric))
+        for label, value in zip(labels, scores.tolist(), strict=True):
+            results[label][mname] = float(value)
+    return results
