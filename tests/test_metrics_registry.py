@@ -105,6 +105,12 @@ def test_unknown_names_and_bad_parameters_give_one_line_errors() -> None:
         get_metric("iou", threshold="high")
     with pytest.raises(MetricError, match="must be a string"):
         get_metric(3)  # type: ignore[arg-type]
+    with pytest.raises(MetricError, match="transforms must be a string"):
+        get_metric("equivariance", transforms=5)
+    with pytest.raises(MetricError, match="steps must be an integer"):
+        get_metric("deletion_auc", steps=2.5)
+    with pytest.raises(MetricError, match="n must be >= 1"):
+        get_metric("max_sensitivity", n=0)
     assert get_metric("Pointing-Game").name == "pointing_game"
 
 

@@ -106,7 +106,12 @@ def get_metric(name: str, **params: Any) -> Metric:
         raise MetricError(
             f"metric {cls.name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) if valid else '(none)'}"
         )
-    return cls(**params)
+    try:
+        return cls(**params)
+    except MetricError:
+        raise
+    except (TypeError, ValueError) as e:  # a value of the wrong kind that no check caught by name
+        raise MetricError(f"metric {cls.name!r}: bad parameter value ({e})") from None
 
 
 def list_metrics() -> list[dict[str, Any]]:

@@ -137,7 +137,12 @@ def parse_transforms(
     spec: str | Sequence[str], allowed: Mapping[str, float | None], metric: str, seed: int = 0
 ) -> tuple[Transform, ...]:
     """Parse ``"hflip,shift=8"`` or ``["hflip", "shift=8"]`` into transforms (``MetricError`` if invalid)."""
-    items = [t.strip() for t in spec.split(",")] if isinstance(spec, str) else [str(t).strip() for t in spec]
+    if isinstance(spec, str):
+        items = [t.strip() for t in spec.split(",")]
+    elif isinstance(spec, Sequence) and all(isinstance(t, str) for t in spec):
+        items = [t.strip() for t in spec]
+    else:
+        raise MetricError(f"{metric}: transforms must be a string like 'hflip,shift=8' or a list of such names")
     items = [t for t in items if t]
     if not items:
         raise MetricError(f"{metric}: transforms is empty (choose from {', '.join(allowed)})")

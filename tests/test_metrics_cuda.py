@@ -1,0 +1,48 @@
+"""Every metric gives the same scores on CUDA as on the CPU, and returns them on the maps' device (skipped
+without a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from metrics_helpers import TinyNet, channel_mean_explainer, make_samples, random_maps
+
+from sycam.metrics import METRICS, StaticContext, get_metric
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+SMALL = {
+    "deletion_auc": {"steps": 8},
+    "insertion_auc": {"steps": 8, "blur_sigma": 2.0},
+    "max_sensitivity": {"n": 3},
+    "avg_sensitivity": {"n": 3},
+    "equivariance": {"transforms": "hflip,shift=4,rot90,scale=0.75"},
+    "invariance": {"transforms": "brightness,contrast,noise,blur"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_cuda_matches_cpu(name: str) -> None:
+    n, h, w = 3, 32, 32
+    masks = torch.zeros(n, h, w, dtype=torch.bool)
+    masks[:, 8:20, 4:16] = True
+    samples = make_samples(n, h, w, masks=masks, labels=[0, 1, 2], seed=1)
+    metric = get_metric(name, **SMALL.get(name, {}))
+    maps = random_maps(2, n, h, w, seed=2)
+    views = {k: random_maps(2, n, h, w, seed=3 + i) for i, k in enumerate(metric.views(samples))}
+    model = TinyNet()
+    cpu = metric.score(maps, StaticContext(samples, model=model, views=views, explainer=channel_mean_explainer))
+
+    dev = torch.device("cuda")
+    gpu_views = metric.views(samples.to(dev))
+    for k, v in metric.views(samples).items():  # views are drawn on the CPU: identical on every device
+        torch.testing.assert_close(gpu_views[k].cpu(), v, rtol=1e-5, atol=1e-5)
+    ctx = StaticContext(
+        samples.to(dev),
+        model=TinyNet().to(dev),
+        views={k: v.to(dev) for k, v in views.items()},
+        explainer=channel_mean_explainer,
+    )
+    gpu = get_metric(name, **SMALL.get(name, {})).score(maps.to(dev), ctx)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4, equal_nan=True)
