@@ -85,6 +85,18 @@ def test_clean_pass_is_memoized_per_context() -> None:
     assert sum(counting.calls) == 3 + 6 + 12 + 3 + 3
 
 
+def test_contexts_sharing_a_memo_key_share_the_clean_pass() -> None:
+    counting = CountingModel(TinyNet())
+    samples = make_samples(3, 6, 6)
+    owner = CountingModel(None)  # any weakly referable object standing for (model, samples)
+    metric = DeletionAUC(steps=3)
+    for _ in range(2):  # e.g. the engine's fresh context per candidate chunk
+        ctx = ctx_for(samples, model=counting)
+        ctx.memo_key = owner  # type: ignore[attr-defined]
+        metric.score(random_maps(1, 3, 6, 6), ctx)
+    assert counting.calls == [3, 3, 6, 6]  # clean + all-baseline once, then 3 images × 2 interior steps each
+
+
 # ---- deletion / insertion ---------------------------------------------------------------------------------
 
 

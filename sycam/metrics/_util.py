@@ -172,7 +172,11 @@ def _tensor_key(t: Tensor) -> tuple[Any, ...]:
 class Memo:
     """A one-entry memo for values derived from a context (held weakly) and some tensors (held strongly, so
     that their memory cannot be reused by a different tensor while the entry lives). In-place changes of the
-    tensors invalidate the entry (``Tensor._version``)."""
+    tensors invalidate the entry (``Tensor._version``).
+
+    A context is identified by itself, or by its optional attribute ``memo_key``: an engine that hands out a
+    fresh context per candidate chunk can set ``memo_key`` to an object that stands for one model and one set
+    of samples (e.g. its workspace), so that candidate-independent passes are computed once for all chunks."""
 
     def __init__(self) -> None:
         self._ctx: weakref.ref[Any] | None = None
@@ -182,6 +186,8 @@ class Memo:
         self._value: Any = None
 
     def get(self, ctx: Any, tensors: tuple[Tensor, ...], extra: Any, compute: Callable[[], Any]) -> Any:
+        if ctx is not None:
+            ctx = getattr(ctx, "memo_key", None) or ctx
         if (
             self._tensors
             and len(tensors) == len(self._tensors)
