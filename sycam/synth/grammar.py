@@ -1,0 +1,157 @@
+"""The grammar: which terminals, constants and operators the search may combine, in which form, up to
+which size.
+
+Grammar files are plain text, one ``key: values`` line each, ``#`` starts a comment::
+
+    # the paper's channel-weight form over gradients and activations only
+    form: channel            # channel | pixel | channel, pixel
+    terminals: A G
+    constants: 1 2 0.5
+    operators: + - * / relu abs sq mean sum max softmax minmax
+    max_size: 7
+
+Missing keys keep their defaults. ``str(grammar)`` prints the same format, so a printed grammar is a
+valid grammar file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..expr import OPS, TERMINAL_DOCS, TERMINALS, Call, Const, Kind, Node, Terminal, kind_of
+
+FORMS = ("channel", "pixel")
+DEFAULT_CONSTANTS = (1.0, 2.0, 3.0, 0.5)
+
+
+class GrammarError(ValueError):
+    """A malformed grammar or grammar file."""
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A search space of CAM expressions.
+
+    ``form`` "channel": candidates are channel vectors α (and constants), heatmap Σ_k α_k A_k — the paper's
+    form. "pixel": candidates are maps α, heatmap Σ_k α_k ⊙ A_k (covers HiResCAM, LayerCAM).
+    """
+
+    terminals: tuple[str, ...] = ("A", "G", "S", "D")
+    constants: tuple[float, ...] = DEFAULT_CONSTANTS
+    operators: tuple[str, ...] = tuple(OPS)
+    forms: tuple[str, ...] = ("channel",)
+    max_size: int = 7
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.terminals if t not in TERMINALS]
+        if bad:
+            raise GrammarError(f"unknown terminal(s) {bad}; known: {' '.join(TERMINALS)}")
+        bad = [o for o in self.operators if o not in OPS]
+        if bad:
+            raise GrammarError(f"unknown operator(s) {bad}; known: {' '.join(OPS)}")
+        bad = [f for f in self.forms if f not in FORMS]
+        if bad or not self.forms:
+            raise GrammarError(f"form must be one or both of {', '.join(FORMS)}, got {list(self.forms)}")
+        if not self.terminals:
+            raise GrammarError("a grammar needs at least one terminal")
+        if self.max_size < 1:
+            raise GrammarError(f"max_size must be ≥ 1, got {self.max_size}")
+
+    # -- parsing and printing -------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, text: str, base: Grammar | None = None, source: str = "grammar") -> Grammar:
+        """Read the ``key: values`` format (see the module docstring) on top of ``base``."""
+        g = base or cls()
+        fields: dict[str, object] = {}
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            key, sep, value = line.partition(":")
+            key = key.strip().lower().replace("-", "_")
+            items = value.replace(",", " ").split()
+            if not sep:
+                raise GrammarError(f"{source}:{lineno}: expected 'key: values', got {raw.strip()!r}")
+            try:
+                if key == "terminals":
+                    fields["terminals"] = tuple(items)
+                elif key == "constants":
+                    fields["constants"] = tuple(float(x) for x in items)
+                elif key == "operators":
+                    fields["operators"] = tuple(items)
+                elif key in ("form", "forms"):
+                    fields["forms"] = tuple(items)
+                elif key == "max_size":
+                    if len(items) != 1:
+                        raise ValueError("max_size takes one integer")
+                    fields["max_size"] = int(items[0])
+                else:
+                    raise GrammarError(f"{source}:{lineno}: unknown key {key!r} "
+                                       "(terminals, constants, operators, form, max_size)")
+            except ValueError as exc:
+                if isinstance(exc, GrammarError):
+                    raise
+                raise GrammarError(f"{source}:{lineno}: {exc}") from None
+        try:
+            return replace(g, **fields)  # type: ignore[arg-type]
+        except GrammarError as exc:
+            raise GrammarError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path, base: Grammar | None = None) -> Grammar:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise GrammarError(f"cannot read grammar file {path}: {exc.strerror}") from None
+        return cls.parse(text, base, str(path))
+
+    def __str__(self) -> str:
+        consts = " ".join(str(Const(c)) for c in self.constants)
+        return (f"form: {', '.join(self.forms)}\nterminals: {' '.join(self.terminals)}\nconstants: {consts}\n"
+                f"operators: {' '.join(self.operators)}\nmax_size: {self.max_size}\n")
+
+    def describe(self) -> str:
+        """A human listing of the grammar, for ``sycam list grammar``."""
+        lines = [str(self).rstrip(), "", "terminals:"]
+        lines += [f"  {t:<3} {TERMINAL_DOCS[t]}" for t in self.terminals]
+        lines += ["operators:"]
+        for name in self.operators:
+            op = OPS[name]
+            sig = f"x {name} y" if op.infix else f"{name}({', '.join('xy'[:op.arity])})"
+            lines.append(f"  {sig:<12} {op.doc}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"forms": list(self.forms), "terminals": list(self.terminals), "constants": list(self.constants),
+                "operators": list(self.operators), "max_size": self.max_size}
+
+    # -- membership ---------------------------------------------------------------------------------
+
+    def form_allows(self, kind: Kind) -> bool:
+        """Whether an expression of ``kind`` is a candidate heatmap in this grammar's form(s)."""
+        if kind == Kind.MAP:
+            return "pixel" in self.forms
+        return "channel" in self.forms
+
+    def uses_only(self, node: Node) -> bool:
+        """Whether ``node`` uses only this grammar's terminals and operators (constants and size aside)."""
+        if isinstance(node, Terminal):
+            return node.name in self.terminals
+        if isinstance(node, Const):
+            return True
+        assert isinstance(node, Call)
+        return node.op in self.operators and all(self.uses_only(a) for a in node.args)
+
+    def admits(self, node: Node) -> bool:
+        """Whether ``node`` is in the search space: terminals, operators, constants, size and form."""
+
+        def consts_ok(n: Node) -> bool:
+            if isinstance(n, Const):
+                return n.value in self.constants
+            return all(consts_ok(a) for a in n.args) if isinstance(n, Call) else True
+
+        return (node.size <= self.max_size and self.uses_only(node) and consts_ok(node)
+                and self.form_allows(kind_of(node)))
