@@ -21,10 +21,6 @@ from enum import IntEnum
 import torch
 from torch import Tensor
 
-#: ε of the safe division ``x / (y + ε·sign(y))``; a denominator that is exactly 0 yields 0. Kept tiny so
-#: that it never changes a result at float32 precision when |y| > 1e-5 (Grad-CAM++ denominators are ~1e-6).
-SAFE_DIV_EPS = 1e-12
-
 
 class Kind(IntEnum):
     """Kind of a value; the order is the broadcasting order (scalar < vector < map)."""
@@ -38,15 +34,13 @@ class Kind(IntEnum):
 
 
 def safe_div(x: Tensor, y: Tensor) -> Tensor:
-    r"""Safe division :math:`x / (y + \varepsilon\,\mathrm{sign}(y))`, and 0 where ``y == 0``.
+    r"""Safe division: :math:`x / y` where that is finite, and 0 where it is not (``y == 0``, or an overflow).
 
-    Never produces ``inf`` or ``NaN`` from finite inputs.
+    Never produces ``inf`` or ``NaN`` from finite inputs, and equals plain division everywhere else
+    (Grad-CAM++'s denominators are ~1e-6, so no ε is added: pytorch-grad-cam's own ε is part of the
+    Grad-CAM++ expression instead).
     """
-    y = torch.as_tensor(y)
-    x = torch.as_tensor(x)
-    den = y + SAFE_DIV_EPS * torch.sign(y)
-    zero = den == 0
-    return torch.where(zero, torch.zeros((), dtype=x.dtype, device=x.device), x / torch.where(zero, 1.0, den))
+    return torch.nan_to_num(torch.as_tensor(x) / torch.as_tensor(y), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _spatial_max(x: Tensor) -> Tensor:
@@ -98,7 +92,7 @@ OPS: dict[str, Op] = {
         Op("-", 2, torch.sub, r"{0} - {1}", "elementwise", False, "-", 1, "difference"),
         Op("*", 2, torch.mul, r"{0} \cdot {1}", "elementwise", True, "*", 2, "product"),
         Op("/", 2, safe_div, r"\frac{{{0}}}{{{1}}}", "elementwise", False, "/", 2,
-           "safe division x / (y + ε·sign(y)), 0 where y = 0"),
+           "safe division: x / y, 0 where that is not finite (y = 0)"),
         Op("relu", 1, torch.relu, r"\mathrm{{relu}}\left({0}\right)", "elementwise", doc="max(x, 0)"),
         Op("abs", 1, torch.abs, r"\left|{0}\right|", "elementwise", doc="|x|"),
         Op("sq", 1, torch.square, r"\left({0}\right)^{{2}}", "elementwise", doc="x²"),

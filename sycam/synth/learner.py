@@ -20,7 +20,7 @@ from torch import Tensor
 from ..expr import OPS, TERMINALS, Call, Const, Kind, Node, Terminal
 from .grammar import Grammar
 
-_SAMPLE = 1 << 15  #: elements of a value that enter its fingerprint
+_SAMPLE = 1 << 12  #: elements of a value that enter its fingerprint
 _WEIGHTS: dict[tuple[int, str], Tensor] = {}
 
 
@@ -34,7 +34,7 @@ def _hash_weights(n: int, device: torch.device) -> Tensor:
 
 def fingerprint(values: tuple[Tensor, ...], levels: float) -> tuple[int, int]:
     """A hash of tensors quantized to ``levels`` steps of their common scale, computed on the device
-    from a fixed strided sample of at most 32768 elements per tensor.
+    from a fixed strided sample of at most 4096 elements per tensor.
 
     Equal tensors always get equal fingerprints; nearly equal ones usually do (a value straddling a
     quantization step can split them, which only costs a missed pruning, never a wrong one: every
@@ -115,10 +115,14 @@ class Learner:
             value = torch.tensor(float(c), device=self._device)
             yield Entry(Const(float(c)), Kind.SCALAR, (value,) * self._n_sets)
 
+    def _useful(self, kind: Kind, size: int) -> bool:
+        """A map is a candidate only in pixel form; in channel form it must still fit under a reduction."""
+        return not (kind == Kind.MAP and size >= self.grammar.max_size and "pixel" not in self.grammar.forms)
+
     def _combine(self, op: str, args: tuple[Entry, ...]) -> Entry | None:
         spec = OPS[op]
         kind = spec.result_kind(tuple(a.kind for a in args))
-        if kind is None:
+        if kind is None or not self._useful(kind, 1 + sum(a.size for a in args)):
             return None
         values = tuple(spec.fn(*(a.values[i] for a in args)) for i in range(self._n_sets))
         return Entry(Call(op, tuple(a.node for a in args)), kind, values)
@@ -126,7 +130,8 @@ class Learner:
     def _admit(self, entry: Entry) -> bool:
         """Check finiteness and value-distinctness; store in the bank. False when pruned/rejected."""
         self.stats.enumerated += 1
-        scales = [float(v.abs().amax()) for v in entry.values]  # NaN propagates through amax
+        bounds = [torch.aminmax(v) for v in entry.values]  # one pass each; NaN propagates
+        scales = [max(-float(lo), float(hi)) for lo, hi in bounds]
         if not all(math.isfinite(x) for x in scales):
             self._reject("non-finite value")
             return False
@@ -135,9 +140,7 @@ class Learner:
             return False
         key = (int(entry.kind), *fingerprint(entry.values, 1 << 20))
         for other in self._seen.get(key, []):
-            if all(torch.allclose(a.expand_as(b) if a.dim() == 0 else a, b, rtol=self.tolerance,
-                                  atol=self.tolerance * float(b.abs().max()) + 1e-30)
-                   for a, b in zip(entry.values, other.values, strict=True)):
+            if all(self._same(a, b, scale) for a, b, scale in zip(entry.values, other.values, scales, strict=True)):
                 self.stats.subexpr_pruned += 1
                 return False
         if self.stats.bank_bytes + entry.nbytes() > self.max_bank_bytes:
@@ -148,6 +151,12 @@ class Learner:
         self.stats.bank_size += 1
         self.stats.bank_bytes += entry.nbytes()
         return True
+
+    def _same(self, a: Tensor, b: Tensor, scale: float) -> bool:
+        """Values equal within ``tolerance`` relative to their scale (full comparison, no sampling)."""
+        if a.shape != b.shape:
+            return False
+        return float((a - b).abs().amax()) <= self.tolerance * scale
 
     def _reject(self, reason: str) -> None:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1

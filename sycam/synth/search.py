@@ -330,6 +330,9 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
             pending = []
         if not stop:
             for entry in learner.entries():
+                if config.time_limit is not None and time.perf_counter() - t0 > config.time_limit:
+                    stopped = "time limit"
+                    break
                 if not config.grammar.form_allows(entry.kind) or str(entry.node) in seen_seeds:
                     continue
                 if equivalence.check(str(entry.node), entry.values, acts) is not None:
@@ -340,10 +343,9 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
                     pending = []
                     if stop:
                         break
-            else:
-                if pending:
-                    flush(pending)
-                    pending = []
+            if pending:
+                flush(pending)
+                pending = []
     except KeyboardInterrupt:
         stopped = "interrupted"
         notes.append("interrupted by the user: the best candidate so far is reported")
