@@ -1,3 +1,44 @@
-"""sycam — metric-guided synthesis of class activation maps (SyCAM)."""
+"""sycam — metric-guided synthesis of class activation maps (SyCAM).
+
+The public API, imported lazily so that ``import sycam`` stays fast::
+
+    sycam.load_model, sycam.LoadedModel, sycam.Preprocess   # models
+    sycam.CAM, sycam.explain, sycam.METHODS                 # heatmaps from expressions
+    sycam.parse                                             # the expression language
+    sycam.load_data, sycam.split, sycam.Samples             # data
+    sycam.get_metric, sycam.list_metrics                    # metrics
+    sycam.synthesize, sycam.SynthesisConfig, sycam.Grammar  # the search
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "sycam.models",
+    "LoadedModel": "sycam.models",
+    "Preprocess": "sycam.models",
+    "CAM": "sycam.heatmap",
+    "explain": "sycam.heatmap",
+    "METHODS": "sycam.methods",
+    "parse": "sycam.expr",
+    "load_data": "sycam.data",
+    "split": "sycam.data",
+    "Samples": "sycam.data",
+    "get_metric": "sycam.metrics",
+    "list_metrics": "sycam.metrics",
+    "synthesize": "sycam.synth",
+    "SynthesisConfig": "sycam.synth",
+    "Grammar": "sycam.synth",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sycam' has no attribute {name!r}")

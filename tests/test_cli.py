@@ -1,0 +1,128 @@
+"""The command line, end to end on the real EfficientNet-Lite0 and bundled photos (offline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from sycam.cli import main
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("photos")
+    paths = []
+    for name in ("coffee", "chelsea"):
+        path = root / f"{name}.png"
+        Image.fromarray(getattr(data, name)()).save(path)
+        paths.append(path)
+    return paths
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list(capsys) -> None:
+    code, out, _ = run(capsys, "list", "methods")
+    assert code == 0 and "gradcam++" in out and "softmax(S)" in out
+    code, out, _ = run(capsys, "list", "models")
+    assert "efficientnet_lite0" in out and "[default]" in out
+    code, out, _ = run(capsys, "list", "metrics")
+    assert "energy_pointing_game" in out and "deletion_auc" in out
+    code, out, _ = run(capsys, "list", "grammar", "--terminals", "A,G", "--max-size", "4")
+    assert "terminals: A G" in out and "max_size: 4" in out and "softmax" in out
+    code, out, _ = run(capsys, "list", "operators")
+    assert "minmax" in out
+
+
+def test_explain_real_photo(tmp_path, photos, capsys) -> None:
+    out = tmp_path / "explain"
+    code, _, err = run(capsys, "explain", "--method", "gradcam", "--method", "mean(G) * relu(D)",
+                       *photos, "--out", out)
+    assert code == 0, err
+    pngs = sorted(p.name for p in out.iterdir())
+    assert "grid.png" in pngs and len(pngs) == 1 + 2 * 2
+    grid = Image.open(out / "grid.png")
+    assert grid.size[0] > 3 * 100 and grid.mode == "RGB"
+    # the predicted class names the rows
+    code, _, err = run(capsys, "explain", "--method", "gradcam", photos[0], "--out", out)
+    assert code == 2 and "not empty" in err and "--force" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "--model", "alexnet9000", "--method", "gradcam", "x.png"], "unknown model 'alexnet9000'"),
+        (["explain", "--method", "mean(G", "x.png"], "expected ')'"),
+        (["explain", "--method", "gradcm", "x.png"], "unknown method 'gradcm'"),
+        (["explain", "--method", "gradcam", "--layer", "nope", "x.png"], "unknown layer 'nope'"),
+        (["synthesize", "--data", "demo", "--metric", "nonsense"], "unknown metric"),
+        (["synthesize", "--data", "demo", "--metric", "iou", "--terminals", "A,X"], "unknown terminal"),
+        (["evaluate", "--data", "missing.csv", "--metrics", "iou"], "missing.csv"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message) -> None:
+    code, _, err = run(capsys, *argv, "--out", tmp_path / "o")
+    assert code == 2
+    assert err.startswith("sycam: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unreadable_image(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    code, _, err = run(capsys, "explain", "--method", "gradcam", bad, "--out", tmp_path / "o")
+    assert code == 2 and "cannot read image" in err and "bad.png" in err
+
+
+def test_evaluate_manifest_of_real_photos(tmp_path, photos, capsys) -> None:
+    manifest = tmp_path / "photos.csv"
+    manifest.write_text("image,label,x1,y1,x2,y2,mask\n"
+                        f"{photos[0]},espresso,90,30,480,380,\n"
+                        f"{photos[1]},285,60,0,400,300,\n")
+    out = tmp_path / "eval"
+    code, stdout, err = run(capsys, "evaluate", "--data", manifest, "--methods", "gradcam,mean(G) * relu(D)",
+                            "--metrics", "energy_pointing_game,sparseness", "--out", out)
+    assert code == 0, err
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["metrics"]["energy_pointing_game"]["higher_is_better"] is True
+    assert set(ev["results"]) == {"gradcam", "mean(G) * relu(D)"}
+    for scores in ev["results"].values():
+        assert 0.0 <= scores["energy_pointing_game"] <= 1.0 and np.isfinite(scores["sparseness"])
+    assert "gradcam" in stdout and "energy_pointing_game ↑" in stdout
+    assert (out / "evaluation.csv").read_text().startswith("method,energy_pointing_game,sparseness")
+    assert (out / "evaluation.md").exists() and (out / "report.html").exists()
+
+
+def test_synthesize_on_demo_subset(tmp_path, capsys) -> None:
+    out = tmp_path / "syn"
+    code, stdout, err = run(capsys, "synthesize", "--data", "demo", "--limit", "12", "--metric", "energy_pointing_game",
+                            "--terminals", "A,G,D", "--max-size", "4", "--max-candidates", "60", "--gallery", "1", "--score-top-k", "8",
+                            "--out", out)
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert res["metric"]["name"] == "energy_pointing_game"
+    assert res["best"]["test_score"] is not None and res["candidates_scored"] >= 1
+    assert set(res["baselines"]) >= {"gradcam", "xgradcam", "ablationcam"}
+    assert "best expression:" in stdout and "report:" in stdout
+    html = (out / "report.html").read_text()
+    assert res["best"]["expression"].replace("<", "&lt;") in html and "data:image/png;base64," in html
+    # the winner can be reused at once
+    code, _, err = run(capsys, "explain", "--method", res["best"]["expression"], "--out", tmp_path / "reuse",
+                       *[p for p in []], str(Path(__file__).parent / "engine_helpers.py"))
+    assert code == 2 and "cannot read image" in err
+    # resume: continue from the checkpoint with a larger budget
+    code, _, err = run(capsys, "synthesize", "--data", "demo", "--limit", "12", "--metric", "energy_pointing_game",
+                       "--terminals", "A,G,D", "--max-size", "4", "--max-candidates", "60", "--gallery", "1", "--score-top-k", "8",
+                       "--out", out, "--resume")
+    assert code == 0, err
+    again = json.loads((out / "results.json").read_text())
+    assert again["best"] == res["best"] and any("resumed" in n for n in again["notes"])
