@@ -21,39 +21,35 @@ from ..expr import OPS, TERMINALS, Call, Const, Kind, Node, Terminal
 from .grammar import Grammar
 
 _SAMPLE = 1 << 12  #: elements of a value that enter its fingerprint
-_WEIGHTS: dict[tuple[int, str], Tensor] = {}
-
-
-def _hash_weights(n: int, device: torch.device) -> Tensor:
-    key = (n, str(device))
-    if key not in _WEIGHTS:
-        gen = torch.Generator().manual_seed(20250414 + n)
-        _WEIGHTS[key] = torch.rand(n, 2, generator=gen, dtype=torch.float64).to(device)
-    return _WEIGHTS[key]
+_BLOCKS = 32
 
 
 def fingerprint(values: tuple[Tensor, ...], levels: float) -> tuple[int, int]:
-    """A hash of tensors quantized to ``levels`` steps of their common scale, computed on the device
-    from a fixed strided sample of at most 4096 elements per tensor.
+    """A hash of tensors that equal tensors always share and nearly equal ones almost always share.
 
-    Equal tensors always get equal fingerprints; nearly equal ones usually do (a value straddling a
-    quantization step can split them, which only costs a missed pruning, never a wrong one: every
-    fingerprint match is verified on the full values before anything is pruned).
+    From a fixed strided sample of at most 4096 elements per tensor, divided by its largest magnitude, it
+    rounds 64 block statistics (block means and mean magnitudes) to ``1/levels``. Block statistics
+    average out float noise, so values that differ only by rounding (``sum(G)/hw`` vs ``mean(G)``) land in
+    the same bucket except with a small probability — which only costs a missed pruning, never a wrong
+    one: every match is verified on the full values before anything is pruned.
     """
     parts = []
     for v in values:
         flat = v.reshape(-1)
         step = max(1, flat.numel() // _SAMPLE)
         parts.append(flat[::step][:_SAMPLE])
-    sample = torch.cat(parts)
+    sample = torch.cat(parts).to(torch.float64)
     scale = sample.abs().max()
     if scale == 0:
         return (0, 0)
-    q = torch.round(sample / scale * levels).to(torch.float64)
-    proj = q @ _hash_weights(q.numel(), q.device)
-    exponent = int(torch.floor(torch.log2(scale) * 64).item())
-    a, b = proj.tolist()
-    return (hash((round(a), exponent)), hash((round(b), q.numel())))
+    blocks = _BLOCKS
+    pad = (-sample.numel()) % blocks
+    if pad:
+        sample = torch.cat([sample, sample.new_zeros(pad)])
+    rows = (sample / scale).reshape(blocks, -1)
+    stats = torch.round(torch.cat([rows.mean(1), rows.abs().mean(1)]) * levels).tolist()
+    exponent = int(torch.floor(torch.log2(scale) * 8).item())
+    return (hash((exponent, *stats)), sample.numel())
 
 
 @dataclass
@@ -138,7 +134,7 @@ class Learner:
         if entry.kind != Kind.SCALAR and max(scales) == 0.0:
             self._reject("identically zero")
             return False
-        key = (int(entry.kind), *fingerprint(entry.values, 1 << 20))
+        key = (int(entry.kind), *fingerprint(entry.values, 1e4))
         for other in self._seen.get(key, []):
             if all(self._same(a, b, scale) for a, b, scale in zip(entry.values, other.values, scales, strict=True)):
                 self.stats.subexpr_pruned += 1
