@@ -27,7 +27,7 @@ REFERENCE = {
 # different targets, the seeded models one image each.
 SETUPS = {
     "resnet50": ("resnet50", None, 64, [4]),
-    "vgg16": ("vgg16", None, 64, [11]),
+    "vgg16": ("vgg16", None, 64, [1]),
     "efficientnet_lite0": ("efficientnet_lite0", "imagenet", 96, [967, 285]),
 }
 
