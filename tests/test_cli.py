@@ -31,6 +31,10 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_list(capsys) -> None:
+    from sycam.cli import METHOD_NAMES
+    from sycam.methods import METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES  # the CLI's default --baselines, kept without importing torch
     code, out, _ = run(capsys, "list", "methods")
     assert code == 0 and "gradcam++" in out and "softmax(S)" in out
     code, out, _ = run(capsys, "list", "models")

@@ -13,7 +13,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,9 @@ class SynthesisConfig:
     time_limit: float | None = None  #: seconds of search (terminal extraction excluded)
     equivalence: str = "heatmap"  #: heatmap | metric | none
     tolerance: float = 1e-4  #: of the equivalence oracle
-    batch: int = 16  #: candidates scored per metric call
+    #: candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its
+    #: caches), 32 on an accelerator
+    batch: int | None = None
     leaderboard_size: int = 20
     baselines: tuple[str, ...] = tuple(METHODS)
     seed_baselines: bool = True  #: score the classic methods the grammar's terminals/operators allow first
@@ -189,6 +191,10 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
     """
     config = config or SynthesisConfig()
     options = options or ExtractOptions()
+    if config.batch is None:
+        param = next(model.parameters(), None)
+        on_cpu = (param.device if param is not None else synthesis.device).type == "cpu"
+        config = replace(config, batch=2 if on_cpu else 32)
     timings: dict[str, float] = {}
     notes: list[str] = []
     if metric.requires == "mask" and synthesis.masks is None:
