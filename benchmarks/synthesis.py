@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="energy_pointing_game")
     ap.add_argument("--terminals", default="A,G,D", help="grammar terminals (default A,G,D)")
     ap.add_argument("--candidates", type=int, default=1000, help="search budget: candidates scored (default 1000)")
-    ap.add_argument("--batch", type=int, default=16, help="candidates per metric call in the search (default 16)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="candidates per metric call in the search (default: the search's own, 2 on the CPU)")
     ap.add_argument("--ref-candidates", type=int, default=6,
                     help="candidates timed the pytorch-grad-cam way per round (default 6)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each rate is their median (default 3)")

@@ -11,7 +11,8 @@ For images :math:`x_n`, target scores :math:`y_n = y_{c_n}(x_n)` and target-laye
   and normalized as :math:`(M - \min M) / (\max M - \min M + 10^{-8})` (as pytorch-grad-cam). With
   ``score_top_k`` only the k channels of highest mean activation are scored per image; every other
   channel gets the score of the fully masked input :math:`y_{c_n}(x_n \odot 0)`, i.e. it is treated as a
-  channel whose mask is empty;
+  channel whose mask is empty (which is exactly what a constant channel's mask is, so those are
+  never run one by one);
 - ``D`` — Ablation-CAM drops :math:`D_{nk} = (y_n - y_{c_n}[A_{nk} := a_n]) / y_n`, where the ablation value
   :math:`a_n` is 0 when :math:`\min A_n = 0` and :math:`\min A_n - 10^7` otherwise (as pytorch-grad-cam),
   computed by running **only the part of the network after the target layer** (the graph is split with
@@ -206,15 +207,20 @@ def _target_scores(
 def score_cam_scores(
     model: nn.Module, images: Tensor, acts: Tensor, targets: Targets, batch_size: int = 32, top_k: int | None = None
 ) -> Tensor:
-    """The Score-CAM terminal ``S`` of shape ``(N, K)`` (see the module docstring)."""
+    """The Score-CAM terminal ``S`` of shape ``(N, K)`` (see the module docstring).
+
+    A channel that is constant over space has an all-zero mask, so its masked input is the zero image:
+    one forward of the zero image per image scores every such channel (exactly what a forward per
+    channel would give), and only the other channels cost a forward each.
+    """
     n, k = acts.shape[:2]
     size = images.shape[-2:]
+    flat_acts = acts.flatten(2)
+    selected = flat_acts.amax(2) > flat_acts.amin(2)  # (N, K): channels whose mask is not all zero
     if top_k is not None and top_k < k:
-        chosen = acts.mean(dim=(2, 3)).topk(top_k, dim=1).indices  # (N, top_k)
-    else:
-        chosen = torch.arange(k, device=acts.device).expand(n, k)
-    pairs_n = torch.arange(n, device=acts.device).repeat_interleave(chosen.shape[1])
-    pairs_k = chosen.reshape(-1)
+        top = acts.mean(dim=(2, 3)).topk(top_k, dim=1).indices  # (N, top_k)
+        selected &= torch.zeros_like(selected).scatter_(1, top, True)
+    pairs_n, pairs_k = selected.nonzero(as_tuple=True)
 
     def inputs(sl: slice) -> tuple[Tensor, Tensor]:
         ni, ki = pairs_n[sl], pairs_k[sl]
@@ -224,19 +230,14 @@ def score_cam_scores(
         mask = (up - lo) / (hi - lo + 1e-8)
         return images[ni] * mask, ni
 
+    def zeros(sl: slice) -> tuple[Tensor, Tensor]:
+        return torch.zeros_like(images[sl]), torch.arange(sl.start, sl.stop, device=images.device)
+
     with eval_mode(model):
         scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size).to(acts.dtype)
-        if chosen.shape[1] == k and top_k is None:
-            return scores.view(n, k)
-        empty = _target_scores(
-            model,
-            lambda sl: (torch.zeros_like(images[sl]), torch.arange(sl.start, sl.stop, device=images.device)),
-            n,
-            targets,
-            batch_size,
-        ).to(acts.dtype)
+        empty = _target_scores(model, zeros, n, targets, batch_size).to(acts.dtype)
     out = empty[:, None].expand(n, k).clone()
-    out.scatter_(1, chosen, scores.view(n, -1))
+    out[pairs_n, pairs_k] = scores
     return out
 
 
