@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--score-top-k", type=int, default=16)
     _search_args(p)
-    p.set_defaults(func=cmd_demo, max_candidates=3000, time_limit=45.0, max_size=5)
+    p.set_defaults(func=cmd_demo, max_candidates=20000, time_limit=45.0, max_size=5)
 
     p = sub.add_parser("synthesize", help="search the grammar for the expression that scores best on a metric")
     _model_args(p, default_model=True)
