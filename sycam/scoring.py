@@ -28,8 +28,11 @@ class EngineContext:
     """The :class:`~sycam.metrics.base.MetricContext` the engine hands to metrics."""
 
     def __init__(self, samples: Samples, model: nn.Module, view_maps: Callable[[str], Tensor],
-                 explain: Callable[[Tensor], Tensor], batch_size: int = 64) -> None:
+                 explain: Callable[[Tensor], Tensor], batch_size: int = 64, memo_key: object = None) -> None:
         self._samples = samples
+        #: stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
+        #: deletion/insertion end points) per key, so a fresh context per candidate chunk recomputes nothing
+        self.memo_key = memo_key
         self._model = model
         self._view_maps = view_maps
         self._explain = explain
@@ -115,7 +118,7 @@ class Workspace:
                 out.append(finish(saliency(evaluate(expr, vals), vals["A"]), self.size))
             return torch.stack(out).reshape(*images.shape[:-3], *self.size)
 
-        return EngineContext(self.samples, self.model, view_maps, explain, self.options.batch_size)
+        return EngineContext(self.samples, self.model, view_maps, explain, self.options.batch_size, memo_key=self)
 
     def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8) -> Tensor:
         """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``."""

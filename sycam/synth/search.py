@@ -161,7 +161,8 @@ class _Scorer:
             i = self.views.index(view)
             return _render([e.values[i] for e in entries], self.acts[i], size)
 
-        ctx = EngineContext(self.ws.samples, self.ws.model, view_maps, base_ctx.explain, self.ws.options.batch_size)
+        ctx = EngineContext(self.ws.samples, self.ws.model, view_maps, base_ctx.explain, self.ws.options.batch_size,
+                            memo_key=self.ws)
         return [float(x) for x in self.metric.aggregate(self.metric.score(maps, ctx)).tolist()]
 
 
