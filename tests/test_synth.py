@@ -248,3 +248,14 @@ def test_bad_settings() -> None:
         synthesize(net, LAYER, no_gt, None, get_metric("iou"))
     with pytest.raises(SynthesisError, match="unknown baseline"):
         synthesize(net, LAYER, samples, None, get_metric("iou"), SynthesisConfig(baselines=("gradcam", "fullgrad")))
+
+
+def test_model_metric_scores_do_not_depend_on_chunking() -> None:
+    """Model-cost metrics memoize candidate-independent passes per workspace; chunking must not matter."""
+    net, samples = tiny_net(), tiny_samples(6)
+    metric = get_metric("deletion_auc", steps=5)
+    ws = Workspace.build(net, LAYER, samples, [metric])
+    nodes = [METHODS[k].node for k in ("gradcam", "xgradcam", "layercam", "ablationcam")]
+    one, four = ws.score(nodes, metric, chunk=1), ws.score(nodes, metric, chunk=4)
+    torch.testing.assert_close(one, four, atol=1e-6, rtol=0)
+    assert ws.context(nodes[:1]).memo_key is ws
