@@ -259,3 +259,21 @@ def test_model_metric_scores_do_not_depend_on_chunking() -> None:
     one, four = ws.score(nodes, metric, chunk=1), ws.score(nodes, metric, chunk=4)
     torch.testing.assert_close(one, four, atol=1e-6, rtol=0)
     assert ws.context(nodes[:1]).memo_key is ws
+
+
+def test_demo_winner_beats_every_classic_method_on_the_synthesis_split() -> None:
+    """(b) The real EfficientNet-Lite0 on (part of) the demo set with the energy pointing game."""
+    from sycam.data import load_data, split
+    from sycam.models import load_model
+    from sycam.terminals import ExtractOptions
+
+    model = load_model("efficientnet_lite0")
+    samples = load_data("demo", model.preprocess, model.classes)
+    synthesis, test = split(samples.subset(range(0, len(samples), 3)), 0.5, seed=0)
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "S", "D"), max_size=4), max_candidates=400)
+    result = synthesize(model.module, model.layer, synthesis, test, get_metric("energy_pointing_game"), config,
+                        ExtractOptions(score_top_k=4))
+    assert set(result.baselines) == set(METHODS)
+    best_baseline = max(b["synthesis_score"] for b in result.baselines.values())
+    assert result.best.synthesis_score >= best_baseline
+    assert result.best.test_score is not None
