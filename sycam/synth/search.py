@@ -27,6 +27,7 @@ from ..methods import METHODS
 from ..metrics.base import Metric
 from ..scoring import BASE, EngineContext, Workspace
 from ..terminals import ExtractOptions
+from ..viz import write_atomic
 from .grammar import Grammar
 from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle
@@ -168,12 +169,6 @@ class _Scorer:
 
 def _settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, test: Samples | None, metric: Metric,
@@ -320,8 +315,8 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
     def _checkpoint() -> None:
         nonlocal last_checkpoint
         assert config.checkpoint is not None
-        _write_json_atomic(config.checkpoint, {"key": key, "scored": {
-            k: (None if not math.isfinite(v) else v) for k, v in done.items()}})
+        write_atomic(config.checkpoint, json.dumps({"key": key, "scored": {
+            k: (None if not math.isfinite(v) else v) for k, v in done.items()}}))
         last_checkpoint = time.perf_counter()
 
     pending: list[tuple[Entry, str | None]] = []
