@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .expr import Kind, Node, evaluate, kind_of
+from .expr import Node, evaluate, kind_of
 from .methods import resolve_method
 from .models import LoadedModel
 from .targets import TargetSpec
@@ -61,11 +61,6 @@ def render(
     return finish(saliency(evaluate(node, values, memo), values["A"]), size)
 
 
-def check_renderable(node: Node) -> Kind:
-    """The expression's kind; every kind renders (a constant weights all channels equally)."""
-    return kind_of(node)
-
-
 class CAM:
     """A CAM method given as an expression (or a built-in name), pytorch-grad-cam style.
 
@@ -101,7 +96,7 @@ class CAM:
         self.model = model
         self.target_layer = target_layer
         self.name, self.expression = resolve_method(method)
-        self.kind = check_renderable(self.expression)
+        self.kind = kind_of(self.expression)  # every kind renders; a constant weights all channels equally
         self.options = ExtractOptions(batch_size=batch_size, score_top_k=score_top_k)
 
     def __call__(self, images: Tensor, targets: TargetSpec = None) -> Tensor:

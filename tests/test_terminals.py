@@ -95,7 +95,7 @@ def test_tail_split_reads_the_skip_and_equals_full_reruns(net: SkipNet) -> None:
     x = images(2)
     cache = TerminalCache(net, "body", x, [2, 3])
     a = cache.get(["A"])["A"]
-    args = (net, cache.layer, "body", cache.images, a, cache.target_scores, cache.targets)
+    args = (net, cache.layer, cache.images, a, cache.target_scores, cache.targets)
     torch.testing.assert_close(ablation_drops(*args, split=split), ablation_drops(*args, split=None))
 
 
