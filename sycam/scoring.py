@@ -100,14 +100,14 @@ class Workspace:
         acts = vals["A"]
         return torch.stack([finish(saliency(evaluate(e, vals, memo), acts), self.size) for e in exprs])
 
-    def context(self, exprs: Sequence[Node], memos: Mapping[str, dict[Node, Tensor]] | None = None) -> EngineContext:
-        """A metric context for candidates ``exprs`` (leading axis B)."""
-        memos = memos or {}
+    def context(self, exprs: Sequence[Node], view_maps: Callable[[str], Tensor] | None = None) -> EngineContext:
+        """A metric context for candidates ``exprs`` (leading axis B). ``view_maps`` replaces rendering the
+        expressions on a view, for callers that already hold the candidates' values there (the search)."""
 
-        def view_maps(view: str) -> Tensor:
+        def render_view(view: str) -> Tensor:
             if view not in self.caches:
                 raise KeyError(f"view {view!r} was not cached; the metric must declare it in views()")
-            return self.heatmaps(exprs, view, memos.get(view))
+            return self.heatmaps(exprs, view)
 
         def explain(images: Tensor) -> Tensor:
             out = []
@@ -118,7 +118,8 @@ class Workspace:
                 out.append(finish(saliency(evaluate(expr, vals), vals["A"]), self.size))
             return torch.stack(out).reshape(*images.shape[:-3], *self.size)
 
-        return EngineContext(self.samples, self.model, view_maps, explain, self.options.batch_size, memo_key=self)
+        return EngineContext(self.samples, self.model, view_maps or render_view, explain, self.options.batch_size,
+                             memo_key=self)
 
     def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8) -> Tensor:
         """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``."""

@@ -25,7 +25,7 @@ from ..expr import evaluate, kind_of, parse
 from ..heatmap import finish, saliency
 from ..methods import METHODS
 from ..metrics.base import Metric
-from ..scoring import BASE, EngineContext, Workspace
+from ..scoring import BASE, Workspace
 from ..terminals import ExtractOptions
 from ..viz import write_atomic
 from .grammar import Grammar
@@ -155,15 +155,12 @@ class _Scorer:
     def scores(self, entries: Sequence[Entry]) -> list[float]:
         size = self.ws.size
         maps = _render([e.values[0] for e in entries], self.acts[0], size)
-        nodes = [e.node for e in entries]
-        base_ctx = self.ws.context(nodes)
 
         def view_maps(view: str) -> Tensor:
             i = self.views.index(view)
             return _render([e.values[i] for e in entries], self.acts[i], size)
 
-        ctx = EngineContext(self.ws.samples, self.ws.model, view_maps, base_ctx.explain, self.ws.options.batch_size,
-                            memo_key=self.ws)
+        ctx = self.ws.context([e.node for e in entries], view_maps)
         return [float(x) for x in self.metric.aggregate(self.metric.score(maps, ctx)).tolist()]
 
 
