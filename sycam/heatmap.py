@@ -45,20 +45,50 @@ def saliency(weights: Tensor, acts: Tensor) -> Tensor:
     return (weights * acts).sum(-3)
 
 
-def finish(raw: Tensor, size: tuple[int, int]) -> Tensor:
-    """relu → normalize → bilinear resize to ``size`` → normalize, for raw maps ``(*B, N, h, w)``."""
-    lead = raw.shape[:-2]
-    m = normalize(torch.relu(raw)).reshape(-1, 1, *raw.shape[-2:])
+def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:
+    r"""Normalized layer-resolution maps :math:`\mathrm{norm}(\mathrm{relu}(\sum_k w_k A_k))`, shape
+    ``(*B, N, h, w)``, for weights ``(*B, N, K, 1|h, 1|w)`` (or a 0-d constant) and activations ``(N, K, h, w)``.
+
+    This is the first half of :func:`finish`; metrics with ``lowres`` read these maps directly."""
+    return normalize(torch.relu(saliency(weights, acts)))
+
+
+def finish_layer(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Layer-resolution maps from :func:`layer_maps` ``(*B, N, h, w)`` → heatmaps ``(*B, N, *size)``:
+    bilinear resize (half-pixel centres) then relu and normalize again (pytorch-grad-cam's aggregation)."""
+    lead = maps.shape[:-2]
+    m = maps.reshape(-1, 1, *maps.shape[-2:])
     if tuple(m.shape[-2:]) != tuple(size):
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
     return normalize(torch.relu(m)).reshape(*lead, *size)
 
 
+def finish(raw: Tensor, size: tuple[int, int]) -> Tensor:
+    """relu → normalize → bilinear resize to ``size`` → normalize, for raw maps ``(*B, N, h, w)``:
+    ``finish_layer(normalize(relu(raw)), size)``."""
+    return finish_layer(normalize(torch.relu(raw)), size)
+
+
 def render(
     node: Node, values: Mapping[str, Tensor], size: tuple[int, int], memo: dict[Node, Tensor] | None = None
 ) -> Tensor:
-    """Heatmaps ``(N, H, W)`` of expression ``node`` over terminal ``values`` (vectors as ``(N,K,1,1)``)."""
-    return finish(saliency(evaluate(node, values, memo), values["A"]), size)
+    """Heatmaps ``(N, H, W)`` of expression ``node`` over terminal ``values`` (vectors as ``(N,K,1,1)``): the
+    one render path, ``finish_layer(layer_maps(evaluate(node), A), size)``.
+
+    Example::
+
+        values = cache.values(["A", "G"])
+        maps = render(parse("mean(G)"), values, (224, 224))      # Grad-CAM, (N, 224, 224)
+    """
+    return finish_layer(layer_maps(evaluate(node, values, memo), values["A"]), size)
+
+
+def render_all(
+    nodes: Sequence[Node], values: Mapping[str, Tensor], size: tuple[int, int], memo: dict[Node, Tensor] | None = None
+) -> Tensor:
+    """Heatmaps ``(B, N, H, W)`` of several expressions over the same terminal ``values`` (shared ``memo``)."""
+    memo = {} if memo is None else memo
+    return torch.stack([render(n, values, size, memo) for n in nodes])
 
 
 class CAM:

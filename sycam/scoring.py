@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from . import _metric_shim as shim
 from .data.samples import Samples
-from .expr import Node, evaluate
-from .heatmap import finish, saliency
+from .expr import Node
+from .heatmap import render, render_all
 from .metrics.base import Metric
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
@@ -95,53 +96,91 @@ class Workspace:
         needed: set[str] = set()
         for e in exprs:
             needed |= e.terminals()
-        vals = self.values(needed, view)
-        memo = {} if memo is None else memo
-        acts = vals["A"]
-        return torch.stack([finish(saliency(evaluate(e, vals, memo), acts), self.size) for e in exprs])
+        return render_all(exprs, self.values(needed, view), self.size, memo)
 
-    def context(self, exprs: Sequence[Node], view_maps: Callable[[str], Tensor] | None = None) -> EngineContext:
+    def context(self, exprs: Sequence[Node], view_maps: Callable[[str], Tensor] | None = None,
+                explain: Callable[[Tensor], Tensor] | None = None) -> EngineContext:
         """A metric context for candidates ``exprs`` (leading axis B). ``view_maps`` replaces rendering the
-        expressions on a view, for callers that already hold the candidates' values there (the search)."""
+        expressions on a view, for callers that already hold the candidates' values there (the search);
+        ``explain`` replaces re-explaining new inputs with the expressions (post-processed controls)."""
 
         def render_view(view: str) -> Tensor:
             if view not in self.caches:
                 raise KeyError(f"view {view!r} was not cached; the metric must declare it in views()")
             return self.heatmaps(exprs, view)
 
-        def explain(images: Tensor) -> Tensor:
+        def explain_fn(images: Tensor) -> Tensor:
             out = []
             for expr, batch in zip(exprs, images.reshape(len(exprs), *images.shape[-4:]), strict=True):
                 cache = TerminalCache(self.model, self.layer, batch, Targets(classes=self.samples.labels),
                                       self.options)
                 vals = cache.values(sorted(expr.terminals() | {"A"}))
-                out.append(finish(saliency(evaluate(expr, vals), vals["A"]), self.size))
+                out.append(render(expr, vals, self.size))
             return torch.stack(out).reshape(*images.shape[:-3], *self.size)
 
-        return EngineContext(self.samples, self.model, view_maps or render_view, explain, self.options.batch_size,
-                             memo_key=self)
+        return EngineContext(self.samples, self.model, view_maps or render_view, explain or explain_fn,
+                             self.options.batch_size, memo_key=self)
+
+    def evaluate(self, metric: Metric, maps: Tensor, exprs: Sequence[Node],
+                 view_maps: Callable[[str], Tensor] | None = None,
+                 explain: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Per-image scores ``(B, N)`` of heatmaps ``maps`` ``(B, N, H, W)`` of candidates ``exprs``: the one
+        scoring path (``Metric.evaluate``: a degenerate map gets the metric's worst value)."""
+        return shim.evaluate(metric, maps, self.context(exprs, view_maps, explain))
 
     def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8) -> Tensor:
         """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``."""
         out = []
         for sl in _chunks(len(exprs), chunk):
             batch = list(exprs[sl])
-            out.append(metric.score(self.heatmaps(batch), self.context(batch)))
-        return torch.cat(out)
+            out.append(self.evaluate(metric, self.heatmaps(batch), batch))
+        return torch.cat(out) if out else torch.zeros(0, len(self.samples))
+
+
+class Evaluation(dict[str, dict[str, float]]):
+    """``{method: {metric: aggregate score}}`` (a plain dict, as before) with the evidence behind it.
+
+    Attributes:
+        per_image: ``{metric: {method: [score per image]}}`` in ``ids`` order (degenerate maps scored at the
+            metric's worst value, as in the aggregate, which is their plain mean).
+        degenerate: ``{method: count}`` of images whose heatmap is constant, all-zero or non-finite.
+        ids: the sample ids (``[]`` when the samples have none).
+    """
+
+    def __init__(self, aggregate: Mapping[str, dict[str, float]], per_image: dict[str, dict[str, list[float]]],
+                 degenerate: dict[str, int], ids: list[str]) -> None:
+        super().__init__(aggregate)
+        self.per_image = per_image
+        self.degenerate = degenerate
+        self.ids = ids
 
 
 def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples, methods: Mapping[str, Node],
                      metrics: Mapping[str, Metric], options: ExtractOptions | None = None,
-                     progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
-    """``{method: {metric: aggregate score}}`` for every method and metric on ``samples``."""
+                     progress: Callable[[str], None] | None = None) -> Evaluation:
+    """Scores of every method under every metric on ``samples``.
+
+    Returns an :class:`Evaluation`: ``{method: {metric: aggregate}}`` plus ``.per_image``, ``.degenerate``
+    and ``.ids``.
+
+    Example::
+
+        ev = evaluate_methods(net, "layer4", samples, {"gradcam": parse("mean(G)")},
+                              {"iou": get_metric("iou")})
+        ev["gradcam"]["iou"], ev.per_image["iou"]["gradcam"], ev.degenerate["gradcam"]
+    """
     ws = Workspace.build(model, layer, samples, metrics.values(), options)
     labels = list(methods)
     exprs = [methods[k] for k in labels]
     results: dict[str, dict[str, float]] = {k: {} for k in labels}
+    per_image: dict[str, dict[str, list[float]]] = {}
     for mname, metric in metrics.items():
         if progress:
             progress(mname)
-        scores = metric.aggregate(ws.score(exprs, metric))
-        for label, value in zip(labels, scores.tolist(), strict=True):
+        scores = ws.score(exprs, metric)
+        per_image[mname] = {label: [float(x) for x in row] for label, row in zip(labels, scores.tolist(), strict=True)}
+        for label, value in zip(labels, metric.aggregate(scores).tolist(), strict=True):
             results[label][mname] = float(value)
-    return results
+    degenerate = {label: int(shim.degenerate(ws.heatmaps([e]))[0].sum()) for label, e in zip(labels, exprs,
+                                                                                               strict=True)}
+    return Evaluation(results, per_image, degenerate, list(samples.ids))

@@ -4,20 +4,27 @@
   candidates are one class when their normalized layer-resolution heatmaps agree within ``tolerance`` on
   every probe image and view (the final heatmaps then agree too: the resize and second normalization are
   the same function of them). The first (smallest) candidate represents the class. ``"metric"`` (the
-  paper's definition): candidates whose metric value on the synthesis split agrees within ``tolerance``
-  are one class. ``"none"``: no pruning. NaN/Inf and constant maps are rejected with a counted reason.
-- :class:`CorrectnessOracle` — a candidate is *correct* when its synthesis score beats λ in the metric's
-  direction; λ defaults to the best classic method's score on the synthesis split.
+  paper's definition): candidates whose objective values on the synthesis split all agree within
+  ``tolerance`` are one class. ``"none"``: no pruning.
+- :class:`CorrectnessOracle` — the paper's correctness oracle as a conjunction. A candidate is *rejected*
+  before scoring when its heatmap is non-finite on any image or view, or degenerate (constant, all-zero) on
+  more synthesis images than ``max_degenerate`` allows; it is *admissible* when every constraint holds on the
+  synthesis split, and *correct* when, in addition, it beats λ on every objective (λ defaults to the best
+  exact classic method's synthesis score, per objective).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from ..heatmap import normalize, saliency
+from .. import _metric_shim as shim
+from ..heatmap import layer_maps
+from ..metrics.base import Metric
+from .constraints import Constraint
 from .learner import fingerprint
 
 EQUIVALENCES = ("heatmap", "metric", "none")
@@ -25,77 +32,89 @@ EQUIVALENCES = ("heatmap", "metric", "none")
 
 @dataclass
 class EquivalenceOracle:
-    """Decides whether a candidate is new, equivalent to an earlier one, or invalid."""
+    """Decides whether a (valid) candidate is equivalent to an earlier one."""
 
     mode: str = "heatmap"
     tolerance: float = 1e-4
     classes: dict[tuple[int, int], list[tuple[str, Tensor]]] = field(default_factory=dict)
-    score_classes: list[tuple[float, str]] = field(default_factory=list)
+    score_classes: list[tuple[tuple[float, ...], str]] = field(default_factory=list)
     pruned: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in EQUIVALENCES:
             raise ValueError(f"equivalence must be one of {', '.join(EQUIVALENCES)}, got {self.mode!r}")
 
-    def _reject(self, reason: str) -> None:
-        self.rejected[reason] = self.rejected.get(reason, 0) + 1
-
     @staticmethod
-    def layer_maps(weights: tuple[Tensor, ...], acts: tuple[Tensor, ...]) -> Tensor:
-        """Normalized relu'd layer-resolution maps of a candidate on every input set, concatenated."""
-        return torch.cat([normalize(torch.relu(saliency(w, a))).flatten() for w, a in zip(weights, acts,
-                                                                                             strict=True)])
+    def layer_maps(weights: Sequence[Tensor], acts: Sequence[Tensor]) -> list[Tensor]:
+        """Normalized relu'd layer-resolution maps of a candidate on every input set (base first)."""
+        return [layer_maps(w, a) for w, a in zip(weights, acts, strict=True)]
 
-    def check(self, label: str, weights: tuple[Tensor, ...], acts: tuple[Tensor, ...]) -> str | None:
-        """``None`` if the candidate is new (and record it); else the reason it is not scored:
-        ``"equivalent"``, or a rejection reason."""
-        maps = self.layer_maps(weights, acts)
-        if not bool(torch.isfinite(maps).all()):
-            self._reject("non-finite heatmap")
-            return "non-finite heatmap"
-        n_base = acts[0].shape[0] * acts[0].shape[-2] * acts[0].shape[-1]
-        if float(maps[:n_base].max()) == 0.0:
-            self._reject("constant heatmap")
-            return "constant heatmap"
+    def check(self, label: str, maps: Sequence[Tensor]) -> bool:
+        """Heatmap equivalence: True (and counted) when ``maps`` (from :meth:`layer_maps`) match an earlier
+        class within ``tolerance``; otherwise the candidate founds a new class (recorded) and False."""
         if self.mode != "heatmap":
-            return None
-        key = fingerprint((maps,), 1e3)
-        for _rep, other in self.classes.get(key, []):
-            if float((maps - other).abs().max()) <= self.tolerance:
-                self.pruned += 1
-                return "equivalent"
-        self.classes.setdefault(key, []).append((label, maps))
-        return None
-
-    def check_score(self, label: str, score: float) -> bool:
-        """Metric-value equivalence: True (and counted) if ``score`` matches an earlier class."""
-        if self.mode != "metric":
             return False
-        for other, _label in self.score_classes:
-            if abs(other - score) <= self.tolerance:
+        flat = torch.cat([m.flatten() for m in maps])
+        key = fingerprint((flat,), 1e3)
+        for _rep, other in self.classes.get(key, []):
+            if float((flat - other).abs().max()) <= self.tolerance:
                 self.pruned += 1
                 return True
-        self.score_classes.append((score, label))
+        self.classes.setdefault(key, []).append((label, flat))
+        return False
+
+    def check_score(self, label: str, scores: Sequence[float]) -> bool:
+        """Metric-value equivalence: True (and counted) if every objective value matches an earlier class."""
+        if self.mode != "metric":
+            return False
+        key = tuple(float(s) for s in scores)
+        for other, _label in self.score_classes:
+            if all(abs(a - b) <= self.tolerance for a, b in zip(other, key, strict=True)):
+                self.pruned += 1
+                return True
+        self.score_classes.append((key, label))
         return False
 
 
 @dataclass
 class CorrectnessOracle:
-    """Accepts a candidate whose score beats λ in the metric's direction."""
+    """Rejects invalid heatmaps, checks constraints, and accepts candidates that beat λ on every objective.
 
-    higher_is_better: bool
-    threshold: float | None
+    Args:
+        objectives: the metrics being optimized (the first is the primary one).
+        thresholds: λ per objective (``None``: no λ, nothing beats it).
+        constraints: ``(constraint, bound)`` pairs (bounds resolved from the baselines).
+        max_degenerate: synthesis images on which a candidate's heatmap may be degenerate.
+    """
 
-    def accepts(self, score: float) -> bool:
-        if self.threshold is None or score != score:  # no λ, or NaN
-            return False
-        return score > self.threshold if self.higher_is_better else score < self.threshold
+    objectives: Sequence[Metric]
+    thresholds: Sequence[float | None]
+    constraints: Sequence[tuple[Constraint, float]] = ()
+    max_degenerate: int = 0
 
-    def better(self, a: float, b: float | None) -> bool:
-        """Whether score ``a`` beats ``b`` (``None`` and NaN lose to everything)."""
-        if a != a:
-            return False
-        if b is None or b != b:
-            return True
-        return a > b if self.higher_is_better else a < b
+    def reject(self, maps: Sequence[Tensor]) -> str | None:
+        """The reason to reject a candidate from its layer maps per input set (base first), or None.
+
+        ``"non-finite heatmap"`` on any set, ``"constant heatmap"`` when degenerate on every synthesis image,
+        ``"degenerate heatmap"`` when degenerate on more than ``max_degenerate`` of them."""
+        if not all(bool(torch.isfinite(m).all()) for m in maps):
+            return "non-finite heatmap"
+        bad = int(shim.degenerate(maps[0]).sum())
+        if bad == maps[0].shape[0]:
+            return "constant heatmap"
+        if bad > self.max_degenerate:
+            return "degenerate heatmap"
+        return None
+
+    def holds(self, scores: Mapping[str, float]) -> bool:
+        """Every constraint holds for these synthesis scores (by metric name)."""
+        return all(c.holds(scores[c.metric], bound) for c, bound in self.constraints)
+
+    def beats(self, scores: Mapping[str, float]) -> bool:
+        """Strictly better than λ on every objective (False where an objective has no λ)."""
+        return all(t is not None and shim.better(m, scores[m.name], t)
+                   for m, t in zip(self.objectives, self.thresholds, strict=True))
+
+    def correct(self, scores: Mapping[str, float]) -> bool:
+        """Admissible (constraints hold) and beats λ on every objective."""
+        return self.holds(scores) and self.beats(scores)

@@ -1,18 +1,36 @@
-"""OGIS search: the learner proposes, the equivalence oracle prunes, the correctness oracle scores.
+"""OGIS search: the learner proposes, the oracles prune, reject and judge, the metrics score.
 
 Data flows one way: model + synthesis images → cached terminals (also of every metric view) → the
-learner's bank of sub-expression values → candidate weights → heatmaps → metric scores → leaderboard;
-then the winner, the leaderboard and the classic methods are scored once more on the held-out test images.
+learner's bank of sub-expression values → candidate weights → heatmaps → metric scores → leaderboard (and,
+with several objectives, the Pareto front); then the winner is chosen (on a separate validation split when
+one is given), and the winner, the leaderboard, the classic methods and a control are scored once more on
+the held-out test images.
+
+:func:`synthesize` runs the steps of :class:`Search` in order, one job each:
+
+1. :meth:`Search.extract` — terminals of the synthesis split and its metric views;
+2. :meth:`Search.score_baselines` — the classic methods, λ per objective, the constraints' bounds;
+3. :meth:`Search.search` — the OGIS loop (budget in candidates, checkpoints);
+4. :meth:`Search.select` — the winner (see below);
+5. :meth:`Search.held_out` — validation and test scores, per-image evidence, the control, the comparison.
+
+Winner rule. A candidate is *admissible* when every constraint holds on the synthesis split (and its heatmap
+was not rejected as non-finite or degenerate), *correct* when it also beats λ on every objective. The pool is
+the leaderboard (the best admissible candidates on the first objective) or, with several objectives, the
+Pareto front of admissible candidates. The correct members of the pool are eligible (all members when none is
+correct). Without a validation split the winner is the eligible candidate best on the first objective
+(ties: smaller, then earlier). With one, every eligible candidate is re-scored on it; the best on validation
+is found, and among the candidates within noise of it (:func:`sycam.stats.within_noise`: paired mean
+difference within one standard error) the smallest expression wins (ties: better validation score, then
+earlier).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,21 +38,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import _metric_shim as shim
+from .. import stats
+from .._progress import progress
 from ..data.samples import Samples
-from ..expr import evaluate, kind_of, parse
-from ..heatmap import finish, saliency
+from ..expr import Node, evaluate, kind_of, parse
+from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
-from ..metrics.base import Metric
+from ..metrics.base import Metric, MetricError
+from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
 from ..scoring import BASE, Workspace
 from ..terminals import ExtractOptions
-from ..viz import write_atomic
+from . import checkpoint as ckpt
+from .constraints import Constraint, parse_constraints
+from .control import threshold_to_sparsity
+from .errors import SynthesisError
 from .grammar import Grammar
 from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle
 
-
-class SynthesisError(ValueError):
-    """Bad synthesis settings or a checkpoint that does not match them."""
+__all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
 
 
 @dataclass
@@ -42,10 +65,10 @@ class SynthesisConfig:
     """Settings of one synthesis run (all recorded in the results)."""
 
     grammar: Grammar = field(default_factory=Grammar)
-    threshold: float | None = None  #: λ; None → the best classic method's synthesis score
-    stop_at_threshold: bool = False  #: stop at the first candidate that beats λ
-    max_candidates: int | None = 5000  #: candidates scored (after equivalence pruning)
-    time_limit: float | None = None  #: seconds of search (terminal extraction excluded)
+    threshold: float | None = None  #: λ of the first objective; None → the best exact classic method's score
+    stop_at_threshold: bool = False  #: stop at the first correct candidate
+    max_candidates: int | None = 5000  #: candidates scored (after pruning), exactly; None: no limit
+    time_limit: float | None = None  #: seconds of search (terminal extraction excluded); not reproducible
     equivalence: str = "heatmap"  #: heatmap | metric | none
     tolerance: float = 1e-4  #: of the equivalence oracle
     #: candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its
@@ -57,8 +80,39 @@ class SynthesisConfig:
     checkpoint: Path | None = None
     resume: bool = False
     checkpoint_every: float = 30.0  #: seconds between checkpoints
-    progress: bool = False
+    progress: bool = False  #: unused; progress follows ``sycam._progress.configure`` (kept for callers)
     max_bank_bytes: int = 2 << 30
+    #: "METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)
+    constraints: tuple[str, ...] = ()
+    #: share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)
+    max_degenerate_fraction: float = 0.0
+
+    def check(self) -> None:
+        """Raise :class:`SynthesisError` for a setting out of range."""
+        def bad(name: str, value: object, want: str) -> SynthesisError:
+            return SynthesisError(f"{name} must be {want}, got {value!r}")
+
+        def positive_int(name: str, value: object, allow_none: bool = True) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, value, "a positive integer" + (" or None" if allow_none else ""))
+
+        positive_int("max_candidates", self.max_candidates)
+        positive_int("batch", self.batch)
+        positive_int("leaderboard_size", self.leaderboard_size, allow_none=False)
+        for name in ("time_limit", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value) or value <= 0):
+                raise bad(name, value, "a positive number of seconds" + (" or None" if name == "time_limit" else ""))
+        f = self.max_degenerate_fraction
+        if isinstance(f, bool) or not isinstance(f, int | float) or not 0.0 <= f < 1.0:
+            raise bad("max_degenerate_fraction", f, "in [0, 1)")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise bad("threshold (λ)", self.threshold, "finite")
+        if isinstance(self.constraints, str):
+            raise bad("constraints", self.constraints, "a tuple of strings")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,25 +120,32 @@ class SynthesisConfig:
             "stop_at_threshold": self.stop_at_threshold, "max_candidates": self.max_candidates,
             "time_limit": self.time_limit, "equivalence": self.equivalence, "tolerance": self.tolerance,
             "batch": self.batch, "leaderboard_size": self.leaderboard_size, "baselines": list(self.baselines),
-            "seed_baselines": self.seed_baselines,
+            "seed_baselines": self.seed_baselines, "constraints": list(self.constraints),
+            "max_degenerate_fraction": self.max_degenerate_fraction, "max_bank_bytes": self.max_bank_bytes,
         }
 
 
 @dataclass
 class Candidate:
+    """A scored candidate. ``synthesis_score`` (and the other ``*_score``) are on the first objective."""
+
     expression: str
     size: int
     synthesis_score: float
     order: int  #: position in the scoring order (ties: smaller, then earlier wins)
     seed: str | None = None  #: the classic method this candidate is, when it was seeded
     test_score: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)  #: synthesis score of every metric (by name)
+    validation_score: float | None = None
+    test_scores: dict[str, float] = field(default_factory=dict)
+    holds: bool = True  #: every constraint holds on the synthesis split
 
 
 @dataclass
 class SynthesisResult:
-    """What a search found; :meth:`to_dict` is the ``results.json`` schema."""
+    """What a search found; :meth:`to_dict` is the ``results.json`` schema (:class:`sycam.results.SynthesisResults`)."""
 
-    metric: Metric
+    metric: Metric  #: the first objective
     best: Candidate
     baselines: dict[str, dict[str, Any]]
     leaderboard: list[Candidate]
@@ -96,30 +157,68 @@ class SynthesisResult:
     settings: dict[str, Any]
     notes: list[str]
     stopped_because: str
+    metrics: list[Metric] = field(default_factory=list)
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    lambda_baseline: str | None = None
+    accepted: bool = False
+    constraints: list[tuple[Constraint, float]] = field(default_factory=list)
+    pareto: list[Candidate] = field(default_factory=list)
+    per_image: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    degenerate: dict[str, dict[str, int]] = field(default_factory=dict)
+    comparison: dict[str, Any] | None = None
+    control: dict[str, Any] | None = None
+    incomplete: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        def finite(x: float | None) -> float | None:
-            return None if x is None or not math.isfinite(x) else float(x)
+    @property
+    def optimism(self) -> float | None:
+        """Synthesis minus validation score of the winner (its selection bias); None without validation."""
+        v = self.best.validation_score
+        return None if v is None else self.best.synthesis_score - v
 
-        best_node = parse(self.best.expression)
-        return {
+    def to_dict(self) -> SynthesisResults:
+        """The ``results.json`` content (JSON-ready: non-finite numbers become ``None``)."""
+        objectives = self.metrics or [self.metric]
+        best = self.best
+        out: dict[str, Any] = {
             "metric": self.metric.describe(),
+            "metrics": [m.describe() for m in objectives],
             "model": self.settings.get("model", {}),
             "data": self.settings.get("data", {}),
-            "lambda": finite(self.threshold),
+            "lambda": _finite(self.threshold),
             "lambda_source": self.threshold_source,
-            "accepted": self.threshold is not None and CorrectnessOracle(
-                self.metric.higher_is_better, self.threshold).accepts(self.best.synthesis_score),
-            "best": {"expression": self.best.expression, "latex": best_node.latex(), "size": self.best.size,
-                     "synthesis_score": finite(self.best.synthesis_score),
-                     "test_score": finite(self.best.test_score), "is_baseline": self.best.seed},
-            "baselines": {k: {**v, "synthesis_score": finite(v["synthesis_score"]),
-                              "test_score": finite(v.get("test_score"))} for k, v in self.baselines.items()},
+            "lambdas": {k: _finite(v) for k, v in self.thresholds.items()},
+            "lambda_baseline": self.lambda_baseline,
+            "accepted": bool(self.accepted),
+            "best": {"expression": best.expression, "latex": parse(best.expression).latex(), "size": best.size,
+                     "synthesis_score": _finite(best.synthesis_score),
+                     "validation_score": _finite(best.validation_score), "test_score": _finite(best.test_score),
+                     "is_baseline": best.seed, "scores": _finite_map(best.scores),
+                     "test_scores": _finite_map(best.test_scores), "accepted": bool(self.accepted)},
+            "baselines": {k: {**v, "synthesis_score": _finite(v["synthesis_score"]),
+                              "validation_score": _finite(v.get("validation_score")),
+                              "test_score": _finite(v.get("test_score")), "scores": _finite_map(v.get("scores", {})),
+                              "test_scores": _finite_map(v.get("test_scores", {}))}
+                          for k, v in self.baselines.items()},
             "leaderboard": [{"rank": i + 1, "expression": c.expression, "size": c.size,
-                             "synthesis_score": finite(c.synthesis_score), "test_score": finite(c.test_score),
+                             "synthesis_score": _finite(c.synthesis_score),
+                             "validation_score": _finite(c.validation_score), "test_score": _finite(c.test_score),
                              "is_baseline": c.seed}
                             for i, c in enumerate(self.leaderboard)],
-            "history": [[n, finite(s)] for n, s in self.history],
+            "history": [[n, _finite(s)] for n, s in self.history],
+            "constraints": [{"text": c.text, "metric": c.metric, "op": c.op,
+                             "rhs": c.rhs if c.rhs is not None else repr(c.scale), "bound": _finite(bound),
+                             "synthesis_value": _finite(best.scores.get(c.metric)),
+                             "holds": c.holds(best.scores.get(c.metric, math.nan), bound)}
+                            for c, bound in self.constraints],
+            "per_image": self.per_image,
+            "ids": self.ids,
+            "degenerate": self.degenerate,
+            "comparison": self.comparison,
+            "control": self.control,
+            "validation_score": _finite(best.validation_score),
+            "optimism": _finite(self.optimism),
+            "incomplete": bool(self.incomplete),
             **self.counters,
             "stopped_because": self.stopped_because,
             "seconds": round(sum(self.timings.values()), 3),
@@ -128,9 +227,23 @@ class SynthesisResult:
             "versions": versions(),
             "notes": self.notes,
         }
+        if len(objectives) > 1:
+            out["pareto"] = [{"expression": c.expression, "size": c.size,
+                              "scores": {m.name: _finite(c.scores.get(m.name)) for m in objectives}}
+                             for c in self.pareto]
+        return out  # type: ignore[return-value]
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _finite_map(d: dict[str, float]) -> dict[str, float | None]:
+    return {k: _finite(v) for k, v in d.items()}
 
 
 def versions() -> dict[str, str]:
+    """Versions of sycam, torch, torchvision and Python (recorded with every result)."""
     import torchvision
 
     from .. import __version__
@@ -139,262 +252,533 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _render(weights: Sequence[Tensor], acts: Tensor, size: tuple[int, int]) -> Tensor:
-    return finish(torch.stack([saliency(w, acts) for w in weights]), size)
+class Search:
+    """One synthesis run, step by step (see the module doc); :func:`synthesize` is the usual entry point.
 
+    Args:
+        model, layer: the classifier and its target layer.
+        synthesis: the split the search scores candidates on.
+        metrics: the objectives (the first is the primary one: leaderboard order, λ, per-image evidence).
+        config, options, settings: as for :func:`synthesize`.
+        on_progress: called after every scored batch with (candidates scored, best primary score or None).
+    """
 
-class _Scorer:
-    """Scores batches of bank entries (weights already computed on every input set) with the metric."""
+    def __init__(self, model: nn.Module, layer: str | nn.Module, synthesis: Samples, metrics: Sequence[Metric],
+                 config: SynthesisConfig, options: ExtractOptions, settings: dict[str, Any] | None = None,
+                 on_progress: Callable[[int, float | None], None] | None = None) -> None:
+        config.check()
+        if config.batch is None:
+            param = next(model.parameters(), None)
+            on_cpu = (param.device if param is not None else synthesis.device).type == "cpu"
+            config = replace(config, batch=2 if on_cpu else 32)
+        self.model, self.layer, self.synthesis = model, layer, synthesis
+        self.config, self.options, self.on_progress = config, options, on_progress
+        self.objectives = list(metrics)
+        if not self.objectives:
+            raise SynthesisError("at least one metric (objective) is needed")
+        names = [m.name for m in self.objectives]
+        if len(set(names)) != len(names):
+            raise SynthesisError(f"each objective may be given once, got {names}")
+        unknown = [b for b in config.baselines if b not in METHODS]
+        if unknown:
+            raise SynthesisError(f"unknown baseline(s) {unknown}; known: {', '.join(METHODS)}")
+        self.constraint_specs = parse_constraints(config.constraints)
+        self.columns = list(self.objectives)  # every metric a candidate is scored on: objectives, then guards
+        for c in self.constraint_specs:
+            if c.metric not in [m.name for m in self.columns]:
+                self.columns.append(_metric_named(c))
+        for m in self.columns:
+            if m.requires == "mask" and synthesis.masks is None:
+                raise SynthesisError(f"metric {m.name} needs ground truth (boxes or masks), but the data has none")
+        self.names = [m.name for m in self.columns]
+        self.timings: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.baseline_nodes = {b: METHODS[b].node for b in config.baselines}
+        self.settings = {**(settings or {}), "synthesis": config.as_dict(),
+                         "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k},
+                         "metric": self.objectives[0].describe(), "metrics": [m.describe() for m in self.objectives],
+                         "synthesis_ids": list(synthesis.ids)}
+        self.per_image: dict[str, dict[str, list[float]]] = {}
+        self.degenerate: dict[str, dict[str, int]] = {}
+        self.ids: dict[str, list[str]] = {"synthesis": list(synthesis.ids)}
+        self.n_split: dict[str, int] = {"synthesis": len(synthesis)}
+        # search state
+        self.done: dict[str, list[float]] = {}
+        self.scored: list[Candidate] = []
+        self.leaderboard: list[Candidate] = []
+        self.front: list[Candidate] = []
+        self.history: list[tuple[int, float]] = []
+        self.best: Candidate | None = None
+        self.pending: list[tuple[Entry, str | None]] = []
+        self.stopped = "search space exhausted"
+        self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0}
+        self.rejected: dict[str, int] = {}
 
-    def __init__(self, ws: Workspace, metric: Metric, views: list[str]) -> None:
-        self.ws = ws
-        self.metric = metric
-        self.views = views  # input-set order of the entries' values (BASE first)
-        self.acts = [ws.caches[v].values(["A"])["A"] for v in views]
+    @property
+    def primary(self) -> Metric:
+        return self.objectives[0]
 
-    def scores(self, entries: Sequence[Entry]) -> list[float]:
+    # -- 1. terminals ---------------------------------------------------------------------------------
+
+    def extract(self) -> None:
+        """Terminal caches of the synthesis split and every metric view; the learner's leaves."""
+        t0 = time.perf_counter()
+        self.ws = Workspace.build(self.model, self.layer, self.synthesis, self.columns, self.options)
+        self.views = [BASE, *[v for v in self.ws.caches if v != BASE]]
+        needed = set(self.config.grammar.terminals)
+        for node in self.baseline_nodes.values():
+            needed |= node.terminals()
+        self.per_view = [self.ws.values(needed, v) for v in self.views]
+        self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in self.config.grammar.terminals}
+        self.acts = tuple(pv["A"] for pv in self.per_view)
+        k = self.options.score_top_k
+        if k is not None and "S" in needed:
+            self.notes.append(f"Score-CAM terminal S capped to the top-{k} channels per image by mean activation; "
+                              "the other channels get the score of the fully masked input. Score-CAM is then an "
+                              f"approximation (\"Score-CAM (top-{k} channels)\"): it never sets λ nor enters a "
+                              "comparison.")
+        self.timings["terminals"] = time.perf_counter() - t0
+
+    # -- 2. baselines, λ and the constraints' bounds ----------------------------------------------------
+
+    def exact(self, name: str) -> bool:
+        """Whether baseline ``name`` is computed exactly (a capped S makes Score-CAM an approximation)."""
+        return self.options.score_top_k is None or "S" not in self.baseline_nodes[name].terminals()
+
+    def score_baselines(self) -> None:
+        """Score every baseline on every metric; λ per objective from the best *exact* baseline."""
+        t0 = time.perf_counter()
+        names, nodes = list(self.baseline_nodes), list(self.baseline_nodes.values())
+        self.baselines: dict[str, dict[str, Any]] = {}
+        for b in names:
+            title = METHODS[b].title
+            if not self.exact(b):
+                title = f"{title} (top-{self.options.score_top_k} channels)"
+            self.baselines[b] = {"expression": str(self.baseline_nodes[b]), "title": title, "exact": self.exact(b),
+                                 "scores": {}}
+        self.per_image["synthesis"] = {}
+        for m in self.columns:
+            per_image = self.ws.score(nodes, m, self.config.batch)
+            for b, row, agg in zip(names, per_image.tolist(), m.aggregate(per_image).tolist(), strict=True):
+                self.baselines[b]["scores"][m.name] = float(agg)
+                if m is self.primary:
+                    self.baselines[b]["synthesis_score"] = float(agg)
+                    self.per_image["synthesis"][b] = [float(x) for x in row]
+        exact = [b for b in names if self.exact(b)]
+        thresholds: list[float | None] = []
+        self.lambda_baseline: str | None = None
+        for m in self.objectives:
+            top = self._best_of(exact, m)
+            thresholds.append(None if top is None else self.baselines[top]["scores"][m.name])
+            if m is self.primary:
+                self.lambda_baseline = top
+        if self.config.threshold is not None:
+            thresholds[0], self.threshold_source = float(self.config.threshold), "user"
+        else:
+            self.threshold_source = "best_baseline" if thresholds[0] is not None else "none"
+        bounds = []
+        for c in self.constraint_specs:
+            metric = self.columns[self.names.index(c.metric)]
+            values = {b: self.baselines[b]["scores"][c.metric] for b in names}
+            bounds.append((c, c.bound(values, exact, lambda a, b, m=metric: shim.better(m, a, b))))
+        allowed = math.floor(self.config.max_degenerate_fraction * len(self.synthesis) + 1e-9)
+        self.oracle = CorrectnessOracle(self.objectives, thresholds, bounds, allowed)
+        self.timings["baselines"] = time.perf_counter() - t0
+
+    def _best_of(self, names: Sequence[str], metric: Metric) -> str | None:
+        top = None
+        for b in names:
+            if top is None or shim.better(metric, self.baselines[b]["scores"][metric.name],
+                                          self.baselines[top]["scores"][metric.name]):
+                top = b
+        return top
+
+    # -- 3. the OGIS loop -------------------------------------------------------------------------------
+
+    def _checkpoint_key(self) -> str:
+        constraints = [c.text for c in self.constraint_specs]
+        return ckpt.settings_key({**self.settings, "constraints": constraints})
+
+    def _save_checkpoint(self) -> None:
+        if self.config.checkpoint is not None:
+            ckpt.save(self.config.checkpoint, self._checkpoint_key(), self.names, self.done,
+                      {"max_candidates": self.config.max_candidates, "time_limit": self.config.time_limit})
+        self._last_checkpoint = time.perf_counter()
+
+    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
+        """Seeds (the classic methods the grammar admits) first, then the learner's entries by size."""
+        grammar = self.config.grammar
+        seed_texts: set[str] = set()
+        if self.config.seed_baselines:
+            for b, node in self.baseline_nodes.items():
+                kind = kind_of(node)
+                if grammar.uses_only(node) and grammar.form_allows(kind):
+                    self.count["seeds"] += 1
+                    seed_texts.add(str(node))
+                    yield Entry(node, kind, tuple(evaluate(node, pv) for pv in self.per_view)), b
+        for entry in self.learner.entries():
+            if not grammar.form_allows(entry.kind):
+                self.count["form_skipped"] += 1
+            elif str(entry.node) in seed_texts:
+                self.count["duplicates_of_seeds"] += 1
+            else:
+                yield entry, None
+
+    def _triage(self, entry: Entry) -> bool:
+        """True when the candidate is to be scored; otherwise it was rejected or pruned (and counted)."""
+        maps = self.equivalence.layer_maps(entry.values, self.acts)
+        reason = self.oracle.reject(maps)
+        if reason is not None:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+            return False
+        return not self.equivalence.check(str(entry.node), maps)
+
+    def _budget_left(self) -> int | None:
+        n = self.config.max_candidates
+        return None if n is None else n - len(self.scored)
+
+    def _over_time(self) -> bool:
+        limit = self.config.time_limit
+        return limit is not None and time.perf_counter() - self._t_search > limit
+
+    def search(self) -> None:
+        """Enumerate, triage, score in batches, until the space, the budget or the time runs out."""
+        t0 = self._t_search = self._last_checkpoint = time.perf_counter()
+        if self.config.checkpoint is not None and self.config.resume and self.config.checkpoint.exists():
+            self.done = ckpt.load(self.config.checkpoint, self._checkpoint_key(), self.names)
+            self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
+        self.learner = Learner(self.config.grammar, self.leaves, self.config.max_bank_bytes)
+        self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
+        with progress(self.config.max_candidates, "synthesize", "cand") as self._bar:
+            try:
+                for entry, seed in self._stream():
+                    if self._triage(entry):
+                        self.pending.append((entry, seed))
+                        left = self._budget_left()
+                        if len(self.pending) >= self.config.batch or (left is not None and len(self.pending) >= left):
+                            self._flush()
+                    if self.stopped != "search space exhausted":
+                        break
+                    if self._over_time():
+                        self._flush()
+                        if self.stopped == "search space exhausted":
+                            self.stopped = "time limit"
+                        break
+                else:
+                    self._flush()
+            except KeyboardInterrupt:
+                self.count["unscored"] += len(self.pending)
+                self.pending = []
+                self.stopped = "interrupted"
+                self.notes.append("interrupted by the user: the best candidate so far is reported")
+        self._save_checkpoint()
+        self.timings["search"] = time.perf_counter() - t0
+        if self.learner.stats.bank_full:
+            self.notes.append("the sub-expression bank reached its memory cap; larger expressions were built only "
+                              "from the bank kept until then: the search is incomplete")
+        if self.best is None:
+            rejected = {**self.learner.stats.rejected, **self.rejected}
+            if self.scored:
+                raise SynthesisError(f"none of the {len(self.scored)} candidates scored satisfies the constraints "
+                                     f"({'; '.join(c.text for c in self.constraint_specs)})")
+            raise SynthesisError("no candidate could be scored: the grammar yields no valid heatmap "
+                                 f"(rejected: {rejected})")
+
+    def _score(self, entries: Sequence[Entry]) -> list[list[float]]:
+        """Aggregate synthesis scores ``[candidate][column]`` of bank entries (values on every view)."""
         size = self.ws.size
-        maps = _render([e.values[0] for e in entries], self.acts[0], size)
+        nodes = [e.node for e in entries]
+        rendered: dict[str, Tensor] = {}
 
         def view_maps(view: str) -> Tensor:
-            i = self.views.index(view)
-            return _render([e.values[i] for e in entries], self.acts[i], size)
+            if view not in rendered:
+                i = self.views.index(view)
+                rendered[view] = finish_layer(torch.stack([layer_maps(e.values[i], self.acts[i])
+                                                           for e in entries]), size)
+            return rendered[view]
 
-        ctx = self.ws.context([e.node for e in entries], view_maps)
-        return [float(x) for x in self.metric.aggregate(self.metric.score(maps, ctx)).tolist()]
+        columns = [m.aggregate(self.ws.evaluate(m, view_maps(BASE), nodes, view_maps)).tolist() for m in self.columns]
+        return [list(row) for row in zip(*columns, strict=True)]
+
+    def _flush(self) -> None:
+        """Score the pending candidates (stored values first) and file them; may set :attr:`stopped`."""
+        if not self.pending:
+            return
+        todo = [e for e, _ in self.pending if str(e.node) not in self.done]
+        if todo:
+            self.done.update(zip((str(e.node) for e in todo), self._score(todo), strict=True))
+        n_obj = len(self.objectives)
+        while self.pending:
+            entry, seed = self.pending[0]
+            text = str(entry.node)
+            values = self.done[text]
+            self.pending.pop(0)
+            if self.equivalence.check_score(text, values[:n_obj]):
+                continue
+            cand = Candidate(text, entry.size, values[0], len(self.scored), seed,
+                             scores=dict(zip(self.names, values, strict=True)))
+            cand.holds = self.oracle.holds(cand.scores)
+            self.scored.append(cand)
+            self._file(cand)
+        self._bar.update(len(self.scored) - self._bar.n)
+        if self.best is not None:
+            self._bar.set_postfix_str(f"best={self.best.synthesis_score:.4f}")
+        if self.on_progress is not None:
+            self.on_progress(len(self.scored), self.best.synthesis_score if self.best else None)
+        if (self.config.checkpoint is not None
+                and time.perf_counter() - self._last_checkpoint > self.config.checkpoint_every):
+            self._save_checkpoint()
+        left = self._budget_left()
+        if self.config.stop_at_threshold and any(self.oracle.correct(c.scores) for c in self._pool()):
+            self.stopped = "beat λ"
+        elif left is not None and left <= 0:
+            self.stopped = "max candidates"
+
+    def _rank(self, c: Candidate) -> tuple[float, int, int]:
+        return (shim.sort_key(self.primary, c.synthesis_score), c.size, c.order)
+
+    def _file(self, cand: Candidate) -> None:
+        """Leaderboard, Pareto front, best-so-far and history for a newly scored candidate."""
+        if not cand.holds:
+            self.count["constraint_failed"] += 1
+            return
+        if self.best is None or shim.better(self.primary, cand.synthesis_score, self.best.synthesis_score):
+            self.best = cand
+        self.history.append((len(self.scored), self.best.synthesis_score))
+        self.leaderboard.append(cand)
+        self.leaderboard.sort(key=self._rank)
+        del self.leaderboard[self.config.leaderboard_size:]
+        if len(self.objectives) > 1:
+            self.front = pareto_add(self.front, cand, self.objectives)
+
+    def _pool(self) -> list[Candidate]:
+        return self.front if len(self.objectives) > 1 else self.leaderboard
+
+    # -- 4. the winner ----------------------------------------------------------------------------------
+
+    def select(self, validation: Samples | None) -> Candidate:
+        """Choose the winner (module doc: eligible pool; validation and the size rule when given)."""
+        pool = sorted(self._pool(), key=self._rank)
+        eligible = [c for c in pool if self.oracle.correct(c.scores)] or pool
+        if validation is None or not len(validation):
+            self.winner = eligible[0]
+            return self.winner
+        t0 = time.perf_counter()
+        ws = self._workspace(validation, self.objectives)
+        self.ids["validation"] = list(validation.ids)
+        self.n_split["validation"] = len(validation)
+        rows = ws.score([parse(c.expression) for c in eligible], self.primary, self.config.batch)
+        per = {c.expression: [float(x) for x in r] for c, r in zip(eligible, rows.tolist(), strict=True)}
+        for c, agg in zip(eligible, self.primary.aggregate(rows).tolist(), strict=True):
+            c.validation_score = float(agg)
+        self.winner = choose_within_noise(eligible, per, self.primary)
+        self.notes.append(f"winner chosen on {len(validation)} validation samples among {len(eligible)} "
+                          f"{'correct ' if self.oracle.correct(eligible[0].scores) else ''}candidates: the smallest "
+                          "expression within one standard error of the best validation score")
+        self.timings["validation"] = time.perf_counter() - t0
+        self._validation_ws = ws
+        return self.winner
+
+    # -- 5. held-out evidence ---------------------------------------------------------------------------
+
+    def _workspace(self, samples: Samples, metrics: Sequence[Metric]) -> Workspace:
+        return Workspace.build(self.model, self.layer, samples, metrics, self.options)
+
+    def _evidence(self, split: str, ws: Workspace) -> None:
+        """On ``split``: degenerate counts, per-image primary scores and the control for the baselines and the
+        winner; off the synthesis split also every objective's score of the baselines, the leaderboard and the
+        front (``validation_score``/``test_score`` are the primary objective's)."""
+        winner_node = parse(self.winner.expression)
+        names = [*self.baseline_nodes, SYNTHESIZED]
+        nodes = [*self.baseline_nodes.values(), winner_node]
+        per_image = self.per_image.setdefault(split, {})
+        for name, bad in zip(names, shim.degenerate(ws.heatmaps(nodes)).sum(-1).tolist(), strict=True):
+            self.degenerate.setdefault(name, {})[split] = int(bad)
+        if split == "synthesis":
+            per_image[SYNTHESIZED] = ws.score([winner_node], self.primary, self.config.batch)[0].tolist()
+        else:
+            cands = list({id(c): c for c in [self.winner, *self.leaderboard, *self.front]}.values())
+            texts = list(dict.fromkeys(c.expression for c in cands))
+            base_nodes = list(self.baseline_nodes.values())
+            agg_c: dict[str, list[float]] = {}
+            agg_b: dict[str, list[float]] = {}
+            for m in self.objectives:
+                rows_c = ws.score([parse(t) for t in texts], m, self.config.batch)
+                rows_b = ws.score(base_nodes, m, self.config.batch)
+                agg_c[m.name], agg_b[m.name] = m.aggregate(rows_c).tolist(), m.aggregate(rows_b).tolist()
+                if m is self.primary:
+                    for b, row in zip(self.baseline_nodes, rows_b.tolist(), strict=True):
+                        per_image[b] = row
+                    per_image[SYNTHESIZED] = rows_c[texts.index(self.winner.expression)].tolist()
+            key = f"{split}_score"
+            for cand in cands:
+                i = texts.index(cand.expression)
+                setattr(cand, key, float(agg_c[self.primary.name][i]))
+                if split == "test":
+                    cand.test_scores = {name: float(v[i]) for name, v in agg_c.items()}
+            for j, b in enumerate(self.baseline_nodes):
+                self.baselines[b][key] = float(agg_b[self.primary.name][j])
+                if split == "test":
+                    self.baselines[b]["test_scores"] = {name: float(v[j]) for name, v in agg_b.items()}
+        control_scores, control_bad = self._control(ws, winner_node)
+        per_image[CONTROL] = control_scores
+        self.degenerate.setdefault(CONTROL, {})[split] = control_bad
+
+    def _control(self, ws: Workspace, winner: Node) -> tuple[list[float], int]:
+        """Per-image primary scores and degenerate count of Grad-CAM thresholded to the winner's sparsity."""
+        gradcam = METHODS["gradcam"].node
+        g_ctx, w_ctx = ws.context([gradcam]), ws.context([winner])
+
+        def view_maps(view: str) -> Tensor:
+            return threshold_to_sparsity(ws.heatmaps([gradcam], view), ws.heatmaps([winner], view))
+
+        def explain(images: Tensor) -> Tensor:
+            return threshold_to_sparsity(g_ctx.explain(images), w_ctx.explain(images))
+
+        maps = view_maps(BASE)
+        scores = ws.evaluate(self.primary, maps, [gradcam], view_maps, explain)[0]
+        return [float(x) for x in scores.tolist()], int(shim.degenerate(maps).sum())
+
+    def held_out(self, test: Samples | None) -> None:
+        """Evidence on every split; the winner's test comparison with the λ baseline (paired bootstrap CI)."""
+        self._evidence("synthesis", self.ws)
+        if hasattr(self, "_validation_ws"):
+            t0 = time.perf_counter()
+            self._evidence("validation", self._validation_ws)
+            self.timings["validation"] += time.perf_counter() - t0
+            del self._validation_ws
+        t0 = time.perf_counter()
+        self.comparison = None
+        if test is not None and len(test):
+            self.ids["test"] = list(test.ids)
+            self.n_split["test"] = len(test)
+            self._evidence("test", self._workspace(test, self.objectives))
+            b = self.lambda_baseline
+            if b is not None:
+                hib = self.primary.higher_is_better
+                diff, lo, hi = stats.paired_bootstrap_ci(self.per_image["test"][SYNTHESIZED],
+                                                         self.per_image["test"][b], hib)
+                self.comparison = {"baseline": b, "diff": _finite(diff), "ci95": [_finite(lo), _finite(hi)],
+                                   "verdict": stats.verdict(lo, hi, hib)}
+        self.timings["test"] = time.perf_counter() - t0
+
+    # -- the result -------------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, Any]:
+        """Counters that add up: enumerated = scored + equivalent + rejected + merged sub-expressions + form
+        skipped + duplicates of seeds + unscored (dropped by an interrupt)."""
+        ls = self.learner.stats
+        rejected = dict(ls.rejected)
+        for k, v in self.rejected.items():
+            rejected[k] = rejected.get(k, 0) + v
+        return {
+            "candidates_enumerated": ls.enumerated + self.count["seeds"],
+            "candidates_scored": len(self.scored),
+            "equivalent_pruned": self.equivalence.pruned,
+            "rejected": rejected,
+            "rejected_total": sum(rejected.values()),
+            "subexpressions_pruned": ls.subexpr_pruned,
+            "form_skipped": self.count["form_skipped"],
+            "duplicates_of_seeds": self.count["duplicates_of_seeds"],
+            "unscored": self.count["unscored"],
+            "constraint_failed": self.count["constraint_failed"],
+            "bank_size": ls.bank_size,
+            "n_synthesis": len(self.synthesis),
+            "n_validation": self.n_split.get("validation", 0),
+            "n_test": self.n_split.get("test", 0),
+        }
+
+    def result(self) -> SynthesisResult:
+        """The :class:`SynthesisResult` of the steps run so far (all of them)."""
+        winner = self.winner
+        control = {"name": CONTROL_TITLE,
+                   "scores": {split: _finite(self.primary.aggregate(torch.tensor(v[CONTROL])).item())
+                              for split, v in self.per_image.items() if v.get(CONTROL)}}
+        counters = self.counters()
+        incomplete = self.learner.stats.bank_full or self.stopped in ("time limit", "interrupted")
+        return SynthesisResult(
+            self.primary, winner, self.baselines, self.leaderboard, self.history, self.oracle.thresholds[0],
+            self.threshold_source, counters, self.timings, self.settings, self.notes, self.stopped,
+            metrics=self.objectives, thresholds=dict(zip([m.name for m in self.objectives], self.oracle.thresholds,
+                                                         strict=True)),
+            lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
+            constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
+            per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
+            control=control, incomplete=incomplete)
 
 
-def _settings_key(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def pareto_add(front: list[Candidate], cand: Candidate, objectives: Sequence[Metric]) -> list[Candidate]:
+    """The non-dominated set after adding ``cand``: unchanged when a member dominates it or has the same
+    objective values (the earlier candidate represents them); otherwise ``cand`` joins and the members it
+    dominates leave. ``a`` dominates ``b`` when it is no worse on every objective and better on one."""
+    def vec(c: Candidate) -> list[float]:
+        return [c.scores[m.name] for m in objectives]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        no_worse = all(not shim.better(m, y, x) for m, x, y in zip(objectives, a, b, strict=True))
+        return no_worse and any(shim.better(m, x, y) for m, x, y in zip(objectives, a, b, strict=True))
+
+    v = vec(cand)
+    if any(dominates(vec(f), v) or vec(f) == v for f in front):
+        return front
+    return [f for f in front if not dominates(v, vec(f))] + [cand]
 
 
-def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, test: Samples | None, metric: Metric,
-               config: SynthesisConfig | None = None, options: ExtractOptions | None = None,
-               settings: dict[str, Any] | None = None,
-               on_progress: Callable[[int, float | None], None] | None = None) -> SynthesisResult:
+def choose_within_noise(candidates: Sequence[Candidate], per_image: dict[str, list[float]],
+                        metric: Metric) -> Candidate:
+    """The validation rule: find the candidate best on validation (its ``validation_score``); among those whose
+    paired per-image validation scores are within one standard error of it (:func:`sycam.stats.within_noise`),
+    return the smallest (ties: better validation score, then earlier in ``candidates``)."""
+    def score(c: Candidate) -> float:
+        return shim.sort_key(metric, math.nan if c.validation_score is None else c.validation_score)
+
+    top = min(candidates, key=lambda c: (score(c), c.size, c.order))
+    close = [c for c in candidates
+             if c is top or stats.within_noise(per_image[c.expression], per_image[top.expression])]
+    return min(close, key=lambda c: (c.size, score(c), c.order))
+
+
+def _metric_named(c: Constraint) -> Metric:
+    from ..metrics import get_metric
+
+    try:
+        return get_metric(c.metric)
+    except MetricError as exc:
+        raise SynthesisError(f"constraint {c.text!r}: {exc}") from None
+
+
+def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, test: Samples | None,
+               metric: Metric | Sequence[Metric], config: SynthesisConfig | None = None,
+               options: ExtractOptions | None = None, settings: dict[str, Any] | None = None,
+               on_progress: Callable[[int, float | None], None] | None = None,
+               validation: Samples | None = None) -> SynthesisResult:
     """Search the grammar for the expression that scores best on ``synthesis`` under ``metric``.
 
     Args:
         model, layer: the classifier and its target layer.
-        synthesis, test: the two splits (``test`` may be ``None``: no held-out scores).
-        metric: the objective; its direction is respected.
-        config: grammar, λ, budget, equivalence, checkpointing.
+        synthesis: the split the search scores candidates on.
+        test: held-out samples scored once at the end (``None``: no held-out scores).
+        metric: the objective, or several (a Pareto search; the first is the primary objective).
+        config: grammar, λ, budget, equivalence, constraints, checkpointing.
         options: terminal extraction options (batch sizes, Score-CAM top-k cap).
         settings: extra provenance recorded in the results (model, data, ...).
+        on_progress: called after every scored batch with (candidates scored, best score so far).
+        validation: samples kept apart from ``synthesis`` on which the winner is chosen among the best
+            candidates (``None``: the best synthesis score wins).
+
+    Example::
+
+        result = synthesize(net, "layer4", syn, test, [get_metric("energy_pointing_game")],
+                            SynthesisConfig(max_candidates=2000, constraints=("mask_auc >= gradcam",)),
+                            validation=val)
+        result.best.expression, result.to_dict()["comparison"]["verdict"]
     """
-    config = config or SynthesisConfig()
-    options = options or ExtractOptions()
-    if config.batch is None:
-        param = next(model.parameters(), None)
-        on_cpu = (param.device if param is not None else synthesis.device).type == "cpu"
-        config = replace(config, batch=2 if on_cpu else 32)
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-    if metric.requires == "mask" and synthesis.masks is None:
-        raise SynthesisError(f"metric {metric.name} needs ground truth (boxes or masks), but the data has none")
-    unknown = [b for b in config.baselines if b not in METHODS]
-    if unknown:
-        raise SynthesisError(f"unknown baseline(s) {unknown}; known: {', '.join(METHODS)}")
-
-    # 1. terminals of the synthesis split, its metric views included
-    t0 = time.perf_counter()
-    ws = Workspace.build(model, layer, synthesis, [metric], options)
-    views = [BASE, *[v for v in ws.caches if v != BASE]]
-    baseline_nodes = {b: METHODS[b].node for b in config.baselines}
-    needed = set(config.grammar.terminals)
-    for node in baseline_nodes.values():
-        needed |= node.terminals()
-    per_view = [ws.values(needed, v) for v in views]
-    leaves = {t: tuple(pv[t] for pv in per_view) for t in config.grammar.terminals}
-    timings["terminals"] = time.perf_counter() - t0
-    if options.score_top_k is not None and "S" in needed:
-        notes.append(f"Score-CAM terminal S capped to the top-{options.score_top_k} channels per image by mean "
-                     "activation; the other channels get the score of the fully masked input.")
-
-    # 2. baselines and λ
-    t0 = time.perf_counter()
-    base_scores = metric.aggregate(ws.score(list(baseline_nodes.values()), metric, config.batch)).tolist()
-    baselines = {b: {"expression": str(baseline_nodes[b]), "title": METHODS[b].title, "synthesis_score": float(s)}
-                 for b, s in zip(baseline_nodes, base_scores, strict=True)}
-    oracle = CorrectnessOracle(metric.higher_is_better, None)
-    best_baseline = None
-    for b, info in baselines.items():
-        if best_baseline is None or oracle.better(info["synthesis_score"], baselines[best_baseline]["synthesis_score"]):
-            best_baseline = b
-    if config.threshold is not None:
-        oracle.threshold, source = float(config.threshold), "user"
-    elif best_baseline is not None:
-        oracle.threshold, source = baselines[best_baseline]["synthesis_score"], "best_baseline"
-    else:
-        source = "none"
-    timings["baselines"] = time.perf_counter() - t0
-
-    all_settings = {**(settings or {}), "synthesis": config.as_dict(),
-                    "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k},
-                    "metric": metric.describe(), "synthesis_ids": list(synthesis.ids)}
-    key = _settings_key(all_settings)
-    done: dict[str, float] = {}
-    if config.checkpoint is not None and config.resume and config.checkpoint.exists():
-        state = json.loads(config.checkpoint.read_text())
-        if state.get("key") != key:
-            raise SynthesisError(f"checkpoint {config.checkpoint} was written with other settings; "
-                                 "rerun without --resume or with the same settings")
-        done = {k: float(v) if v is not None else math.nan for k, v in state["scored"].items()}
-        notes.append(f"resumed from a checkpoint holding {len(done)} scored candidates")
-
-    # 3. the OGIS loop
-    t0 = time.perf_counter()
-    learner = Learner(config.grammar, leaves, config.max_bank_bytes)
-    equivalence = EquivalenceOracle(config.equivalence, config.tolerance)
-    scorer = _Scorer(ws, metric, views)
-    acts = tuple(pv["A"] for pv in per_view)
-    scored: list[Candidate] = []
-    leaderboard: list[Candidate] = []
-    history: list[tuple[int, float]] = []
-    best: Candidate | None = None
-    stopped = "search space exhausted"
-    last_checkpoint = time.perf_counter()
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.max_candidates, unit="cand", desc="synthesize", dynamic_ncols=True, leave=False)
-
-    def seeds() -> list[tuple[Entry, str]]:
-        out = []
-        if not config.seed_baselines:
-            return out
-        for b, node in baseline_nodes.items():
-            kind = kind_of(node)
-            if config.grammar.uses_only(node) and config.grammar.form_allows(kind):
-                vals = tuple(evaluate(node, pv) for pv in per_view)
-                out.append((Entry(node, kind, vals), b))
-        return out
-
-    def flush(batch: list[tuple[Entry, str | None]]) -> bool:
-        """Score a batch; return True when the search must stop."""
-        nonlocal best, stopped
-        todo = [e for e, _ in batch if str(e.node) not in done]
-        fresh = dict(zip((str(e.node) for e in todo), scorer.scores(todo), strict=True)) if todo else {}
-        for entry, seed in batch:
-            text = str(entry.node)
-            score = fresh[text] if text in fresh else done[text]
-            done[text] = score
-            if equivalence.check_score(text, score):
-                continue
-            cand = Candidate(text, entry.size, score, len(scored), seed)
-            scored.append(cand)
-            if best is None or oracle.better(score, best.synthesis_score):
-                best = cand
-            history.append((len(scored), best.synthesis_score))
-            leaderboard.append(cand)
-        leaderboard.sort(key=lambda c: (_rank_key(c.synthesis_score, metric.higher_is_better), c.size, c.order))
-        del leaderboard[config.leaderboard_size:]
-        if bar is not None:
-            bar.update(len(batch))
-            rate = len(scored) / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(best=f"{best.synthesis_score:.4f}" if best else "-", rate=f"{rate:.0f}/s")
-        if on_progress is not None:
-            on_progress(len(scored), best.synthesis_score if best else None)
-        if config.checkpoint is not None and time.perf_counter() - last_checkpoint > config.checkpoint_every:
-            _checkpoint()
-        if config.stop_at_threshold and best is not None and oracle.accepts(best.synthesis_score):
-            stopped = "beat λ"
-            return True
-        if config.max_candidates is not None and len(scored) >= config.max_candidates:
-            stopped = "max candidates"
-            return True
-        if config.time_limit is not None and time.perf_counter() - t0 > config.time_limit:
-            stopped = "time limit"
-            return True
-        return False
-
-    def _checkpoint() -> None:
-        nonlocal last_checkpoint
-        assert config.checkpoint is not None
-        write_atomic(config.checkpoint, json.dumps({"key": key, "scored": {
-            k: (None if not math.isfinite(v) else v) for k, v in done.items()}}))
-        last_checkpoint = time.perf_counter()
-
-    pending: list[tuple[Entry, str | None]] = []
-    seen_seeds: set[str] = set()
-    try:
-        stop = False
-        for entry, name in seeds():
-            if equivalence.check(str(entry.node), entry.values, acts) is None:
-                pending.append((entry, name))
-                seen_seeds.add(str(entry.node))
-        if pending:
-            stop = flush(pending)
-            pending = []
-        if not stop:
-            for entry in learner.entries():
-                if config.time_limit is not None and time.perf_counter() - t0 > config.time_limit:
-                    stopped = "time limit"
-                    break
-                if not config.grammar.form_allows(entry.kind) or str(entry.node) in seen_seeds:
-                    continue
-                if equivalence.check(str(entry.node), entry.values, acts) is not None:
-                    continue
-                pending.append((entry, None))
-                if len(pending) >= config.batch:
-                    stop = flush(pending)
-                    pending = []
-                    if stop:
-                        break
-            if pending:
-                flush(pending)
-                pending = []
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-        notes.append("interrupted by the user: the best candidate so far is reported")
-    finally:
-        if bar is not None:
-            bar.close()
-    if config.checkpoint is not None:
-        _checkpoint()
-    timings["search"] = time.perf_counter() - t0
-    if learner.stats.bank_full:
-        notes.append("the sub-expression bank reached its memory cap; larger expressions were built only from "
-                     "the bank kept until then")
-    if best is None:
-        raise SynthesisError("no candidate could be scored: the grammar yields no valid heatmap "
-                             f"(rejected: {equivalence.rejected or learner.stats.rejected})")
-
-    # 4. held-out scores for the winner, the leaderboard and the baselines
-    t0 = time.perf_counter()
-    if test is not None and len(test):
-        ws_test = Workspace.build(model, layer, test, [metric], options)
-        exprs = list(dict.fromkeys([best.expression, *[c.expression for c in leaderboard]]))
-        nodes = [parse(e) for e in exprs] + list(baseline_nodes.values())
-        test_scores = metric.aggregate(ws_test.score(nodes, metric, config.batch)).tolist()
-        by_text = dict(zip(exprs, test_scores[: len(exprs)], strict=True))
-        best.test_score = by_text[best.expression]
-        for c in leaderboard:
-            c.test_score = by_text[c.expression]
-        for b, s in zip(baseline_nodes, test_scores[len(exprs):], strict=True):
-            baselines[b]["test_score"] = float(s)
-    timings["test"] = time.perf_counter() - t0
-
-    rejected = dict(learner.stats.rejected)
-    for k, v in equivalence.rejected.items():
-        rejected[k] = rejected.get(k, 0) + v
-    counters = {
-        "candidates_enumerated": learner.stats.enumerated + len(seen_seeds),
-        "candidates_scored": len(scored),
-        "equivalent_pruned": equivalence.pruned,
-        "subexpressions_pruned": learner.stats.subexpr_pruned,
-        "rejected": rejected,
-        "bank_size": learner.stats.bank_size,
-        "n_synthesis": len(synthesis),
-        "n_test": 0 if test is None else len(test),
-    }
-    return SynthesisResult(metric, best, baselines, leaderboard, history, oracle.threshold, source, counters,
-                           timings, all_settings, notes, stopped)
-
-
-def _rank_key(score: float, higher_is_better: bool) -> float:
-    if score != score:
-        return math.inf
-    return -score if higher_is_better else score
-
+    metrics = [metric] if isinstance(metric, Metric) else list(metric)
+    run = Search(model, layer, synthesis, metrics, config or SynthesisConfig(), options or ExtractOptions(),
+                 settings, on_progress)
+    run.extract()
+    run.score_baselines()
+    run.search()
+    run.select(validation)
+    run.held_out(test)
+    return run.result()

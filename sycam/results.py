@@ -1,0 +1,148 @@
+"""The typed schema of ``results.json`` (``sycam synthesize`` / ``sycam demo``), shared by
+:meth:`sycam.synth.SynthesisResult.to_dict` (which builds it) and the report (which reads it).
+
+Scores are floats, ``None`` where there is no value (no λ, no test split). Method names in ``per_image`` and
+``degenerate`` are the baseline keys (``"gradcam"``, ...), ``"synthesized"`` for the winner and ``"control"``
+for the control. Splits are ``"synthesis"``, ``"validation"`` and ``"test"`` (present only when scored).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+#: the name of the winner in ``per_image`` and ``degenerate``
+SYNTHESIZED = "synthesized"
+#: the name of the control in ``per_image`` and ``degenerate``
+CONTROL = "control"
+CONTROL_TITLE = "Grad-CAM thresholded to the winner's sparsity"
+SPLITS = ("synthesis", "validation", "test")
+
+
+class BestResult(TypedDict):
+    """The winner: its expression, size and scores on each split (the primary objective)."""
+
+    expression: str
+    latex: str
+    size: int
+    synthesis_score: float | None
+    validation_score: float | None
+    test_score: float | None
+    is_baseline: str | None  #: the classic method the winner is, when it is one
+    scores: dict[str, float | None]  #: synthesis score on every objective and constraint metric
+    test_scores: dict[str, float | None]  #: test score on every objective
+    accepted: bool  #: beats λ on every objective and every constraint holds
+
+
+class BaselineResult(TypedDict):
+    """A classic method scored beside the search."""
+
+    expression: str
+    title: str  #: display name; an approximation says so: "Score-CAM (top-16 channels)"
+    exact: bool  #: False for an approximation, which never sets λ nor enters a comparison
+    synthesis_score: float | None
+    validation_score: float | None
+    test_score: float | None
+    scores: dict[str, float | None]  #: synthesis score on every objective and constraint metric
+    test_scores: dict[str, float | None]
+
+
+class LeaderboardRow(TypedDict):
+    rank: int
+    expression: str
+    size: int
+    synthesis_score: float | None
+    validation_score: float | None
+    test_score: float | None
+    is_baseline: str | None
+
+
+class ConstraintResult(TypedDict):
+    """A constraint of the correctness oracle and whether the winner satisfies it."""
+
+    text: str
+    metric: str
+    op: str
+    rhs: str  #: "best", a baseline name, or the number as text
+    bound: float | None  #: the resolved right side
+    synthesis_value: float | None  #: the winner's synthesis score on the metric
+    holds: bool
+
+
+class ParetoPoint(TypedDict):
+    expression: str
+    size: int
+    scores: dict[str, float | None]  #: synthesis score per objective
+
+
+class Comparison(TypedDict):
+    """Winner minus the best exact baseline on the test split, with a paired bootstrap 95 % CI."""
+
+    baseline: str
+    diff: float | None
+    ci95: list[float | None]
+    verdict: str  #: "better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)
+
+
+class ControlResult(TypedDict):
+    name: str  #: CONTROL_TITLE
+    scores: dict[str, float | None]  #: split → primary objective score
+
+
+class Timings(TypedDict, total=False):
+    terminals: float
+    baselines: float
+    search: float
+    validation: float
+    test: float
+    report: float  #: added by the CLI
+
+
+#: ``lambda`` is a Python keyword: these two keys are declared in the functional form and inherited
+_LambdaKeys = TypedDict("_LambdaKeys", {"lambda": float | None, "lambda_source": str})
+
+
+class SynthesisResults(_LambdaKeys):
+    """``results.json``. The counters satisfy ``candidates_enumerated == candidates_scored + equivalent_pruned
+    + rejected_total + subexpressions_pruned + form_skipped + duplicates_of_seeds + unscored``."""
+
+    metric: dict[str, Any]  #: the primary objective's describe()
+    metrics: list[dict[str, Any]]  #: every objective's describe()
+    model: dict[str, Any]
+    data: dict[str, Any]
+    lambdas: dict[str, float | None]  #: λ per objective (``lambda`` is the primary objective's)
+    lambda_baseline: str | None
+    accepted: bool
+    best: BestResult
+    baselines: dict[str, BaselineResult]
+    leaderboard: list[LeaderboardRow]
+    history: list[list[float | None]]
+    constraints: list[ConstraintResult]
+    pareto: NotRequired[list[ParetoPoint]]  #: only with several objectives
+    per_image: dict[str, dict[str, list[float]]]
+    ids: dict[str, list[str]]
+    degenerate: dict[str, dict[str, int]]
+    comparison: Comparison | None
+    control: ControlResult | None
+    validation_score: float | None
+    optimism: float | None  #: synthesis − validation score of the winner (None without validation)
+    incomplete: bool  #: a bank cap, a time limit or an interrupt cut the search
+    stopped_because: str  #: search space exhausted | max candidates | beat λ | time limit | interrupted
+    candidates_enumerated: int
+    candidates_scored: int
+    equivalent_pruned: int
+    rejected: dict[str, int]
+    rejected_total: int
+    subexpressions_pruned: int
+    form_skipped: int
+    duplicates_of_seeds: int
+    unscored: int
+    constraint_failed: int  #: scored candidates for which a constraint fails (a subset of the scored)
+    bank_size: int
+    n_synthesis: int
+    n_validation: int
+    n_test: int
+    seconds: float
+    timings: Timings
+    settings: dict[str, Any]
+    versions: dict[str, str]
+    notes: list[str]

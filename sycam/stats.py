@@ -1,0 +1,93 @@
+r"""Statistics of paired per-image scores: a paired bootstrap confidence interval and the verdict it supports.
+
+Two methods scored on the same ``m`` images give paired scores ``a_i``, ``b_i``. The difference of their
+means is :math:`\bar d = \frac1m \sum_i (a_i - b_i)`. The paired (percentile) bootstrap resamples the
+*images*: ``n`` times, draw ``m`` image indices with replacement and take the mean of ``d`` over them; the
+95 % interval is the 2.5th and 97.5th percentiles of those means (NumPy's default linear interpolation).
+The verdict reads the interval, never the point estimate: *better* when the whole interval lies on the good
+side of zero, *worse* when it lies on the bad side, *not distinguishable* otherwise.
+
+Example::
+
+    >>> diff, lo, hi = paired_bootstrap_ci([0.9, 0.8, 0.7], [0.6, 0.5, 0.4], higher_is_better=True)
+    >>> round(diff, 3), verdict(lo, hi, higher_is_better=True)
+    (0.3, 'better')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import SycamError
+
+VERDICTS = ("better", "not distinguishable", "worse")
+
+
+class StatsError(SycamError, ValueError):
+    """Paired scores that cannot be compared (different lengths, non-finite values)."""
+
+
+def paired_bootstrap_ci(a: Sequence[float], b: Sequence[float], higher_is_better: bool, n: int = 10000,
+                        seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(a - b), lo, hi)``: the mean paired difference and its percentile bootstrap interval.
+
+    Args:
+        a, b: per-image scores of two methods on the same images, in the same order.
+        higher_is_better: the metric's direction (the difference is always ``a - b``; the direction only
+            matters to :func:`verdict`; kept here so that callers state it where the numbers are made).
+        n: bootstrap resamples.
+        seed: seed of ``numpy.random.default_rng``; the same inputs and seed give the same interval.
+        level: coverage of the interval (0.95: the 2.5th and 97.5th percentiles).
+
+    Returns:
+        ``(nan, nan, nan)`` for no images; otherwise finite numbers.
+    """
+    del higher_is_better
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise StatsError(f"paired scores must be two equally long lists, got {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise StatsError("paired scores must be finite (score degenerate maps at the metric's worst value)")
+    if n < 1 or not 0.0 < level < 1.0:
+        raise StatsError(f"need n ≥ 1 resamples and 0 < level < 1, got n={n}, level={level}")
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    d = x - y
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, d.size, size=(n, d.size))
+    means = d[idx].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(means, [tail, 100.0 - tail])
+    return (float(d.mean()), float(lo), float(hi))
+
+
+def verdict(lo: float, hi: float, higher_is_better: bool) -> str:
+    """``"better"`` / ``"not distinguishable"`` / ``"worse"`` for an interval of ``a - b``.
+
+    ``better``: the interval excludes zero on the good side (``lo > 0`` when higher is better, ``hi < 0`` when
+    lower is better); ``worse``: it excludes zero on the bad side; otherwise (or NaN) not distinguishable.
+    """
+    if math.isnan(lo) or math.isnan(hi):
+        return "not distinguishable"
+    if lo > 0:
+        return "better" if higher_is_better else "worse"
+    if hi < 0:
+        return "worse" if higher_is_better else "better"
+    return "not distinguishable"
+
+
+def within_noise(a: Sequence[float], b: Sequence[float]) -> bool:
+    r"""Whether two methods' paired scores differ by no more than one standard error of the mean difference:
+    :math:`|\bar d| \le s_d / \sqrt m` (``s_d`` the sample standard deviation of ``d = a - b``). With one image
+    (no spread to measure) only equal scores are within noise."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    d = x - y
+    if d.size == 0:
+        return True
+    if d.size == 1:
+        return bool(d[0] == 0.0)
+    se = float(d.std(ddof=1)) / math.sqrt(d.size)
+    return abs(float(d.mean())) <= se

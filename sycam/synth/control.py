@@ -1,0 +1,29 @@
+r"""The control scored beside the winner: Grad-CAM thresholded to the winner's sparsity.
+
+A synthesized map can beat Grad-CAM on a localization metric only by zeroing most pixels. The control asks
+whether trivial post-processing does as well: per image, with :math:`z` the fraction of the winner's heatmap
+pixels that are zero and :math:`k = \mathrm{round}(z \cdot HW)`, Grad-CAM's map :math:`g` becomes
+
+.. math:: \mathrm{norm}\big(\mathrm{relu}(g - g_{(k)})\big)
+
+where :math:`g_{(k)}` is the k-th smallest value of :math:`g` (no threshold when :math:`k = 0`), so the control
+has (ties aside) as many zero pixels as the winner. It is applied the same way to every view and re-explained
+input a metric reads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..heatmap import normalize
+
+
+def threshold_to_sparsity(maps: Tensor, like: Tensor) -> Tensor:
+    """``maps`` ``(*B, N, H, W)`` thresholded per image to the fraction of zero pixels of ``like`` (same shape)."""
+    flat = maps.flatten(-2)
+    hw = flat.shape[-1]
+    k = torch.round((like.flatten(-2) <= 0).to(flat.dtype).mean(-1) * hw).long().unsqueeze(-1)
+    kth = flat.sort(-1).values.gather(-1, (k - 1).clamp(min=0))
+    out = torch.where(k > 0, torch.relu(flat - kth), flat)
+    return normalize(out.reshape(maps.shape))
