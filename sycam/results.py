@@ -6,8 +6,6 @@ Scores are floats, ``None`` where there is no value (no λ, no test split). Meth
 for the control. Splits are ``"synthesis"``, ``"validation"`` and ``"test"`` (present only when scored).
 """
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, TypedDict
 
 #: the name of the winner in ``per_image`` and ``degenerate``

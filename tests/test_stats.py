@@ -1,0 +1,66 @@
+"""The paired bootstrap CI and its verdict, checked by hand and against a NumPy re-computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sycam.errors import SycamError
+from sycam.stats import StatsError, paired_bootstrap_ci, verdict, within_noise
+
+
+def test_constant_difference_gives_a_point_interval() -> None:
+    # every image gains exactly 0.1: every resample's mean is 0.1, so the interval is [0.1, 0.1]
+    diff, lo, hi = paired_bootstrap_ci([0.5, 0.7, 0.9], [0.4, 0.6, 0.8], higher_is_better=True, n=200)
+    assert diff == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    assert verdict(lo, hi, True) == "better"
+    assert verdict(lo, hi, False) == "worse"  # a + 0.1 is worse when lower is better
+
+
+def test_two_images_by_hand() -> None:
+    """d = (1, -1): a resample is (1,1) → 1, (-1,-1) → -1, or mixed → 0, so the 2.5th/97.5th percentiles of
+    many resample means are -1 and 1 and the mean difference is 0."""
+    diff, lo, hi = paired_bootstrap_ci([1.0, 0.0], [0.0, 1.0], higher_is_better=True, n=4000, seed=3)
+    assert diff == 0.0 and lo == -1.0 and hi == 1.0
+    assert verdict(lo, hi, True) == "not distinguishable"
+
+
+def test_matches_a_numpy_recomputation() -> None:
+    a = np.array([0.61, 0.72, 0.55, 0.80, 0.66, 0.59, 0.70])
+    b = np.array([0.58, 0.70, 0.57, 0.71, 0.60, 0.60, 0.65])
+    diff, lo, hi = paired_bootstrap_ci(a.tolist(), b.tolist(), higher_is_better=True, n=5000, seed=11)
+    d = a - b
+    rng = np.random.default_rng(11)
+    means = d[rng.integers(0, d.size, size=(5000, d.size))].mean(axis=1)
+    assert diff == pytest.approx(d.mean())
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+    assert lo <= diff <= hi
+    # same seed, same interval; another seed moves it a little
+    assert paired_bootstrap_ci(a, b, True, n=5000, seed=11) == (diff, lo, hi)
+    assert paired_bootstrap_ci(a, b, True, n=5000, seed=12)[1:] != (lo, hi)
+
+
+def test_verdict_reads_the_interval() -> None:
+    assert verdict(0.01, 0.2, True) == "better"
+    assert verdict(-0.2, -0.01, True) == "worse"
+    assert verdict(-0.2, -0.01, False) == "better"
+    assert verdict(-0.016, 0.185, True) == "not distinguishable"  # issue 7's demo: a positive point estimate
+    assert verdict(math.nan, math.nan, True) == "not distinguishable"
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(StatsError, match="equally long"):
+        paired_bootstrap_ci([1.0, 2.0], [1.0], True)
+    with pytest.raises(SycamError, match="finite"):
+        paired_bootstrap_ci([1.0, math.nan], [1.0, 2.0], True)
+    assert all(math.isnan(x) for x in paired_bootstrap_ci([], [], True))
+
+
+def test_within_noise_is_one_standard_error() -> None:
+    # d = (0.1, 0.3, -0.1): mean 0.1, sd 0.2, se 0.2/sqrt(3) = 0.115 → within noise
+    assert within_noise([0.6, 0.8, 0.4], [0.5, 0.5, 0.5])
+    # d = (0.1, 0.12, 0.08): mean 0.1, se 0.0115 → not within noise
+    assert not within_noise([0.6, 0.62, 0.58], [0.5, 0.5, 0.5])
+    assert within_noise([0.5], [0.5]) and not within_noise([0.6], [0.5])

@@ -1,0 +1,418 @@
+"""Synthesis results that hold up (issue 7): constraints, Pareto fronts, degenerate maps, exact budgets, counters
+that add up, validated checkpoints, fair baselines, validation selection, per-image evidence and the schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from engine_helpers import tiny_net, tiny_samples
+
+from sycam import _metric_shim as shim
+from sycam.expr import parse
+from sycam.heatmap import finish, finish_layer, layer_maps, saliency
+from sycam.metrics import get_metric
+from sycam.metrics.base import Metric, MetricContext
+from sycam.results import CONTROL, SYNTHESIZED, SynthesisResults
+from sycam.scoring import Workspace, evaluate_methods
+from sycam.synth import Grammar, SynthesisConfig, SynthesisError, default_constraints, parse_constraint, synthesize
+from sycam.synth import checkpoint as ckpt
+from sycam.synth.control import threshold_to_sparsity
+from sycam.synth.oracles import CorrectnessOracle
+from sycam.synth.search import Candidate, choose_within_noise, pareto_add
+from sycam.terminals import ExtractOptions
+
+LAYER = "body"
+SMALL = Grammar(terminals=("A", "G"), max_size=4)
+
+
+def _identity(c: dict) -> None:
+    parts = ("candidates_scored", "equivalent_pruned", "rejected_total", "subexpressions_pruned", "form_skipped",
+             "duplicates_of_seeds", "unscored")
+    assert c["candidates_enumerated"] == sum(c[k] for k in parts), {k: c[k] for k in ("candidates_enumerated", *parts)}
+    assert c["rejected_total"] == sum(c["rejected"].values())
+
+
+# -- constraints ----------------------------------------------------------------------------------------
+
+
+def test_constraint_parsing() -> None:
+    c = parse_constraint("energy_pointing_game >= 1.02 * best")
+    assert (c.metric, c.op, c.rhs, c.scale) == ("energy_pointing_game", ">=", "best", 1.02)
+    c = parse_constraint("mask_auc>=Grad-CAM")
+    assert (c.metric, c.rhs, c.scale) == ("mask_auc", "gradcam", 1.0)
+    c = parse_constraint(" deletion_auc <= 0.2 ")
+    assert (c.rhs, c.scale, c.text) == (None, 0.2, "deletion_auc <= 0.2")
+    assert c.holds(0.2, 0.2) and not c.holds(0.3, 0.2) and not c.holds(float("nan"), 0.2)
+    assert parse_constraint("iou > 2e-1").scale == 0.2
+    # the bound: a number, a baseline, the best exact baseline (in the metric's direction)
+    values = {"gradcam": 0.5, "scorecam": 0.9, "xgradcam": 0.7}
+    higher = lambda a, b: b is None or a > b  # noqa: E731
+    assert parse_constraint("m >= 1.1 * best").bound(values, ["gradcam", "xgradcam"], higher) == pytest.approx(0.77)
+    assert parse_constraint("m >= gradcam").bound(values, values, higher) == 0.5
+    with pytest.raises(SynthesisError, match="approximation"):
+        parse_constraint("m >= scorecam").bound(values, ["gradcam"], higher)
+    with pytest.raises(SynthesisError, match="not among the baselines"):
+        parse_constraint("m >= layercam").bound(values, values, higher)
+    assert default_constraints(["energy_pointing_game", "iou"]) == ("mask_auc >= 0.99 * gradcam",
+                                                                      "pointing_game >= gradcam")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty constraint"),
+    ("mask_auc", "expected 'METRIC OP RHS'"),
+    ("mask_auc => 0.5", "expected 'METRIC OP RHS'"),
+    ("mask_auc >= fullgrad", "neither 'best' nor a baseline"),
+    ("mask_auc >= 2 *", "right side"),
+    ("mask_auc >= best * best", "right side"),
+])
+def test_bad_constraint_text(text: str, message: str) -> None:
+    with pytest.raises(SynthesisError, match=message) as info:
+        parse_constraint(text)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_constraints_fail_before_any_work() -> None:
+    net, samples = tiny_net(), tiny_samples(4)
+    metric = get_metric("energy_pointing_game")
+    with pytest.raises(SynthesisError, match="expected 'METRIC OP RHS'"):
+        synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=SMALL, constraints=("iou",)))
+    with pytest.raises(SynthesisError, match="constraint 'no_such_metric >= 1'"):
+        synthesize(net, LAYER, samples, None, metric,
+                   SynthesisConfig(grammar=SMALL, constraints=("no_such_metric >= 1",)))
+    with pytest.raises(SynthesisError, match="approximation"):
+        synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=SMALL, constraints=("iou >= scorecam",)),
+                   ExtractOptions(score_top_k=2))
+
+
+def test_constraints_are_enforced_and_reported() -> None:
+    net, samples = tiny_net(), tiny_samples(8)
+    metric = get_metric("energy_pointing_game")
+    config = SynthesisConfig(grammar=SMALL, max_candidates=120, leaderboard_size=1000,
+                             constraints=("mask_auc >= 0.98 * gradcam", "iou >= 0.05"))
+    result = synthesize(net, LAYER, samples, None, metric, config)
+    bound = 0.98 * result.baselines["gradcam"]["scores"]["mask_auc"]
+    ws = Workspace.build(net, LAYER, samples)
+    nodes = [parse(c.expression) for c in result.leaderboard]
+    mask_auc = get_metric("mask_auc").aggregate(ws.score(nodes, get_metric("mask_auc")))
+    iou = get_metric("iou").aggregate(ws.score(nodes, get_metric("iou")))
+    assert bool((mask_auc >= bound - 1e-6).all()) and bool((iou >= 0.05 - 1e-6).all())  # cached like the objective
+    d = result.to_dict()
+    assert result.counters["constraint_failed"] > 0
+    assert result.counters["constraint_failed"] + len(result.leaderboard) == result.counters["candidates_scored"]
+    assert [c["text"] for c in d["constraints"]] == list(config.constraints)
+    assert d["constraints"][0]["bound"] == pytest.approx(bound) and d["constraints"][0]["rhs"] == "gradcam"
+    assert all(c["holds"] for c in d["constraints"])
+    assert d["best"]["scores"]["mask_auc"] == pytest.approx(d["constraints"][0]["synthesis_value"])
+    # the unconstrained winner violates the guard here, so the guard changed the outcome
+    free = synthesize(net, LAYER, samples, None, metric, replace(config, constraints=()))
+    assert free.best.synthesis_score >= result.best.synthesis_score
+
+
+# -- several objectives: the Pareto front ----------------------------------------------------------------
+
+
+class _Fixed(Metric):
+    name = "up"
+    higher_is_better = True
+
+    def score(self, maps: torch.Tensor, ctx: MetricContext) -> torch.Tensor:  # pragma: no cover - not scored
+        raise NotImplementedError
+
+
+class _Down(_Fixed):
+    name = "down"
+    higher_is_better = False
+
+
+def test_pareto_front_on_a_toy() -> None:
+    """(up ↑, down ↓): a=(1, 5) b=(2, 6) c=(2, 4) d=(0, 1) e=(2, 4) f=(3, 9). c dominates a and b; e equals c
+    (the earlier stays); d and f trade off with c."""
+    objectives = [_Fixed(), _Down()]
+    points = {"a": (1, 5), "b": (2, 6), "c": (2, 4), "d": (0, 1), "e": (2, 4), "f": (3, 9)}
+    front: list[Candidate] = []
+    for i, (name, (up, down)) in enumerate(points.items()):
+        front = pareto_add(front, Candidate(name, 1, up, i, scores={"up": up, "down": down}), objectives)
+    assert sorted(c.expression for c in front) == ["c", "d", "f"]
+    for x in front:  # nothing in the front dominates another member
+        for y in front:
+            assert not (x.scores["up"] >= y.scores["up"] and x.scores["down"] <= y.scores["down"] and x is not y
+                        and x.scores != y.scores)
+
+
+def test_pareto_search_reports_the_front() -> None:
+    net, samples = tiny_net(), tiny_samples(6)
+    metrics = [get_metric("energy_pointing_game"), get_metric("complexity")]
+    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=1000)
+    result = synthesize(net, LAYER, samples, samples.subset([0, 1]), metrics, config)
+    d = result.to_dict()
+    front = [(p["scores"]["energy_pointing_game"], p["scores"]["complexity"]) for p in d["pareto"]]
+    assert len(front) >= 2 and [m["name"] for m in d["metrics"]] == ["energy_pointing_game", "complexity"]
+    everyone = [(c.scores["energy_pointing_game"], c.scores["complexity"]) for c in result.leaderboard]
+    for e, c in front:  # non-dominated among every admissible candidate scored
+        assert not any(e2 >= e and c2 <= c and (e2, c2) != (e, c) for e2, c2 in everyone)
+    # the winner rule: correct members first, then the best first objective among them
+    assert d["best"]["expression"] in {p["expression"] for p in d["pareto"]}
+    assert set(d["lambdas"]) == {"energy_pointing_game", "complexity"}
+    assert set(d["best"]["test_scores"]) == {"energy_pointing_game", "complexity"}
+
+
+# -- degenerate maps ---------------------------------------------------------------------------------------
+
+
+def test_correctness_oracle_rejects_degenerate_maps() -> None:
+    maps = torch.rand(4, 5, 5)
+    oracle = CorrectnessOracle([get_metric("iou")], [0.5], (), max_degenerate=0)
+    assert oracle.reject([maps]) is None
+    one_blank = maps.clone()
+    one_blank[2] = 0.0
+    assert oracle.reject([one_blank]) == "degenerate heatmap"
+    assert replace(oracle, max_degenerate=1).reject([one_blank]) is None
+    assert oracle.reject([torch.zeros(4, 5, 5)]) == "constant heatmap"
+    view = maps.clone()
+    view[0, 0, 0] = float("nan")
+    assert oracle.reject([maps, view]) == "non-finite heatmap"  # on any view
+
+
+def test_search_never_scores_a_map_degenerate_on_a_synthesis_image() -> None:
+    net, samples = tiny_net(), tiny_samples(6)
+    metric = get_metric("energy_pointing_game")
+    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=100000)
+    strict = synthesize(net, LAYER, samples, None, metric, config)
+    loose = synthesize(net, LAYER, samples, None, metric, replace(config, max_degenerate_fraction=0.5))
+    ws = Workspace.build(net, LAYER, samples)
+
+    def bad(result):
+        maps = ws.heatmaps([parse(c.expression) for c in result.leaderboard])
+        return shim.degenerate(maps).sum(-1)
+
+    assert int(bad(strict).max()) == 0 and strict.counters["rejected"].get("degenerate heatmap", 0) > 0
+    partly = bad(loose)
+    assert 0 < int(partly.max()) <= 3
+    assert loose.counters["rejected"].get("degenerate heatmap", 0) < strict.counters["rejected"]["degenerate heatmap"]
+    # a partly blank candidate gets the metric's worst value on its blank images
+    i = int(partly.argmax())
+    node = parse(loose.leaderboard[i].expression)
+    per_image = ws.score([node], metric)[0]
+    blank = shim.degenerate(ws.heatmaps([node]))[0]
+    assert bool((per_image[blank] == shim.worst(metric)).all())
+    _identity(strict.counters)
+    _identity(loose.counters)
+
+
+# -- budgets, counters, checkpoints ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("equivalence", ["heatmap", "metric"])
+def test_budget_is_exact_and_counters_add_up(equivalence: str) -> None:
+    net, samples = tiny_net(), tiny_samples(6)
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4, forms=("channel", "pixel")),
+                             max_candidates=20, batch=8, equivalence=equivalence)
+    result = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"), config)
+    assert result.counters["candidates_scored"] == 20 and result.stopped_because == "max candidates"
+    assert result.to_dict()["incomplete"] is False
+    _identity(result.counters)
+    everything = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"),
+                            replace(config, max_candidates=None, constraints=("iou >= gradcam",)))
+    assert everything.stopped_because == "search space exhausted"
+    assert everything.counters["candidates_scored"] > 20
+    _identity(everything.counters)
+
+
+def test_interrupt_counts_what_was_dropped(tmp_path) -> None:
+    net, samples = tiny_net(), tiny_samples(6)
+
+    def stop(n: int, best: float | None) -> None:
+        if n >= 10:
+            raise KeyboardInterrupt
+
+    result = synthesize(net, LAYER, samples, None, get_metric("iou"),
+                        SynthesisConfig(grammar=SMALL, max_candidates=50, batch=4), on_progress=stop)
+    assert result.stopped_because == "interrupted" and result.to_dict()["incomplete"] is True
+    _identity(result.counters)
+
+
+def _checkpointed(tmp_path, **kw) -> SynthesisConfig:
+    return SynthesisConfig(grammar=SMALL, batch=4, checkpoint=tmp_path / "checkpoint.json", **kw)
+
+
+def test_budget_may_be_raised_on_resume(tmp_path) -> None:
+    net, samples = tiny_net(), tiny_samples(6)
+    metric = get_metric("energy_pointing_game")
+    first = synthesize(net, LAYER, samples, None, metric, _checkpointed(tmp_path, max_candidates=15))
+    assert first.counters["candidates_scored"] == 15
+    stored = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert stored["budget"]["max_candidates"] == 15 and len(stored["scored"]) >= 15
+    resumed = synthesize(net, LAYER, samples, None, metric, _checkpointed(tmp_path, max_candidates=40, resume=True))
+    fresh = synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=SMALL, batch=4, max_candidates=40))
+    assert resumed.counters["candidates_scored"] == 40
+    assert [c.expression for c in resumed.leaderboard] == [c.expression for c in fresh.leaderboard]
+    assert any("resumed" in n for n in resumed.notes)
+    with pytest.raises(SynthesisError, match=r"other settings.*budgets"):
+        synthesize(net, LAYER, samples, None, metric,
+                   _checkpointed(tmp_path, max_candidates=40, resume=True, constraints=("iou >= 0.0",)))
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b'{"format": "sycam-checkpoint", "version": 2, "key": "x", "col', "not valid JSON"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8"),
+    (b"[1, 2, 3]", "a JSON list instead of an object"),
+    (b'{"format": "sycam-checkpoint", "version": 2, "key": "x", "columns": []}', "missing key"),
+    (b'{"format": "other", "version": 1, "key": "x", "columns": [], "scored": {}}', "format"),
+])
+def test_corrupt_checkpoints_give_one_clear_line(tmp_path, content: bytes, reason: str) -> None:
+    path = tmp_path / "checkpoint.json"
+    path.write_bytes(content)
+    with pytest.raises(SynthesisError, match=reason) as info:
+        ckpt.load(path, "x", ["iou"])
+    message = str(info.value)
+    assert "\n" not in message and "corrupt" in message and str(path) in message
+
+
+def test_corrupt_values_and_a_corrupt_resume(tmp_path) -> None:
+    path = tmp_path / "checkpoint.json"
+    ckpt.save(path, "k", ["iou"], {"mean(G)": [0.5], "G": [float("nan")]}, {"max_candidates": 3})
+    assert ckpt.load(path, "k", ["iou"])["mean(G)"] == [0.5]
+    state = json.loads(path.read_text())
+    state["scored"]["mean(G)"] = ["high"]
+    path.write_text(json.dumps(state))
+    with pytest.raises(SynthesisError, match="'mean\\(G\\)' is not a list of 1 numbers"):
+        ckpt.load(path, "k", ["iou"])
+    path.write_text('{"format": "sycam-checkpoint", "ver')
+    net, samples = tiny_net(), tiny_samples(4)
+    with pytest.raises(SynthesisError, match="corrupt"):
+        synthesize(net, LAYER, samples, None, get_metric("iou"), _checkpointed(tmp_path, resume=True))
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_candidates", 0), ("max_candidates", -5), ("time_limit", -5.0),
+                                              ("time_limit", float("nan")), ("batch", 0),
+                                              ("max_degenerate_fraction", 1.0)])
+def test_bad_budgets(field: str, value: object) -> None:
+    net, samples = tiny_net(), tiny_samples(4)
+    with pytest.raises(SynthesisError, match=field):
+        synthesize(net, LAYER, samples, None, get_metric("iou"), replace(SynthesisConfig(grammar=SMALL),
+                                                                        **{field: value}))
+
+
+# -- fair baselines, control, evidence ---------------------------------------------------------------------
+
+
+def test_capped_score_cam_is_labelled_and_never_sets_lambda() -> None:
+    net, samples = tiny_net(), tiny_samples(8)
+    syn, test = samples.subset(range(5)), samples.subset(range(5, 8))
+    # a metric on which the capped Score-CAM is the best baseline: agreement with its own maps
+    ws = Workspace.build(net, LAYER, syn, options=ExtractOptions(score_top_k=2))
+    target = ws.heatmaps([parse("softmax(S)")])[0]
+
+    class LikeCappedScoreCam(Metric):
+        name = "like_scorecam"
+        higher_is_better = True
+
+        def score(self, maps: torch.Tensor, ctx: MetricContext) -> torch.Tensor:
+            if maps.shape[-3] != target.shape[0]:
+                return -maps.mean((-2, -1))
+            return -(maps - target).abs().mean((-2, -1))
+
+    config = SynthesisConfig(grammar=SMALL, max_candidates=10)
+    result = synthesize(net, LAYER, syn, test, LikeCappedScoreCam(), config, ExtractOptions(score_top_k=2))
+    d = result.to_dict()
+    assert d["baselines"]["scorecam"]["title"] == "Score-CAM (top-2 channels)"
+    assert d["baselines"]["scorecam"]["exact"] is False and d["baselines"]["gradcam"]["exact"] is True
+    assert d["baselines"]["scorecam"]["synthesis_score"] == pytest.approx(0.0, abs=1e-6)  # the best baseline ...
+    assert d["lambda_baseline"] != "scorecam"  # ... yet it does not set λ
+    exact_best = max(b["synthesis_score"] for b in d["baselines"].values() if b["exact"])
+    assert d["lambda"] == pytest.approx(exact_best)
+    assert d["comparison"]["baseline"] == d["lambda_baseline"]
+    assert any("top-2 channels" in n for n in d["notes"])
+
+
+def test_threshold_to_sparsity() -> None:
+    g = torch.arange(16.0).reshape(1, 4, 4) / 15
+    like = torch.ones(1, 4, 4)
+    like[0, :2] = 0.0  # half the winner's pixels are zero
+    out = threshold_to_sparsity(g, like)
+    assert float((out == 0).float().mean()) == 0.5 and float(out.max()) == pytest.approx(1.0)
+    torch.testing.assert_close(threshold_to_sparsity(g, torch.ones(1, 4, 4)), g)  # no zeros: unchanged
+
+
+def test_evidence_schema_and_comparison() -> None:
+    net, samples = tiny_net(), tiny_samples(12)
+    syn, val, test = samples.subset(range(6)), samples.subset(range(6, 9)), samples.subset(range(9, 12))
+    metric = get_metric("energy_pointing_game")
+    result = synthesize(net, LAYER, syn, test, metric, SynthesisConfig(grammar=SMALL, max_candidates=30),
+                        validation=val)
+    d = json.loads(json.dumps(result.to_dict()))
+    required = set(SynthesisResults.__required_keys__)
+    assert required <= set(d), required - set(d)
+    for split, part in (("synthesis", syn), ("validation", val), ("test", test)):
+        assert d["ids"][split] == list(part.ids)
+        assert set(d["per_image"][split]) == {*d["baselines"], SYNTHESIZED, CONTROL}
+        assert all(len(v) == len(part) for v in d["per_image"][split].values())
+        for name, row in d["per_image"][split].items():
+            assert d["degenerate"][name][split] >= 0
+            if name in d["baselines"]:
+                key = f"{split}_score"
+                assert sum(row) / len(row) == pytest.approx(d["baselines"][name][key], abs=1e-6)
+    assert sum(d["per_image"]["test"][SYNTHESIZED]) / 3 == pytest.approx(d["best"]["test_score"], abs=1e-6)
+    assert d["optimism"] == pytest.approx(d["best"]["synthesis_score"] - d["best"]["validation_score"])
+    assert d["validation_score"] == d["best"]["validation_score"]
+    assert set(d["control"]["scores"]) == {"synthesis", "validation", "test"}
+    cmp_ = d["comparison"]
+    assert cmp_["baseline"] == d["lambda_baseline"] and cmp_["verdict"] in ("better", "not distinguishable", "worse")
+    assert cmp_["ci95"][0] <= cmp_["diff"] <= cmp_["ci95"][1]
+    assert set(d["timings"]) == {"terminals", "baselines", "search", "validation", "test"}
+    assert (d["n_synthesis"], d["n_validation"], d["n_test"]) == (6, 3, 3)
+    assert "pareto" not in d  # one objective
+
+
+def test_validation_prefers_the_smaller_expression_within_noise() -> None:
+    metric = get_metric("iou")
+    big = Candidate("sum(G * A) / sum(A)", 7, 0.80, 0, validation_score=0.62)
+    small = Candidate("mean(G)", 2, 0.70, 1, validation_score=0.60)
+    clear = Candidate("relu(G)", 2, 0.75, 2, validation_score=0.40)
+    per_image = {big.expression: [0.7, 0.5, 0.66], small.expression: [0.6, 0.55, 0.65],
+                 clear.expression: [0.42, 0.38, 0.40]}
+    # big − small = (0.1, −0.05, 0.01): mean 0.02 within one standard error (0.044) → the smaller wins
+    assert choose_within_noise([big, small, clear], per_image, metric) is small
+    # the same gap without spread is not noise
+    per_image[small.expression] = [0.68, 0.48, 0.64]
+    small.validation_score = 0.60
+    assert choose_within_noise([big, small, clear], per_image, metric) is big
+
+
+def test_synthesize_with_validation_picks_by_validation() -> None:
+    net, samples = tiny_net(), tiny_samples(12)
+    syn, val = samples.subset(range(6)), samples.subset(range(6, 12))
+    result = synthesize(net, LAYER, syn, None, get_metric("energy_pointing_game"),
+                        SynthesisConfig(grammar=SMALL, max_candidates=40), validation=val)
+    scored = [c for c in result.leaderboard if c.validation_score is not None]
+    assert result.best in scored and result.best.validation_score is not None
+    ws = Workspace.build(net, LAYER, val)
+    again = get_metric("energy_pointing_game").aggregate(ws.score([parse(result.best.expression)],
+                                                                    get_metric("energy_pointing_game")))
+    assert float(again[0]) == pytest.approx(result.best.validation_score, abs=1e-6)
+    assert result.optimism == pytest.approx(result.best.synthesis_score - result.best.validation_score)
+
+
+# -- one render path, evaluate_methods ---------------------------------------------------------------------
+
+
+def test_render_path_pieces_compose_to_finish() -> None:
+    torch.manual_seed(0)
+    w, acts = torch.randn(3, 5, 1, 1), torch.randn(3, 5, 4, 4)
+    assert torch.equal(finish_layer(layer_maps(w, acts), (9, 9)), finish(saliency(w, acts), (9, 9)))
+
+
+def test_evaluate_methods_keeps_evidence() -> None:
+    net, samples = tiny_net(), tiny_samples(4)
+    methods = {"gradcam": parse("mean(G)"), "blank": parse("A - A")}
+    metrics = {"iou": get_metric("iou"), "complexity": get_metric("complexity")}
+    ev = evaluate_methods(net, LAYER, samples, methods, metrics)
+    assert set(ev) == {"gradcam", "blank"} and isinstance(ev["gradcam"]["iou"], float)  # the old aggregate
+    assert ev.ids == list(samples.ids) and len(ev.per_image["iou"]["gradcam"]) == 4
+    assert ev.degenerate == {"gradcam": 0, "blank": 4}
+    # a blank map gets each metric's worst value, never a best one (issue 7: zero maps won complexity)
+    assert ev.per_image["complexity"]["blank"] == [shim.worst(metrics["complexity"])] * 4
+    assert ev["blank"]["iou"] == pytest.approx(shim.worst(metrics["iou"]))
