@@ -21,7 +21,7 @@ from sycam.synth import Grammar, SynthesisConfig, SynthesisError, default_constr
 from sycam.synth import checkpoint as ckpt
 from sycam.synth.control import threshold_to_sparsity
 from sycam.synth.oracles import CorrectnessOracle
-from sycam.synth.search import Candidate, choose_within_noise, pareto_add
+from sycam.synth.selection import Candidate, choose_within_noise, pareto_add
 from sycam.terminals import ExtractOptions
 
 LAYER = "body"
