@@ -135,6 +135,8 @@ class SynthesisResults(_LambdaKeys):
     duplicates_of_seeds: int
     unscored: int
     constraint_failed: int  #: scored candidates for which a constraint fails (a subset of the scored)
+    #: scored candidates whose constraints were not checked: they could not enter the leaderboard or the front
+    constraint_unchecked: int
     bank_size: int
     n_synthesis: int
     n_validation: int

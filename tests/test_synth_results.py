@@ -90,7 +90,7 @@ def test_bad_constraints_fail_before_any_work() -> None:
 def test_constraints_are_enforced_and_reported() -> None:
     net, samples = tiny_net(), tiny_samples(8)
     metric = get_metric("energy_pointing_game")
-    config = SynthesisConfig(grammar=SMALL, max_candidates=120, leaderboard_size=1000,
+    config = SynthesisConfig(grammar=SMALL, max_candidates=60, leaderboard_size=1000,
                              constraints=("mask_auc >= 0.98 * gradcam", "iou >= 0.05"))
     result = synthesize(net, LAYER, samples, None, metric, config)
     bound = 0.98 * result.baselines["gradcam"]["scores"]["mask_auc"]
@@ -101,7 +101,15 @@ def test_constraints_are_enforced_and_reported() -> None:
     assert bool((mask_auc >= bound - 1e-6).all()) and bool((iou >= 0.05 - 1e-6).all())  # cached like the objective
     d = result.to_dict()
     assert result.counters["constraint_failed"] > 0
-    assert result.counters["constraint_failed"] + len(result.leaderboard) == result.counters["candidates_scored"]
+    c = result.counters
+    assert c["constraint_failed"] + len(result.leaderboard) == c["candidates_scored"] and c["constraint_unchecked"] == 0
+    # guards are checked only for candidates that could enter the leaderboard; the top is the same
+    k = len(result.leaderboard) // 2
+    assert k >= 1
+    short = synthesize(net, LAYER, samples, None, metric, replace(config, leaderboard_size=k))
+    assert [x.expression for x in short.leaderboard] == [x.expression for x in result.leaderboard[:k]]
+    assert short.counters["constraint_unchecked"] > 0
+    assert short.counters["constraint_failed"] < c["constraint_failed"]
     assert [c["text"] for c in d["constraints"]] == list(config.constraints)
     assert d["constraints"][0]["bound"] == pytest.approx(bound) and d["constraints"][0]["rhs"] == "gradcam"
     assert all(c["holds"] for c in d["constraints"])

@@ -6,7 +6,7 @@ A checkpoint is one JSON object, written atomically (a temporary file renamed ov
      "key": "<hash of the settings that determine the scores>",
      "columns": ["energy_pointing_game", "mask_auc"],          # the metrics, in score order
      "budget": {"max_candidates": 5000, "time_limit": null},   # informative: budgets may change on resume
-     "scored": {"mean(G)": [0.71, 0.98], ...}}                 # null for a non-finite value
+     "scored": {"mean(G)": [0.71, 0.98], ...}}                 # null: a guard metric not scored yet
 
 The search replays its deterministic enumeration on resume and takes the stored values instead of scoring
 again, so a resumed run ends exactly where an uninterrupted one would. The key covers every setting except the

@@ -296,7 +296,8 @@ class Search:
         self.best: Candidate | None = None
         self.pending: list[tuple[Entry, str | None]] = []
         self.stopped = "search space exhausted"
-        self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0}
+        self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0,
+                      "constraint_unchecked": 0}
         self.rejected: dict[str, int] = {}
 
     @property
@@ -469,8 +470,9 @@ class Search:
             raise SynthesisError("no candidate could be scored: the grammar yields no valid heatmap "
                                  f"(rejected: {rejected})")
 
-    def _score(self, entries: Sequence[Entry]) -> list[list[float]]:
-        """Aggregate synthesis scores ``[candidate][column]`` of bank entries (values on every view)."""
+    def _score(self, entries: Sequence[Entry], columns: Sequence[int]) -> list[list[float]]:
+        """Aggregate synthesis scores ``[candidate][column]`` of bank entries (values on every view), for the
+        metric columns ``columns``."""
         size = self.ws.size
         nodes = [e.node for e in entries]
         rendered: dict[str, Tensor] = {}
@@ -482,29 +484,44 @@ class Search:
                                                            for e in entries]), size)
             return rendered[view]
 
-        columns = [m.aggregate(self.ws.evaluate(m, view_maps(BASE), nodes, view_maps)).tolist() for m in self.columns]
-        return [list(row) for row in zip(*columns, strict=True)]
+        out = [self.columns[j].aggregate(self.ws.evaluate(self.columns[j], view_maps(BASE), nodes, view_maps)).tolist()
+               for j in columns]
+        return [list(row) for row in zip(*out, strict=True)]
 
     def _flush(self) -> None:
-        """Score the pending candidates (stored values first) and file them; may set :attr:`stopped`."""
+        """Score the pending candidates (stored values first) and file them; may set :attr:`stopped`.
+
+        Objectives are scored for every candidate. Constraints are checked only for a candidate that would
+        enter the leaderboard or the front (the others cannot win or be reported): their metrics are scored
+        then, once, and stored like the objectives (NaN marks a value not scored yet)."""
         if not self.pending:
             return
+        n_obj = len(self.objectives)
         todo = [e for e, _ in self.pending if str(e.node) not in self.done]
         if todo:
-            self.done.update(zip((str(e.node) for e in todo), self._score(todo), strict=True))
-        n_obj = len(self.objectives)
+            scores = self._score(todo, range(n_obj))
+            extra = [math.nan] * (len(self.columns) - n_obj)
+            self.done.update((str(e.node), row + extra) for e, row in zip(todo, scores, strict=True))
         while self.pending:
             entry, seed = self.pending[0]
             text = str(entry.node)
             values = self.done[text]
+            if not self.equivalence.check_score(text, values[:n_obj]):
+                cand = Candidate(text, entry.size, values[0], len(self.scored), seed,
+                                 scores=dict(zip(self.names, values, strict=True)))
+                self.scored.append(cand)
+                if self._could_enter(cand):
+                    missing = [j for j in range(n_obj, len(self.columns)) if math.isnan(values[j])]
+                    if missing:
+                        for j, v in zip(missing, self._score([entry], missing)[0], strict=True):
+                            values[j] = v
+                        cand.scores = dict(zip(self.names, values, strict=True))
+                    cand.holds = self.oracle.holds(cand.scores)
+                    self._file(cand)
+                else:
+                    cand.holds = None
+                    self.count["constraint_unchecked"] += bool(self.constraint_specs)
             self.pending.pop(0)
-            if self.equivalence.check_score(text, values[:n_obj]):
-                continue
-            cand = Candidate(text, entry.size, values[0], len(self.scored), seed,
-                             scores=dict(zip(self.names, values, strict=True)))
-            cand.holds = self.oracle.holds(cand.scores)
-            self.scored.append(cand)
-            self._file(cand)
         self._bar.update(len(self.scored) - self._bar.n)
         if self.best is not None:
             self._bar.set_postfix_str(f"best={self.best.synthesis_score:.4f}")
@@ -518,6 +535,13 @@ class Search:
             self.stopped = "beat λ"
         elif left is not None and left <= 0:
             self.stopped = "max candidates"
+
+    def _could_enter(self, cand: Candidate) -> bool:
+        """Whether ``cand``, if admissible, would join the leaderboard or the Pareto front."""
+        board = self.leaderboard
+        if len(board) < self.config.leaderboard_size or self._rank(cand) < self._rank(board[-1]):
+            return True
+        return len(self.objectives) > 1 and pareto_add(self.front, cand, self.objectives) is not self.front
 
     def _rank(self, c: Candidate) -> tuple[float, int, int]:
         return (shim.sort_key(self.primary, c.synthesis_score), c.size, c.order)
@@ -667,6 +691,7 @@ class Search:
             "duplicates_of_seeds": self.count["duplicates_of_seeds"],
             "unscored": self.count["unscored"],
             "constraint_failed": self.count["constraint_failed"],
+            "constraint_unchecked": self.count["constraint_unchecked"],
             "bank_size": ls.bank_size,
             "n_synthesis": len(self.synthesis),
             "n_validation": self.n_split.get("validation", 0),

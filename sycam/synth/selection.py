@@ -26,7 +26,8 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)  #: synthesis score of every metric (by name)
     validation_score: float | None = None
     test_scores: dict[str, float] = field(default_factory=dict)
-    holds: bool = True  #: every constraint holds on the synthesis split
+    #: every constraint holds on the synthesis split (None: not checked, the candidate could not enter the pool)
+    holds: bool | None = True
 
 
 
