@@ -424,3 +424,10 @@ def test_evaluate_methods_keeps_evidence() -> None:
     # a blank map gets each metric's worst value, never a best one (issue 7: zero maps won complexity)
     assert ev.per_image["complexity"]["blank"] == [shim.worst(metrics["complexity"])] * 4
     assert ev["blank"]["iou"] == pytest.approx(shim.worst(metrics["iou"]))
+
+
+def test_validation_must_be_kept_apart() -> None:
+    net, samples = tiny_net(), tiny_samples(6)
+    with pytest.raises(SynthesisError, match="shares 2 sample"):
+        synthesize(net, LAYER, samples, None, get_metric("iou"), SynthesisConfig(grammar=SMALL, max_candidates=5),
+                   validation=samples.subset([0, 1]))

@@ -457,6 +457,8 @@ class Search:
                 self.pending = []
                 self.stopped = "interrupted"
                 self.notes.append("interrupted by the user: the best candidate so far is reported")
+            if self.stopped == "search space exhausted":
+                self._bar.set_total(len(self.scored))  # the space ran out before the budget: the bar is full
         self._save_checkpoint()
         self.timings["search"] = time.perf_counter() - t0
         if self.learner.stats.bank_full:
@@ -572,6 +574,10 @@ class Search:
         if validation is None or not len(validation):
             self.winner = eligible[0]
             return self.winner
+        shared = set(validation.ids) & set(self.synthesis.ids)
+        if shared:
+            raise SynthesisError(f"the validation split shares {len(shared)} sample(s) with the synthesis split "
+                                 f"(e.g. {sorted(shared)[0]}); keep them apart")
         t0 = time.perf_counter()
         ws = self._workspace(validation, self.objectives)
         self.ids["validation"] = list(validation.ids)
