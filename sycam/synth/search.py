@@ -571,6 +571,7 @@ class Search:
         """Choose the winner (module doc: eligible pool; validation and the size rule when given)."""
         pool = sorted(self._pool(), key=self._rank)
         eligible = [c for c in pool if self.oracle.correct(c.scores)] or pool
+        self.timings["validation"] = 0.0
         if validation is None or not len(validation):
             self.winner = eligible[0]
             return self.winner
