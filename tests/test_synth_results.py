@@ -431,3 +431,14 @@ def test_validation_must_be_kept_apart() -> None:
     with pytest.raises(SynthesisError, match="shares 2 sample"):
         synthesize(net, LAYER, samples, None, get_metric("iou"), SynthesisConfig(grammar=SMALL, max_candidates=5),
                    validation=samples.subset([0, 1]))
+
+
+def test_demo_settings_are_reproducible_and_guarded() -> None:
+    from sycam.metrics import METRICS
+    from sycam.synth.demo import DEMO
+
+    assert DEMO["time_limit"] is None and isinstance(DEMO["max_candidates"], int)  # same result under any load
+    assert all(m in METRICS for m in DEMO["metric"])
+    guards = [parse_constraint(c) for c in DEMO["constraint"]]
+    assert {g.metric for g in guards} >= {"mask_auc"} and all(g.metric in METRICS for g in guards)
+    assert DEMO["validation_fraction"] > 0 and DEMO["validation_fraction"] + DEMO["test_fraction"] < 1

@@ -10,6 +10,8 @@ these defaults (any option given on the command line still wins). Choices:
   which never sets λ, and keeps the approximation out of the synthesized expression.
 - **Guarded objective**: the energy pointing game rewards blanking most of a map (issue 7), so a winner must
   also keep Grad-CAM's mask AUC (within 1 %) and its pointing game (:data:`~sycam.synth.DEFAULT_GUARDS`).
+- **Measured**: with these settings (1,500 candidates, 21 synthesis / 14 validation / 19 test images from
+  two nested seeded splits) the search took 200 s on a busy 2-core CPU; the lead tunes the budget and guards.
 - **Honest selection**: a validation split, apart from the synthesis split, chooses the winner among the best
   candidates; the test split is scored once at the end.
 """
@@ -28,7 +30,7 @@ DEMO: dict[str, Any] = {
     "constraint": list(default_constraints(["energy_pointing_game"])),
     "terminals": "A,G,D",
     "max_size": 5,
-    "max_candidates": 3000,
+    "max_candidates": 1500,
     "time_limit": None,
     "test_fraction": 0.35,
     "validation_fraction": 0.25,
