@@ -9,12 +9,14 @@ arithmetic on cached terminals, plus model forwards only for *model*-cost metric
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from . import _metric_shim as shim
+from ._progress import progress
 from .data.samples import Samples
 from .expr import Node
 from .heatmap import render, render_all
@@ -128,12 +130,16 @@ class Workspace:
         scoring path (``Metric.evaluate``: a degenerate map gets the metric's worst value)."""
         return shim.evaluate(metric, maps, self.context(exprs, view_maps, explain))
 
-    def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8) -> Tensor:
-        """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``."""
+    def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8, desc: str | None = None) -> Tensor:
+        """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``
+        (with a progress bar labelled ``desc`` when given and progress is on)."""
         out = []
-        for sl in _chunks(len(exprs), chunk):
-            batch = list(exprs[sl])
-            out.append(self.evaluate(metric, self.heatmaps(batch), batch))
+        with progress(len(exprs), desc, "expr") if desc else nullcontext() as bar:
+            for sl in _chunks(len(exprs), chunk):
+                batch = list(exprs[sl])
+                out.append(self.evaluate(metric, self.heatmaps(batch), batch))
+                if bar is not None:
+                    bar.update(len(batch))
         return torch.cat(out) if out else torch.zeros(0, len(self.samples))
 
 
@@ -177,7 +183,7 @@ def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples,
     for mname, metric in metrics.items():
         if progress:
             progress(mname)
-        scores = ws.score(exprs, metric)
+        scores = ws.score(exprs, metric, desc=f"evaluate {mname}")
         per_image[mname] = {label: [float(x) for x in row] for label, row in zip(labels, scores.tolist(), strict=True)}
         for label, value in zip(labels, metric.aggregate(scores).tolist(), strict=True):
             results[label][mname] = float(value)

@@ -583,7 +583,8 @@ class Search:
         ws = self._workspace(validation, self.objectives)
         self.ids["validation"] = list(validation.ids)
         self.n_split["validation"] = len(validation)
-        rows = ws.score([parse(c.expression) for c in eligible], self.primary, self.config.batch)
+        rows = ws.score([parse(c.expression) for c in eligible], self.primary, self.config.batch,
+                        desc="validation: candidates")
         per = {c.expression: [float(x) for x in r] for c, r in zip(eligible, rows.tolist(), strict=True)}
         for c, agg in zip(eligible, self.primary.aggregate(rows).tolist(), strict=True):
             c.validation_score = float(agg)
@@ -619,8 +620,8 @@ class Search:
             agg_c: dict[str, list[float]] = {}
             agg_b: dict[str, list[float]] = {}
             for m in self.objectives:
-                rows_c = ws.score([parse(t) for t in texts], m, self.config.batch)
-                rows_b = ws.score(base_nodes, m, self.config.batch)
+                rows_c = ws.score([parse(t) for t in texts], m, self.config.batch, desc=f"{split}: {m.name}")
+                rows_b = ws.score(base_nodes, m, self.config.batch, desc=f"{split}: {m.name} (baselines)")
                 agg_c[m.name], agg_b[m.name] = m.aggregate(rows_c).tolist(), m.aggregate(rows_b).tolist()
                 if m is self.primary:
                     for b, row in zip(self.baseline_nodes, rows_b.tolist(), strict=True):
