@@ -259,22 +259,9 @@ class Search:
         self.model, self.layer, self.synthesis = model, layer, synthesis
         self.config, self.options, self.on_progress = config, options, on_progress
         self.objectives = list(metrics)
-        if not self.objectives:
-            raise SynthesisError("at least one metric (objective) is needed")
-        names = [m.name for m in self.objectives]
-        if len(set(names)) != len(names):
-            raise SynthesisError(f"each objective may be given once, got {names}")
-        unknown = [b for b in config.baselines if b not in METHODS]
-        if unknown:
-            raise SynthesisError(f"unknown baseline(s) {unknown}; known: {', '.join(METHODS)}")
         self.constraint_specs = parse_constraints(config.constraints)
-        self.columns = list(self.objectives)  # every metric a candidate is scored on: objectives, then guards
-        for c in self.constraint_specs:
-            if c.metric not in [m.name for m in self.columns]:
-                self.columns.append(_metric_named(c))
-        for m in self.columns:
-            if m.requires == "mask" and synthesis.masks is None:
-                raise SynthesisError(f"metric {m.name} needs ground truth (boxes or masks), but the data has none")
+        #: every metric a candidate is scored on: the objectives, then the constraints' other metrics
+        self.columns = _columns(self.objectives, self.constraint_specs, config, synthesis)
         self.names = [m.name for m in self.columns]
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
@@ -723,6 +710,28 @@ class Search:
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
             control=control, incomplete=incomplete)
+
+
+def _columns(objectives: list[Metric], constraints: Sequence[Constraint], config: SynthesisConfig,
+             synthesis: Samples) -> list[Metric]:
+    """The metrics to score (objectives first, then each constraint metric not among them), after checking that
+    the objectives are distinct, the baselines known and the ground truth there."""
+    if not objectives:
+        raise SynthesisError("at least one metric (objective) is needed")
+    names = [m.name for m in objectives]
+    if len(set(names)) != len(names):
+        raise SynthesisError(f"each objective may be given once, got {names}")
+    unknown = [b for b in config.baselines if b not in METHODS]
+    if unknown:
+        raise SynthesisError(f"unknown baseline(s) {unknown}; known: {', '.join(METHODS)}")
+    columns = list(objectives)
+    for c in constraints:
+        if c.metric not in [m.name for m in columns]:
+            columns.append(_metric_named(c))
+    for m in columns:
+        if m.requires == "mask" and synthesis.masks is None:
+            raise SynthesisError(f"metric {m.name} needs ground truth (boxes or masks), but the data has none")
+    return columns
 
 
 def _metric_named(c: Constraint) -> Metric:
