@@ -25,6 +25,7 @@ from .format import SYNTHESIZED, esc, finite, fmt, id_html
 __all__ = [
     "SPLIT_TITLES",
     "GalleryItem",
+    "abbreviations",
     "attach_scores",
     "gallery_html",
     "methods_of",
@@ -144,9 +145,24 @@ def _sample_images(
     return gt, overlays
 
 
-def _score_lines(score: object) -> str:
+def abbreviations(names: Iterable[str]) -> dict[str, str]:
+    """Short labels for metric names under thumbnails: the initials of their words (``energy_pointing_game``
+    → ``EPG``); a name whose initials collide with another's, or are a single letter, stays whole."""
+    names = list(dict.fromkeys(names))
+    short = {n: "".join(w[0] for w in re.split(r"[_\W]+", n) if w).upper() for n in names}
+    counts: dict[str, int] = {}
+    for a in short.values():
+        counts[a] = counts.get(a, 0) + 1
+    return {n: a if len(a) >= 2 and counts[a] == 1 else n for n, a in short.items()}
+
+
+def _score_lines(score: object, short: Mapping[str, str] | None = None) -> str:
     if isinstance(score, Mapping):
-        return "".join(f'<div class="cell-score"><span>{esc(m)}</span> {esc(fmt(v))}</div>' for m, v in score.items())
+        short = short or {}
+        return "".join(
+            f'<div class="cell-score"><abbr title="{esc(m)}">{esc(short.get(m, m))}</abbr> {esc(fmt(v))}</div>'
+            for m, v in score.items()
+        )
     if score is None:
         return ""
     return f'<div class="cell-score">{esc(fmt(score))}</div>'
@@ -182,6 +198,10 @@ def gallery_html(
     methods = methods_of(gallery)
     names = names or {}
     titles = titles or {}
+    short = abbreviations(m for item in gallery for sc in item.scores.values() if isinstance(sc, Mapping) for m in sc)
+    if any(a != n for n, a in short.items()):
+        key = ", ".join(f"{a} = {n}" for n, a in short.items() if a != n)
+        head_html = head_html.replace("Click a picture", f"({esc(key)}.) Click a picture", 1)
     groups: dict[str, list[GalleryItem]] = {}
     for item in gallery:
         groups.setdefault(item.split, []).append(item)
@@ -236,7 +256,7 @@ def gallery_html(
                 cls = f' class="{classes}"' if classes else ""
                 label = names.get(m, "Synthesized" if m == SYNTHESIZED else m)
                 cells.append(
-                    f"<td{cls}>{cell(ov, f'{item.id}: {label}', f'm{j}')}{_score_lines(item.scores.get(m))}{flag}</td>"
+                    f"<td{cls}>{cell(ov, f'{item.id}: {label}', f'm{j}')}{_score_lines(item.scores.get(m), short)}{flag}</td>"
                 )
             rows.append(f"<tr>{''.join(cells)}</tr>")
         out.append(
