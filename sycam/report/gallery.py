@@ -255,9 +255,8 @@ def gallery_html(
                 )
                 cls = f' class="{classes}"' if classes else ""
                 label = names.get(m, "Synthesized" if m == SYNTHESIZED else m)
-                cells.append(
-                    f"<td{cls}>{cell(ov, f'{item.id}: {label}', f'm{j}')}{_score_lines(item.scores.get(m), short)}{flag}</td>"
-                )
+                picture = cell(ov, f"{item.id}: {label}", f"m{j}")
+                cells.append(f"<td{cls}>{picture}{_score_lines(item.scores.get(m), short)}{flag}</td>")
             rows.append(f"<tr>{''.join(cells)}</tr>")
         out.append(
             f'<h3>{esc(title)} <span class="muted">({len(items)} sample{"s" if len(items) != 1 else ""})</span></h3>'
