@@ -27,7 +27,7 @@ def formula_html(expression: str, fallback_latex: str | None = None) -> str:
         node = None
     parts = []
     if node is not None:
-        parts.append(f'<div class="formula">{to_mathml(node)}</div>')
+        parts.append(f'<div class="formula" title="{esc(to_latex(node))}">{to_mathml(node)}</div>')
     parts.append(f'<pre class="expr"><code>{esc(expression)}</code></pre>')
     latex = to_latex(node) if node is not None else fallback_latex
     if latex:

@@ -16,6 +16,7 @@ from ..results import SynthesisResults
 from .format import SYNTHESIZED, arrow, direction, esc, finite, fmt, fmt_seconds, fmt_signed
 from .formula import formula_html
 from .gallery import GalleryItem, attach_scores, gallery_html
+from .names import method_names
 from .page import page
 from .tables import Col, Raw, best_rows, kv_table, table
 
@@ -95,9 +96,18 @@ class _Synthesis:
         return any(finite(r.get("validation_score")) for r in rows) or finite(self.r.get("validation_score"))
 
     def name(self, key: str) -> str:
-        """The display name of a baseline (``"Score-CAM (top-16 channels)"`` for an approximation)."""
+        """The display name of a baseline: its ``display_name`` (``"Score-CAM (top-16 channels)"`` for an
+        approximation), else its title with a Score-CAM cap named, else the method's title, else the key."""
         b = self.baselines.get(key) or {}
-        return str(b.get("display_name") or key)
+        if b.get("display_name"):
+            return str(b["display_name"])
+        settings = self.r.get("settings") or {}
+        extraction = settings.get("extraction") if isinstance(settings.get("extraction"), Mapping) else {}
+        top_k = (extraction or {}).get("score_top_k") or settings.get("score_top_k")
+        if b.get("title"):
+            uses_s = "S" in re.findall(r"[A-Z]", str(b.get("expression", "")))
+            return str(b["title"]) + (f" (top-{top_k} channels)" if uses_s and top_k else "")
+        return method_names([key], {"settings": {"score_top_k": top_k}}).get(key, key)
 
     def score(self, row: Mapping[str, Any], split: str) -> object:
         value = row.get(f"{split}_score")
