@@ -254,3 +254,10 @@ def test_evaluation_page_names_wording_settings_and_cap() -> None:
     assert f"{evaluation['per_image']['all']['gradcam']['deletion_auc'][k]:.4f}" in text
     details = page.text("details")
     assert "score_top_k" in details and "none recorded" not in details
+
+
+def test_fixtures_follow_the_typed_schema() -> None:
+    from sycam.results import EvaluationResults, SynthesisResults
+
+    assert set(make_full_results()) - {"lambda"} <= set(SynthesisResults.__annotations__)
+    assert set(make_evaluation()) <= set(EvaluationResults.__annotations__)

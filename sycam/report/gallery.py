@@ -190,7 +190,8 @@ def gallery_html(
     head_html += (
         '<div class="gallery-legend">'
         f'<p class="legend">Heatmaps blended onto the image ({esc(cmap)} colormap, α = {alpha:g}); ground truth '
-        f'outlined in green on every picture. {esc(score_note)} A <span class="flag">blank</span> flag marks a '
+        f"outlined in green on every picture. {esc(score_note) if any(i.scores for i in gallery) else ''} "
+        'A <span class="flag">blank</span> flag marks a '
         "degenerate map (constant, all zero or non-finite), which the metrics score as a failure. Click a picture "
         "to enlarge it.</p>"
         f"{colorbar_html(cmap)}</div>"

@@ -81,7 +81,8 @@ def table(
     for c in cols:
         title = f' title="{esc(c.title)}"' if c.title else ""
         cls = ' class="num"' if c.numeric or c.higher_is_better is not None else ""
-        head.append(f'<th scope="col"{cls}{title}>{esc(c.header)}</th>')
+        text = esc(c.header).replace("_", "_<wbr>")  # long metric names wrap between their words
+        head.append(f'<th scope="col"{cls}{title}>{text}</th>')
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
