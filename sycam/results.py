@@ -1,65 +1,23 @@
-"""The typed schema of ``results.json`` (``sycam synthesize``) and ``evaluation.json`` (``sycam evaluate``).
+"""The typed schema of ``results.json`` (``sycam synthesize`` / ``sycam demo``), shared by
+:meth:`sycam.synth.SynthesisResult.to_dict` (which builds it) and the report (which reads it).
 
-TypedDicts, so the JSON stays plain data while the writer (:meth:`SynthesisResult.to_dict`) and the
-readers (the report, the CLI summary) are checked against one declaration. Keys that older files or
-smaller runs may lack are ``NotRequired``.
+Scores are floats, ``None`` where there is no value (no λ, no test split). Method names in ``per_image`` and
+``degenerate`` are the baseline keys (``"gradcam"``, ...), ``"synthesized"`` for the winner and ``"control"``
+for the control. Splits are ``"synthesis"``, ``"validation"`` and ``"test"`` (present only when scored).
 """
 
-from __future__ import annotations
+from typing import Any, NotRequired, TypedDict
 
-from typing import TypedDict
-
-__all__ = [
-    "BaselineEntry",
-    "BestEntry",
-    "Comparison",
-    "ConstraintEntry",
-    "ControlEntry",
-    "DataInfo",
-    "EvaluationResults",
-    "LeaderboardEntry",
-    "MetricInfo",
-    "ModelInfo",
-    "ParetoEntry",
-    "SynthesisResults",
-]
+#: the name of the winner in ``per_image`` and ``degenerate``
+SYNTHESIZED = "synthesized"
+#: the name of the control in ``per_image`` and ``degenerate``
+CONTROL = "control"
+CONTROL_TITLE = "Grad-CAM thresholded to the winner's sparsity"
+SPLITS = ("synthesis", "validation", "test")
 
 
-class MetricInfo(TypedDict, total=False):
-    """``Metric.describe()``: at least the name and the direction."""
-
-    name: str
-    higher_is_better: bool
-    params: dict[str, object]
-    requires: str
-    cost: str
-
-
-class ModelInfo(TypedDict, total=False):
-    """The model and the layer its CAMs are read at."""
-
-    name: str
-    layer: str
-    weights: str
-
-
-class DataInfo(TypedDict, total=False):
-    """Where the images came from and how they were split."""
-
-    source: str
-    n: int
-    n_synthesis: int
-    n_validation: int
-    n_test: int
-    test_fraction: float
-    validation_fraction: float
-    seed: int
-    #: what the splits share (source photos/textures seen on two sides); ``[]`` when nothing.
-    shared_sources: list[str]
-
-
-class BestEntry(TypedDict, total=False):
-    """The winning expression and its scores on every split."""
+class BestResult(TypedDict):
+    """The winner: its expression, size and scores on each split (the primary objective)."""
 
     expression: str
     latex: str
@@ -67,23 +25,26 @@ class BestEntry(TypedDict, total=False):
     synthesis_score: float | None
     validation_score: float | None
     test_score: float | None
-    is_baseline: str | None
+    is_baseline: str | None  #: the classic method the winner is, when it is one
+    scores: dict[str, float | None]  #: synthesis score on every objective and constraint metric
+    test_scores: dict[str, float | None]  #: test score on every objective
+    accepted: bool  #: beats λ on every objective and every constraint holds
 
 
-class BaselineEntry(TypedDict, total=False):
-    """One classic method; ``display_name`` names approximations (``"Score-CAM (top-16 channels)"``)."""
+class BaselineResult(TypedDict):
+    """A classic method scored beside the search."""
 
     expression: str
-    display_name: str
-    approximate: bool
+    title: str  #: display name; an approximation says so: "Score-CAM (top-16 channels)"
+    exact: bool  #: False for an approximation, which never sets λ nor enters a comparison
     synthesis_score: float | None
     validation_score: float | None
     test_score: float | None
+    scores: dict[str, float | None]  #: synthesis score on every objective and constraint metric
+    test_scores: dict[str, float | None]
 
 
-class LeaderboardEntry(TypedDict, total=False):
-    """One of the top candidates on the synthesis split."""
-
+class LeaderboardRow(TypedDict):
     rank: int
     expression: str
     size: int
@@ -93,94 +54,95 @@ class LeaderboardEntry(TypedDict, total=False):
     is_baseline: str | None
 
 
-class Comparison(TypedDict):
-    """Paired bootstrap of (winner − best baseline) on the test split."""
-
-    baseline: str
-    diff: float
-    ci95: list[float]
-    verdict: str
-
-
-class ConstraintEntry(TypedDict, total=False):
-    """A guard ``metric op rhs`` and whether the winner satisfies it on the synthesis split."""
+class ConstraintResult(TypedDict):
+    """A constraint of the correctness oracle and whether the winner satisfies it."""
 
     text: str
     metric: str
     op: str
-    rhs: str
-    bound: float
-    synthesis_value: float
+    rhs: str  #: "best", a baseline name, or the number as text
+    bound: float | None  #: the resolved right side
+    synthesis_value: float | None  #: the winner's synthesis score on the metric
     holds: bool
 
 
-class ParetoEntry(TypedDict):
-    """A non-dominated expression of a several-metric search."""
-
+class ParetoPoint(TypedDict):
     expression: str
-    scores: dict[str, float]
+    size: int
+    scores: dict[str, float | None]  #: synthesis score per objective
 
 
-class ControlEntry(TypedDict):
-    """Trivial post-processing the winner must beat to mean something."""
+class Comparison(TypedDict):
+    """Winner minus the best exact baseline on the test split, with a paired bootstrap 95 % CI."""
 
-    name: str
-    scores: dict[str, float]
+    baseline: str
+    diff: float | None
+    ci95: list[float | None]
+    verdict: str  #: "better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)
 
 
-class SynthesisResults(TypedDict, total=False):
-    """``results.json``."""
+class ControlResult(TypedDict):
+    name: str  #: CONTROL_TITLE
+    scores: dict[str, float | None]  #: split → primary objective score
 
-    metric: MetricInfo
-    metrics: list[MetricInfo]
-    model: ModelInfo
-    data: DataInfo
-    # lambda is a keyword: read it as results["lambda"]
-    lambda_source: str
+
+class Timings(TypedDict, total=False):
+    terminals: float
+    baselines: float
+    search: float
+    validation: float
+    test: float
+    report: float  #: added by the CLI
+
+
+#: ``lambda`` is a Python keyword: these two keys are declared in the functional form and inherited
+_LambdaKeys = TypedDict("_LambdaKeys", {"lambda": float | None, "lambda_source": str})
+
+
+class SynthesisResults(_LambdaKeys):
+    """``results.json``. The counters satisfy ``candidates_enumerated == candidates_scored + equivalent_pruned
+    + rejected_total + subexpressions_pruned + form_skipped + duplicates_of_seeds + unscored``."""
+
+    metric: dict[str, Any]  #: the primary objective's describe()
+    metrics: list[dict[str, Any]]  #: every objective's describe()
+    model: dict[str, Any]
+    data: dict[str, Any]
+    lambdas: dict[str, float | None]  #: λ per objective (``lambda`` is the primary objective's)
+    lambda_baseline: str | None
     accepted: bool
-    best: BestEntry
-    baselines: dict[str, BaselineEntry]
-    leaderboard: list[LeaderboardEntry]
-    history: list[list[float]]
+    best: BestResult
+    baselines: dict[str, BaselineResult]
+    leaderboard: list[LeaderboardRow]
+    history: list[list[float | None]]
+    constraints: list[ConstraintResult]
+    pareto: NotRequired[list[ParetoPoint]]  #: only with several objectives
     per_image: dict[str, dict[str, list[float]]]
     ids: dict[str, list[str]]
     degenerate: dict[str, dict[str, int]]
-    comparison: Comparison
-    constraints: list[ConstraintEntry]
-    pareto: list[ParetoEntry]
-    control: ControlEntry
+    comparison: Comparison | None
+    control: ControlResult | None
     validation_score: float | None
-    optimism: float | None
-    incomplete: bool
-    stopped_because: str
+    optimism: float | None  #: synthesis − validation score of the winner (None without validation)
+    incomplete: bool  #: a bank cap, a time limit or an interrupt cut the search
+    stopped_because: str  #: search space exhausted | max candidates | beat λ | time limit | interrupted
     candidates_enumerated: int
     candidates_scored: int
     equivalent_pruned: int
-    rejected_total: int
     rejected: dict[str, int]
+    rejected_total: int
     subexpressions_pruned: int
     form_skipped: int
     duplicates_of_seeds: int
+    unscored: int
+    constraint_failed: int  #: scored candidates for which a constraint fails (a subset of the scored)
+    #: scored candidates whose constraints were not checked: they could not enter the leaderboard or the front
+    constraint_unchecked: int
+    bank_size: int
+    n_synthesis: int
+    n_validation: int
+    n_test: int
     seconds: float
-    timings: dict[str, float]
-    settings: dict[str, object]
-    versions: dict[str, str]
-    notes: list[str]
-
-
-class EvaluationResults(TypedDict, total=False):
-    """``evaluation.json``: methods × metrics on one image set."""
-
-    metrics: dict[str, MetricInfo]
-    results: dict[str, dict[str, float]]
-    methods: dict[str, str]
-    model: ModelInfo
-    data: DataInfo
-    per_image: dict[str, dict[str, dict[str, list[float]]]]
-    ids: dict[str, list[str]]
-    degenerate: dict[str, dict[str, int]]
-    seconds: float
-    timings: dict[str, float]
-    settings: dict[str, object]
+    timings: Timings
+    settings: dict[str, Any]
     versions: dict[str, str]
     notes: list[str]

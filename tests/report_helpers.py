@@ -54,7 +54,7 @@ def make_full_results(verdict: str = "not distinguishable") -> dict[str, Any]:
                  "validation_score": 0.7902, "test_score": 0.7951, "is_baseline": None},
         "baselines": {
             n: {"expression": e, "synthesis_score": s, "validation_score": v, "test_score": t,
-                **({"display_name": "Score-CAM (top-16 channels)", "approximate": True} if n == "Score-CAM" else {})}
+                "title": f"{n} (top-16 channels)" if n == "Score-CAM" else n, "exact": n != "Score-CAM"}
             for n, (e, s, v, t) in BASELINES.items()
         },
         "control": {"name": "Grad-CAM thresholded to the winner's sparsity",
@@ -96,7 +96,8 @@ def make_full_results(verdict: str = "not distinguishable") -> dict[str, Any]:
         "rejected": {"degenerate": 1300, "constraint": 120},
         "subexpressions_pruned": 3300,
         "form_skipped": 100,
-        "duplicates_of_seeds": 15,
+        "duplicates_of_seeds": 10,
+        "unscored": 5,
         "seconds": 45.4,
         "timings": {"terminals": 20.1, "baselines": 3.2, "search": 16.02, "validation": 1.1, "test": 2.5,
                     "report": 2.48},

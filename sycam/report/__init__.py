@@ -10,13 +10,14 @@ Modules: :mod:`~sycam.report.format` (numbers and names), :mod:`~sycam.report.ta
 :mod:`~sycam.report.gallery`, :mod:`~sycam.report.page` with ``style.css``, and one module per page.
 """
 
-from .evaluation import render_evaluation_report, write_evaluation_report
+from .evaluation import EvaluationResults, render_evaluation_report, write_evaluation_report
 from .format import SYNTHESIZED
 from .gallery import GalleryItem, attach_scores, write_figures
 from .synthesis import render_report, write_report
 
 __all__ = [
     "SYNTHESIZED",
+    "EvaluationResults",
     "GalleryItem",
     "attach_scores",
     "render_evaluation_report",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
-from ..results import EvaluationResults
 from .format import arrow, direction, esc, fmt
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
@@ -14,7 +13,29 @@ from .page import page
 from .synthesis import _write_atomic
 from .tables import Col, kv_table, table
 
-__all__ = ["render_evaluation_report", "write_evaluation_report"]
+__all__ = ["EvaluationResults", "render_evaluation_report", "write_evaluation_report"]
+
+
+class EvaluationResults(TypedDict, total=False):
+    """``evaluation.json`` as this page reads it: methods × metrics on one image set (``sycam evaluate``).
+
+    ``per_image[split][method][metric]`` lists per-image scores in ``ids[split]`` order (split ``"all"``);
+    ``degenerate[method][split]`` counts degenerate maps; ``settings["score_top_k"]`` names a Score-CAM cap.
+    """
+
+    metrics: dict[str, dict[str, Any]]
+    results: dict[str, dict[str, float]]
+    methods: dict[str, str]
+    model: dict[str, Any]
+    data: dict[str, Any]
+    per_image: dict[str, dict[str, dict[str, list[float]]]]
+    ids: dict[str, list[str]]
+    degenerate: dict[str, dict[str, int]]
+    seconds: float
+    timings: dict[str, float]
+    settings: dict[str, Any]
+    versions: dict[str, str]
+    notes: list[str]
 
 
 def render_evaluation_report(

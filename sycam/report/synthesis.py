@@ -33,6 +33,7 @@ COUNTER_PARTS: tuple[tuple[str, str], ...] = (
     ("subexpressions_pruned", "merged in the bank (a sub-expression equal to an earlier one)"),
     ("form_skipped", "skipped: wrong form for a heatmap"),
     ("duplicates_of_seeds", "duplicates of a seeded baseline"),
+    ("unscored", "not scored: the budget ran out first"),
 )
 
 _VERDICT_CSS = {"better": "win", "not distinguishable": "mixed", "worse": "lose"}
@@ -344,7 +345,7 @@ class _Synthesis:
                 f" <em>{esc(control.get('name'))}</em> is a control: if it scores like the winner, the winner's gain "
                 "is what thresholding Grad-CAM gives."
             )
-        approx = [self.name(n) for n, b in self.baselines.items() if b.get("approximate")]
+        approx = [self.name(n) for n, b in self.baselines.items() if b.get("approximate") or b.get("exact") is False]
         if approx:
             legend += f" Approximations ({esc(', '.join(approx))}) never set λ."
         return (
@@ -483,6 +484,23 @@ class _Synthesis:
                 f'<th scope="col" class="num">Count</th></tr></thead><tbody>{rows}</tbody>'
                 f'<tfoot><tr><td>enumerated (the sum)</td><td class="num">{fmt(total)}</td></tr></tfoot></table></div>'
                 f'<p class="legend">{check}.</p>'
+            )
+        failed, unchecked = self.r.get("constraint_failed"), self.r.get("constraint_unchecked")
+        if isinstance(failed, int) or isinstance(unchecked, int):
+            facts.append(
+                "<li>Of the scored candidates, "
+                + " and ".join(
+                    t
+                    for t in (
+                        f"{fmt(failed)} failed a constraint" if isinstance(failed, int) else "",
+                        f"{fmt(unchecked)} were not checked against the constraints (they could not enter the "
+                        "leaderboard or the front)"
+                        if isinstance(unchecked, int)
+                        else "",
+                    )
+                    if t
+                )
+                + ".</li>"
             )
         rejected = self.r.get("rejected") or {}
         if rejected:
