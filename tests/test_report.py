@@ -173,6 +173,16 @@ class Page(HTMLParser):
             for c in a.get("class", "").split():
                 self.classes_text[c].append(data)
 
+    def attrs_of(self, tag: str) -> list[dict[str, str]]:
+        """Attributes of every ``tag`` element, in document order."""
+        out: list[dict[str, str]] = []
+        for t, k, v in self.attrs:
+            if t == tag and k == "cx":
+                out.append({})
+            if t == tag and out:
+                out[-1][k] = v
+        return out
+
     def text(self, id_: str) -> str:
         return " ".join("".join(self.ids[id_]).split())
 
@@ -333,8 +343,12 @@ def test_curve_has_one_point_per_history_entry_and_lambda_line() -> None:
     page = Page(render_report(make_results()))
     assert len(page.polylines) == 2  # the wide chart and the phone chart
     curve = page.polylines[0]
+    dots = [(float(c["cx"]), float(c["cy"])) for c in page.attrs_of("circle")][: len(HISTORY)]
+    assert len(dots) == len(HISTORY)  # one dot per history entry (wide chart first)
     points = [tuple(map(float, p.split(","))) for p in curve["points"].split()]
-    assert len(points) == len(HISTORY)
+    assert len(points) == 2 * len(HISTORY) - 1  # a step line: along, then up
+    assert set(dots) <= set(points)
+    points = dots
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # scores rise → SVG y falls

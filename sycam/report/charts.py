@@ -7,10 +7,11 @@ twice, for a wide and a narrow screen (CSS shows one), so its text stays about 1
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 import torch
 
@@ -53,8 +54,11 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> Axis:
         mantissa, k = 1, k + 1
     step_d = Decimal(mantissa) * Decimal(10) ** k
     step = float(step_d)
-    first = math.floor(lo / step + 1e-9)
-    last = math.ceil(hi / step - 1e-9)
+    with localcontext() as ctx:  # exact: the bounds' binary values divided by the decimal step
+        ctx.prec = 60
+        slack = Decimal("1e-9")  # in steps: float noise in lo or hi adds no tick
+        first = int(((Decimal(lo) / step_d) + slack).to_integral_value(rounding=ROUND_FLOOR))
+        last = int(((Decimal(hi) / step_d) - slack).to_integral_value(rounding=ROUND_CEILING))
     if last == first:
         last += 1
     values = [Decimal(i) * step_d for i in range(first, last + 1)]
@@ -128,8 +132,8 @@ def curve_svg(
     higher_is_better: bool,
     lambda_label: str = "λ",
 ) -> str:
-    """Best synthesis score versus candidates scored: a polyline with one point per history entry, nice
-    ticks, and a dashed horizontal line at λ."""
+    """Best synthesis score versus candidates scored: a step line through the history entries (a dot at
+    each, up to 200), nice ticks, and a dashed horizontal line at λ."""
     points = [(float(p[0]), float(p[1])) for p in history if len(p) >= 2 and finite(p[0]) and finite(p[1])]
     if not points:
         return '<p class="muted">No search history was recorded.</p>'
@@ -165,7 +169,11 @@ def curve_svg(
                 f'<text x="{f.left + f.pw - 6}" y="{y - 6:.1f}" class="lambda-label" text-anchor="end">'
                 f"{esc(lambda_label)} = {esc(fmt(lam))}</text>"
             )
-        coords = " ".join(f"{f.sx(x):.1f},{f.sy(y):.1f}" for x, y in points)
+        # a step line: the best score holds until the next improvement
+        steps = [points[0]]
+        for (_, y0), (x1, y1) in itertools.pairwise(points):
+            steps += [(x1, y0), (x1, y1)]
+        coords = " ".join(f"{f.sx(x):.1f},{f.sy(y):.1f}" for x, y in steps)
         parts.append(f'<polyline class="best-curve" fill="none" points="{coords}"/>')
         if len(points) <= 200:
             parts.extend(f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="3" class="best-point"/>' for x, y in points)

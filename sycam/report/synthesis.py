@@ -105,6 +105,8 @@ class _Synthesis:
         settings = self.r.get("settings") or {}
         extraction = settings.get("extraction") if isinstance(settings.get("extraction"), Mapping) else {}
         top_k = (extraction or {}).get("score_top_k") or settings.get("score_top_k")
+        if b.get("title") and "exact" in b:  # the search named it, approximation included
+            return str(b["title"])
         if b.get("title"):
             uses_s = "S" in re.findall(r"[A-Z]", str(b.get("expression", "")))
             return str(b["title"]) + (f" (top-{top_k} channels)" if uses_s and top_k else "")
@@ -246,6 +248,14 @@ class _Synthesis:
         for name, b in self.baselines.items():
             if _same_expression(self.best.get("expression"), b.get("expression")):
                 detail.append(f"The winning expression is {self.name(name)}'s own expression.")
+        control = self.r.get("control") or {}
+        c_test, w_test = (control.get("scores") or {}).get("test"), self.best.get("test_score")
+        if finite(c_test) and finite(w_test):
+            relation = "beats" if (c_test > w_test if self.hib else c_test < w_test) else "does not beat"
+            detail.append(
+                f"Control: {control.get('name', 'the control')} scores {fmt(c_test)} on the test split, and so "
+                f"{relation} the synthesized expression ({fmt(w_test)})."
+            )
         lam = self.r.get("lambda")
         if finite(lam):
             src = {"best_baseline": "the best exact baseline's synthesis score", "user": "set by the user"}.get(
@@ -463,10 +473,17 @@ class _Synthesis:
         stop = self.r.get("stopped_because")
         if stop:
             facts.append(f"<li>Stopped because: <strong>{esc(stop)}</strong>.</li>")
-        if "incomplete" in self.r:
+        if self.r.get("incomplete"):
+            facts.append("<li><strong>Incomplete:</strong> the search was cut short before its budget was spent.</li>")
+        elif "incomplete" in self.r:
+            whole = "exhausted" in str(stop or "")
             facts.append(
-                "<li>The search space was "
-                + ("<strong>not</strong> fully scored (incomplete)." if self.r.get("incomplete") else "fully scored.")
+                "<li>"
+                + (
+                    "The whole search space was scored."
+                    if whole
+                    else "The search ran to its budget; nothing cut it short."
+                )
                 + "</li>"
             )
         total, parts = counter_sum(self.r)
