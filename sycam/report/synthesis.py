@@ -113,6 +113,7 @@ class _Synthesis:
         return method_names([key], {"settings": {"score_top_k": top_k}}).get(key, key)
 
     def score(self, row: Mapping[str, Any], split: str) -> object:
+        """A row's score on ``split`` (the winner's validation score may sit at the top level)."""
         value = row.get(f"{split}_score")
         if split == "validation" and value is None and row is self.best:
             value = self.r.get("validation_score")
@@ -121,6 +122,7 @@ class _Synthesis:
     # ------------------------------------------------------------------------------------------- header
 
     def header(self) -> str:
+        """Title and subtitle: model, layer, data and the metric(s)."""
         model = self.r.get("model") or {}
         data = self.r.get("data") or {}
         bits = []
@@ -244,6 +246,7 @@ class _Synthesis:
         return ("win" if w_syn and w_test else ("lose" if not w_test else "mixed")), headline
 
     def headline(self) -> str:
+        """The verdict box, after an 'incomplete' warning when the search was cut short."""
         css, headline, detail = self.verdict()
         for name, b in self.baselines.items():
             if _same_expression(self.best.get("expression"), b.get("expression")):
@@ -279,6 +282,7 @@ class _Synthesis:
     # ------------------------------------------------------------------------------------------- winner
 
     def winner(self) -> str:
+        """The winning expression typeset, as text and LaTeX, with size, validation score and optimism."""
         if not self.best:
             return ""
         facts = []
@@ -305,6 +309,7 @@ class _Synthesis:
     # ------------------------------------------------------------------------------------------- tables
 
     def scores(self) -> str:
+        """Winner, baselines and control on every split, best per column marked, degenerate counts."""
         a = arrow(self.hib)
         degenerate: Mapping[str, Mapping[str, int]] = self.r.get("degenerate") or {}
         # (display name, results key, expression, scores by split, row class); numbers before the expression,
@@ -364,6 +369,7 @@ class _Synthesis:
         )
 
     def constraints(self) -> str:
+        """The oracle's constraints and whether the winner satisfies each (empty without constraints)."""
         items = self.r.get("constraints") or []
         if not items:
             return ""
@@ -405,6 +411,7 @@ class _Synthesis:
         )
 
     def pareto(self) -> str:
+        """The non-dominated set of a several-metric search: table and scatter plot (empty otherwise)."""
         front = self.r.get("pareto") or []
         if not front:
             return ""
@@ -441,6 +448,7 @@ class _Synthesis:
         )
 
     def leaderboard(self) -> str:
+        """The top candidates on the synthesis split."""
         board = self.r.get("leaderboard") or []
         if not board:
             return ""
@@ -464,6 +472,7 @@ class _Synthesis:
     # ------------------------------------------------------------------------------------------- search
 
     def search(self) -> str:
+        """Stop reason, counters that add up, rejection reasons, time, and the best-score curve."""
         from .charts import curve_svg
 
         lam = self.r.get("lambda")
@@ -543,6 +552,7 @@ class _Synthesis:
         )
 
     def splits_html(self) -> str:
+        """Split sizes and what the splits share."""
         data = self.r.get("data") or {}
         if not data:
             return ""
@@ -565,6 +575,7 @@ class _Synthesis:
         return f'<section id="splits"><h2>Splits</h2>{body}<p class="legend">{esc(note)}</p></section>'
 
     def timings(self) -> str:
+        """Time per phase and in all."""
         timings = self.r.get("timings") or {}
         if not timings:
             return ""
@@ -575,6 +586,7 @@ class _Synthesis:
         )
 
     def details(self) -> str:
+        """Notes, metric, model, data, settings and versions."""
         notes = [str(n) for n in self.r.get("notes") or []]
         blocks = []
         if notes:
@@ -597,6 +609,7 @@ class _Synthesis:
     # ------------------------------------------------------------------------------------------- gallery
 
     def gallery(self, gallery: Sequence[GalleryItem], thumb: int, alpha: float, colormap: str) -> str:
+        """The gallery with per-image scores and display names from the results."""
         aliases = {SYNTHESIZED: ["best", "Synthesized", str(self.best.get("expression", ""))]}
         attach_scores(gallery, self.r.get("per_image"), self.r.get("ids"), aliases)
         titles = {n: str(b.get("expression", "")) for n, b in self.baselines.items()}
