@@ -165,8 +165,14 @@ def curve_svg(
                 f'<line x1="{f.left}" x2="{f.left + f.pw}" y1="{y:.1f}" y2="{y:.1f}" class="lambda" '
                 'stroke-dasharray="6 4"/>'
             )
+            # on the side of the line the best-so-far curve moves away from (below when it rises), if it fits
+            below, above = y + 16, y - 6
+            if higher_is_better:
+                label_y = below if below + 4 < f.top + f.ph else above
+            else:
+                label_y = above if above - 12 > f.top else below
             parts.append(
-                f'<text x="{f.left + f.pw - 6}" y="{y - 6:.1f}" class="lambda-label" text-anchor="end">'
+                f'<text x="{f.left + f.pw - 6}" y="{label_y:.1f}" class="lambda-label" text-anchor="end">'
                 f"{esc(lambda_label)} = {esc(fmt(lam))}</text>"
             )
         # a step line: the best score holds until the next improvement
