@@ -23,10 +23,12 @@ __all__ = [
     "COLORMAPS",
     "GT_COLOR",
     "colormap",
+    "degenerate_reason",
     "draw_ground_truth",
     "grid",
     "overlay",
     "save_png",
+    "thumbnail",
     "to_image",
     "write_atomic",
 ]
@@ -350,3 +352,26 @@ def _umask() -> int:
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Save ``image`` as PNG at ``path`` atomically (see :func:`write_atomic`); returns the path."""
     return write_atomic(path, lambda f: image.save(f, format="PNG"))
+
+
+def degenerate_reason(heatmap: Tensor | np.ndarray, atol: float = 1e-12) -> str | None:
+    """Why a heatmap explains nothing, or ``None`` when it does: ``"non-finite"`` (a NaN or infinity),
+    ``"all zero"``, or ``"constant"`` (every pixel within ``atol`` of the same value). The metrics give such
+    maps their worst score; the report flags them."""
+    h = _to_numpy(heatmap)
+    if h.size == 0 or not np.isfinite(h).all():
+        return "non-finite"
+    lo, hi = float(h.min()), float(h.max())
+    if hi - lo <= atol:
+        return "all zero" if abs(hi) <= atol else "constant"
+    return None
+
+
+def thumbnail(image: Image.Image, size: int) -> Image.Image:
+    """``image`` scaled down (Lanczos) so that its longer side is at most ``size`` pixels; never enlarged."""
+    scale = size / max(image.size)
+    if scale >= 1.0:
+        return image
+    return image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+    )

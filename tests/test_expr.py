@@ -139,7 +139,7 @@ def test_safe_division_is_finite() -> None:
 
 
 def test_latex() -> None:
-    assert parse("sum(G * A) / sum(A)").latex() == r"\frac{\sum_{ij} G \cdot A}{\sum_{ij} A}"
+    assert parse("sum(G * A) / sum(A)").latex() == r"\frac{\sum_{ij}\left(G \cdot A\right)}{\sum_{ij} A}"
     assert parse("(A + G) * A").latex() == r"\left(A + G\right) \cdot A"
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sycam.report.html import (
+from sycam.report import (
     SYNTHESIZED,
     GalleryItem,
     render_report,
@@ -173,6 +173,16 @@ class Page(HTMLParser):
             for c in a.get("class", "").split():
                 self.classes_text[c].append(data)
 
+    def attrs_of(self, tag: str) -> list[dict[str, str]]:
+        """Attributes of every ``tag`` element, in document order."""
+        out: list[dict[str, str]] = []
+        for t, k, v in self.attrs:
+            if t == tag and k == "cx":
+                out.append({})
+            if t == tag and out:
+                out[-1][k] = v
+        return out
+
     def text(self, id_: str) -> str:
         return " ".join("".join(self.ids[id_]).split())
 
@@ -284,8 +294,10 @@ def test_winner_and_latex_shown() -> None:
     page = Page(render_report(make_results()))
     text = page.text("winner")
     assert "mean(G) * relu(S)" in text
-    assert r"\operatorname{mean}_{ij} G \cdot \mathrm{relu}(S)" in text
+    # the LaTeX source comes from the printer (correct by construction), not from the results file
+    assert r"\left(\operatorname{mean}_{ij} G\right) \cdot \mathrm{relu}\left(S\right)" in text
     assert "pre" in page.tags and "script" not in page.tags
+    assert "math" in page.tags and "mfrac" not in page.tags and "munder" in page.tags  # typeset as MathML
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -296,18 +308,19 @@ def test_score_table_holds_every_baseline_sorted_with_best_marked(higher_is_bett
     results = make_results(synthesis=0.6123, test=0.5512, higher_is_better=higher_is_better)
     page = Page(render_report(results))
     header, *rows = page.table("scores")
-    assert [h for h, _ in header][:2] == ["Method", "Expression"]
+    # numbers next to the (sticky) method column, the expression last: a phone shows the scores first
+    assert header[0][0] == "Method" and header[-1][0] == "Expression"
     by_name = {r[0][0]: r for r in rows}
     assert set(by_name) == {*BASELINES, "Synthesized"}
     for name, (expr, syn, test) in BASELINES.items():
         row = by_name[name]
-        assert row[1][0] == expr
-        assert row[2][0] == f"{syn:.4f}" and row[3][0] == f"{test:.4f}"
-    assert by_name["Synthesized"][2][0] == "0.6123" and by_name["Synthesized"][3][0] == "0.5512"
-    tests = [float(r[3][0]) for r in rows]
+        assert row[-1][0] == expr
+        assert row[1][0] == f"{syn:.4f}" and row[2][0] == f"{test:.4f}"
+    assert by_name["Synthesized"][1][0] == "0.6123" and by_name["Synthesized"][2][0] == "0.5512"
+    tests = [float(r[2][0]) for r in rows]
     assert tests == sorted(tests, reverse=higher_is_better)
-    best_syn = [r[0][0] for r in rows if "best" in r[2][1].split()]
-    best_test = [r[0][0] for r in rows if "best" in r[3][1].split()]
+    best_syn = [r[0][0] for r in rows if "best" in r[1][1].split()]
+    best_test = [r[0][0] for r in rows if "best" in r[2][1].split()]
     if higher_is_better:
         assert best_syn == ["Synthesized"] and best_test == ["Score-CAM"]
     else:
@@ -318,8 +331,8 @@ def test_leaderboard_rows() -> None:
     page = Page(render_report(make_results()))
     _, *rows = page.table("leaderboard")
     assert [[c for c, _ in r] for r in rows] == [
-        ["1", "mean(G) * relu(S)", "5", "0.6123", "0.5512"],
-        ["2", "mean(G) + S", "4", "0.6000", "—"],
+        ["1", "0.6123", "0.5512", "5", "mean(G) * relu(S)"],
+        ["2", "0.6000", "—", "4", "mean(G) + S"],
     ]
 
 
@@ -328,13 +341,18 @@ def test_leaderboard_rows() -> None:
 
 def test_curve_has_one_point_per_history_entry_and_lambda_line() -> None:
     page = Page(render_report(make_results()))
-    (curve,) = page.polylines
+    assert len(page.polylines) == 2  # the wide chart and the phone chart
+    curve = page.polylines[0]
+    dots = [(float(c["cx"]), float(c["cy"])) for c in page.attrs_of("circle")][: len(HISTORY)]
+    assert len(dots) == len(HISTORY)  # one dot per history entry (wide chart first)
     points = [tuple(map(float, p.split(","))) for p in curve["points"].split()]
-    assert len(points) == len(HISTORY)
+    assert len(points) == 2 * len(HISTORY) - 1  # a step line: along, then up
+    assert set(dots) <= set(points)
+    points = dots
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # scores rise → SVG y falls
-    (lam,) = [ln for ln in page.lines if ln.get("class") == "lambda"]
+    lam = next(ln for ln in page.lines if ln.get("class") == "lambda")
     assert lam.get("stroke-dasharray")
     # λ = 0.581 lies between the points with scores 0.58 and 0.60.
     assert points[4][1] < float(lam["y1"]) < points[3][1]
@@ -346,7 +364,7 @@ def test_curve_without_lambda_or_history() -> None:
     results = make_results()
     results["lambda"] = None
     page = Page(render_report(results))
-    assert len(page.polylines) == 1 and not [ln for ln in page.lines if ln.get("class") == "lambda"]
+    assert len(page.polylines) == 2 and not [ln for ln in page.lines if ln.get("class") == "lambda"]
     results["history"] = []
     page = Page(render_report(results))
     assert not page.polylines and "No search history" in page.text("curve")
@@ -364,9 +382,12 @@ def test_images_embedded_and_nothing_external(tmp_path: Path) -> None:
     n_methods = len(BASELINES) + 1
     assert len(page.imgs) == len(gallery) * (1 + n_methods)
     for img in page.imgs:
-        assert img["src"].startswith("data:image/png;base64,")
-        png = Image.open(io.BytesIO(base64.b64decode(img["src"].split(",", 1)[1])))
-        assert png.format == "PNG" and png.size == (16, 16)
+        assert img["src"].startswith("data:image/jpeg;base64,")
+        pic = Image.open(io.BytesIO(base64.b64decode(img["src"].split(",", 1)[1])))
+        pic.load()  # decodes
+        # embedded at 2× the displayed size (at most the image's own 24 px), shown 16 CSS pixels wide
+        assert pic.format == "JPEG" and pic.size == (24, 24)
+        assert img["width"] == img["height"] == "16"
     for tag, attr, value in page.attrs:
         if attr in ("src", "href", "action", "poster", "srcset"):
             assert value.startswith(("data:", "#")), (tag, attr, value)
@@ -436,7 +457,7 @@ def test_evaluation_report_marks_best_per_metric(tmp_path: Path) -> None:
     assert cells["Grad-CAM"][1][0] == "0.5000" and cells["Grad-CAM"][2][0] == "0.2000"
     assert [n for n, r in cells.items() if "best" in r[1][1].split()] == ["Score-CAM"]
     assert [n for n, r in cells.items() if "best" in r[2][1].split()] == ["mean(G) * relu(S)"]
-    assert all(img["src"].startswith("data:image/png;base64,") for img in page.imgs) and page.imgs
+    assert all(img["src"].startswith("data:image/jpeg;base64,") for img in page.imgs) and page.imgs
     assert "http://" not in text and "https://" not in text
     assert "evaluated on 3 images" in page.text("details")
 

@@ -43,8 +43,11 @@ class Node:
         raise NotImplementedError
 
     def latex(self) -> str:
-        """The expression as LaTeX."""
-        raise NotImplementedError
+        r"""The expression as LaTeX, bracketed by precedence (see :func:`sycam.expr.latex.to_latex`):
+        ``parse("max(G - A)").latex() == r"\max_{ij}\left(G - A\right)"``."""
+        from .latex import to_latex
+
+        return to_latex(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +62,6 @@ class Terminal(Node):
         return frozenset({self.name})
 
     def __str__(self) -> str:
-        return self.name
-
-    def latex(self) -> str:
         return self.name
 
 
@@ -79,9 +79,6 @@ class Const(Node):
     def __str__(self) -> str:
         v = float(self.value)
         return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
-
-    def latex(self) -> str:
-        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +112,6 @@ class Call(Node):
             rs = f"({rs})"
         return f"{ls} {spec.infix} {rs}"
 
-    def latex(self) -> str:
-        spec = OPS[self.op]
-        parts = [a.latex() for a in self.args]
-        if spec.infix in ("+", "-", "*"):
-            if _precedence(self.args[0]) < spec.precedence:
-                parts[0] = rf"\left({parts[0]}\right)"
-            if _precedence(self.args[1]) <= spec.precedence:
-                parts[1] = rf"\left({parts[1]}\right)"
-        return spec.latex.format(*parts)
 
 
 def _precedence(node: Node) -> int:
