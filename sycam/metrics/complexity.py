@@ -27,6 +27,10 @@ class Sparseness(Metric):
     cost = "cached"
     family = FAMILY
 
+    def worst(self) -> float:
+        """0: the Gini index of a flat map, the least sparse."""
+        return 0.0
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         lead = maps.shape[:-2]
@@ -55,6 +59,10 @@ class Complexity(Metric):
     higher_is_better = False
     cost = "cached"
     family = FAMILY
+
+    def worst(self) -> float:
+        """1: the map is 1 everywhere (an all-zero map scores 0 here, the best value, so it must not count)."""
+        return 1.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)

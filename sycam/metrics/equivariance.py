@@ -171,12 +171,17 @@ def parse_transforms(
 
 
 def similarity(a: Tensor, b: Tensor, valid: Tensor, kind: str) -> Tensor:
-    """``sim(a, b)`` of maps ``(..., H, W)`` over the ``valid`` ``(H, W)`` pixels, as ``(...)``."""
+    """``sim(a, b)`` of maps ``(..., H, W)`` over the ``valid`` ``(H, W)`` pixels, as ``(...)``; NaN where
+    either map has a non-finite value on a valid pixel."""
     w = valid.flatten().to(a.dtype)
     af, bf = a.flatten(-2), b.flatten(-2)
+    broken = ~(torch.isfinite(af) & torch.isfinite(bf) | ~valid.flatten()).all(-1)
+    af, bf = af.nan_to_num(0.0, 0.0, 0.0), bf.nan_to_num(0.0, 0.0, 0.0)
     if kind == "pearson":
-        return pearson(af, bf, weight=None if bool(valid.all()) else w, undefined=0.0)
-    return 1 - ((af - bf).abs() * w).sum(-1) / w.sum().clamp_min(1)
+        sim = pearson(af, bf, weight=None if bool(valid.all()) else w, undefined=0.0)
+    else:
+        sim = 1 - ((af - bf).abs() * w).sum(-1) / w.sum().clamp_min(1)
+    return sim.masked_fill(broken, float("nan"))
 
 
 class _TransformMetric(Metric):
@@ -214,8 +219,15 @@ class _TransformMetric(Metric):
         """The similarity ``(*B, N)`` for each transform, by its canonical key."""
         raise NotImplementedError
 
+    def worst(self) -> float:
+        """The least similarity: -1 for ``pearson`` (anti-correlated maps), 0 for ``mae``."""
+        return -1.0 if self.similarity == "pearson" else 0.0
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
-        return torch.stack(list(self.per_transform(maps, ctx).values())).mean(0)
+        # A map of a view with a non-finite value (e.g. a division by zero on that input only) is a failure
+        # there: that transform's similarity is the worst, never NaN.
+        sims = torch.stack(list(self.per_transform(maps, ctx).values()))
+        return sims.nan_to_num(nan=self.worst()).mean(0)
 
 
 class Equivariance(_TransformMetric):

@@ -15,6 +15,7 @@ Common options:
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -117,6 +118,10 @@ class AverageDrop(_MaskedConfidence):
     summary = "relative drop of the target probability when the input is masked by the map"
     higher_is_better = False
 
+    def worst(self) -> float:
+        """1 (the whole probability lost) for ``output="prob"``; ``+inf`` for logits (unbounded)."""
+        return 1.0 if self.output == "prob" else math.inf
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         clean = self.clean_scores(ctx)
@@ -135,6 +140,10 @@ class IncreaseInConfidence(_MaskedConfidence):
     name = "increase_in_confidence"
     summary = "whether masking the input by the map raises the target probability"
     higher_is_better = True
+
+    def worst(self) -> float:
+        """0: no increase."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -163,6 +172,10 @@ class ADCC(_MaskedConfidence):
     name = "adcc"
     summary = "harmonic mean of coherency, 1 - complexity and 1 - average drop (Poppi et al. 2021)"
     higher_is_better = True
+
+    def worst(self) -> float:
+        """0: a term at its worst."""
+        return 0.0
 
     def components(self, maps: Tensor, ctx: MetricContext) -> dict[str, Tensor]:
         """The three ADCC terms and ADCC itself, each ``(*B, N)``."""
@@ -286,6 +299,10 @@ class DeletionAUC(_PerturbationCurve):
     higher_is_better = False
     _deletion = True
 
+    def worst(self) -> float:
+        """1 (the probability never drops) for ``output="prob"``; ``+inf`` for logits (unbounded)."""
+        return 1.0 if self.output == "prob" else math.inf
+
     def __init__(self, steps: int = 20, baseline: str = "zero", output: str = "prob", blur_sigma: float = 5.0) -> None:
         super().__init__(steps=steps, baseline=baseline, output=output, blur_sigma=blur_sigma)
 
@@ -307,6 +324,10 @@ class InsertionAUC(_PerturbationCurve):
     summary = "area under the target probability as the top pixels are inserted into a blurred copy (RISE)"
     higher_is_better = True
     _deletion = False
+
+    def worst(self) -> float:
+        """0 (the probability never rises) for ``output="prob"``; ``-inf`` for logits (unbounded)."""
+        return 0.0 if self.output == "prob" else -math.inf
 
     def __init__(self, steps: int = 20, baseline: str = "blur", output: str = "prob", blur_sigma: float = 5.0) -> None:
         super().__init__(steps=steps, baseline=baseline, output=output, blur_sigma=blur_sigma)

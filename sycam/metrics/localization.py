@@ -2,7 +2,9 @@
 matches the ground-truth region ``M`` of each sample (``samples.masks``, the union of its boxes or its
 mask). All are ``cost="cached"``: pure tensor arithmetic on the maps.
 
-A sample whose mask is empty gets NaN (undefined), which :meth:`Metric.aggregate` skips.
+``score`` gives NaN (undefined) for a sample whose mask is empty; :meth:`Metric.evaluate` turns that into a
+:class:`MetricError` naming the images. All four metrics live in [0, 1] (higher is better) and give a
+degenerate map ``worst() = 0``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class EnergyPointingGame(Metric):
     requires = "mask"
     cost = "cached"
     family = FAMILY
+
+    def worst(self) -> float:
+        """0: no energy inside the ground truth."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -108,6 +114,10 @@ class PointingGame(Metric):
         """The ground truth dilated by the tolerance disk (memoized for the same masks tensor)."""
         return self._region.get(None, (masks,), self.tolerance, lambda: dilate_disk(masks, self.tolerance))
 
+    def worst(self) -> float:
+        """0: a miss."""
+        return 0.0
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         masks = gt_masks(ctx, self.name)
@@ -144,6 +154,10 @@ class IoU(Metric):
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = float(check_number(self.name, "threshold", threshold, low=0.0, high=1.0, low_open=True))
+
+    def worst(self) -> float:
+        """0: no overlap."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -197,6 +211,11 @@ class MaskAUC(Metric):
     requires = "mask"
     cost = "cached"
     family = FAMILY
+
+    def worst(self) -> float:
+        """0: every ground-truth pixel ranked below every other pixel (a constant map's 0.5 is chance, not
+        the worst; a degenerate map must not beat a real map that is worse than chance)."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)

@@ -4,6 +4,7 @@ terminals the engine computes once, so scoring a candidate is tensor arithmetic 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -14,7 +15,8 @@ from ._util import check_maps, check_number
 from .base import Metric, MetricContext, MetricError
 
 FAMILY = "robustness"
-#: Floor of the denominator ``||L(x)||``: a zero map that changes under noise gets a huge but finite score.
+#: Floor of the root mean square of ``L(x)`` in the denominator. Since ``|L(x+δ) - L(x)| <= 1`` per pixel,
+#: a sensitivity never exceeds ``1 / EPS``, the worst value.
 EPS = 1e-8
 
 
@@ -49,9 +51,15 @@ class _Sensitivity(Metric):
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
         return uniform_noise_views(samples, self.n, self.radius, self.seed)
 
+    def worst(self) -> float:
+        """``1 / EPS`` = 1e8, the largest value the formula can give for maps in [0, 1]."""
+        return 1.0 / EPS
+
     def sensitivities(self, maps: Tensor, ctx: MetricContext) -> Tensor:
-        r"""``(n, *B, N)``: :math:`\|L(x+δ_j) - L(x)\|_F / \|L(x)\|_F` per view ``j`` (0 when both are 0)."""
+        r"""``(n, *B, N)``: :math:`\|L(x+δ_j) - L(x)\|_F / \max(\|L(x)\|_F, \epsilon\sqrt{HW})` per view ``j``
+        (0 when both maps are equal), capped at ``1 / EPS``; a view map with a non-finite value gives the cap."""
         maps = check_maps(maps, ctx, self.name)
+        floor = EPS * math.sqrt(maps.shape[-2] * maps.shape[-1])
         ref = maps.flatten(-2).norm(dim=-1)
         out = []
         for name in self.view_names():
@@ -60,7 +68,8 @@ class _Sensitivity(Metric):
                 got = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
                 raise MetricError(f"{self.name}: maps of view {name!r} have shape {got}, expected {tuple(maps.shape)}")
             diff = (other.to(maps.device, maps.dtype) - maps).flatten(-2).norm(dim=-1)
-            out.append(torch.where(diff == 0, torch.zeros_like(diff), diff / ref.clamp_min(EPS)))
+            rel = (diff / ref.clamp_min(floor)).nan_to_num(nan=1 / EPS).clamp_max(1 / EPS)
+            out.append(torch.where(diff == 0, torch.zeros_like(diff), rel))
         return torch.stack(out)
 
 
@@ -74,7 +83,8 @@ class MaxSensitivity(_Sensitivity):
     Lower is better. Defaults: ``n=8`` views, ``radius=0.05`` (≈ 13/255; Quantus's default, 0.2 in
     ImageNet-normalized units, is ≈ 0.045), ``seed=0``. Quantus draws 200 fresh samples per call in the
     model-input space, does not clip, and re-explains each; here the views are fixed and their terminals
-    cached. A zero map scores 0 when the view maps are zero too, else ``||Δ|| / 1e-8``."""
+    cached. The denominator is floored at ``1e-8·sqrt(HW)`` (a root mean square of 1e-8), so the score is at
+    most ``1e8``, the worst value that :meth:`~sycam.metrics.base.Metric.evaluate` gives a degenerate map."""
 
     name = "max_sensitivity"
     summary = "largest relative change of the map under small uniform input noise"
