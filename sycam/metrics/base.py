@@ -96,6 +96,9 @@ class Metric(ABC):
     requires: ClassVar[GroundTruth] = "none"
     cost: ClassVar[Cost] = "cached"
     family: ClassVar[str] = ""
+    #: Whether :meth:`evaluate_lowres` computes the score exactly from layer-resolution maps (cheaper than
+    #: rendering full maps); False: it renders the full maps and calls :meth:`evaluate`.
+    lowres: ClassVar[bool] = False
 
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
         """Transformed inputs ``(N, 3, H, W)`` whose heatmaps this metric reads, by name (cached once by
@@ -129,12 +132,40 @@ class Metric(ABC):
         """
         if not isinstance(maps, Tensor):
             raise MetricError(f"{self.name}: maps must be a torch.Tensor, got {type(maps).__name__}")
+        return self._evaluate_with(maps, ctx, lambda clean: self._checked_score(clean, ctx))
+
+    def evaluate_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        """Per-image scores ``(*B, N)`` from layer-resolution maps ``(*B, N, h, w)``, equal (within 1e-5) to
+        ``evaluate`` of their full-resolution heatmaps at ``size`` (the samples' input size).
+
+        ``layer_maps`` are ``norm(relu(raw saliency))`` at the layer's resolution, i.e. the heatmaps *before*
+        the bilinear resize and the second normalization of ``sycam.heatmap.finish``. Metrics with
+        :attr:`lowres` compute the score from them exactly (:mod:`sycam.metrics.lowres`); the others, and any
+        ``size`` smaller than the layer maps, render the full maps and call :meth:`evaluate`. A layer map is
+        degenerate exactly when its full map is (upsampling is injective), so the worst values agree."""
+        from .lowres import check_lowres, full_maps
+
+        size = (int(size[0]), int(size[1]))
+        samples = getattr(ctx, "samples", None)
+        images = getattr(samples, "images", None)
+        check_lowres(layer_maps, size, size if images is None else tuple(images.shape[-2:]), self.name)
+        h, w = layer_maps.shape[-2:]
+        if not self.lowres or size[0] < h or size[1] < w:
+            return self.evaluate(full_maps(layer_maps, size), ctx)
+        return self._evaluate_with(layer_maps, ctx, lambda clean: self.score_lowres(clean, size, ctx))
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        """``score`` of the full maps of non-degenerate ``layer_maps``, computed at layer resolution (only for
+        metrics with :attr:`lowres`; see :meth:`evaluate_lowres`)."""
+        raise NotImplementedError(f"{self.name} has no exact low-resolution path")
+
+    def _evaluate_with(self, maps: Tensor, ctx: MetricContext, score: Callable[[Tensor], Tensor]) -> Tensor:
         bad = degenerate(maps)
         worst = torch.full(bad.shape, self.worst(), dtype=maps.dtype, device=maps.device)
         if bool(bad.all()):
             return worst
         clean = maps.masked_fill(bad[..., None, None], 0.0) if bool(bad.any()) else maps
-        scores = self._checked_score(clean, ctx)
+        scores = score(clean)
         if not isinstance(scores, Tensor) or tuple(scores.shape) != tuple(bad.shape):
             got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
             raise MetricError(f"metric {self.name} returned {got}, expected scores of shape {tuple(bad.shape)}")

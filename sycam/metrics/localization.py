@@ -27,6 +27,7 @@ from ._util import (
     safe_div,
 )
 from .base import Metric, MetricContext
+from .lowres import projected_masks, resize_for
 
 FAMILY = "ground truth"
 
@@ -46,6 +47,10 @@ class EnergyPointingGame(Metric):
     requires = "mask"
     cost = "cached"
     family = FAMILY
+    lowres = True
+
+    def __init__(self) -> None:
+        self._projected = Memo()
 
     def worst(self) -> float:
         """0: no energy inside the ground truth."""
@@ -57,6 +62,19 @@ class EnergyPointingGame(Metric):
         inside = (maps * masks.to(maps.dtype)).sum((-2, -1))
         total = maps.sum((-2, -1))
         return empty_to_nan(safe_div(inside, total, 0.0), masks)
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        r"""Exact from layer maps: the normalization's scale cancels, so with ``u`` the upsampled map,
+        :math:`\mathrm{EPG} = (\langle m, U_h^\top M U_w\rangle - |M| \min u) / (\langle m, S\rangle - HW \min u)`."""
+        masks = gt_masks(ctx, self.name)
+        rz = resize_for(layer_maps, size)
+        proj, area = projected_masks(self._projected, ctx, masks, rz)
+        m = layer_maps.to(rz.uh.device, torch.float64)
+        lo, _ = rz.extremes(m)
+        inside = (m * proj).sum((-2, -1)) - lo * area
+        total = (m * rz.column_sums).sum((-2, -1)) - lo * rz.pixels
+        out = empty_to_nan(safe_div(inside, total, 0.0), masks.to(rz.uh.device))
+        return out.to(layer_maps.device, layer_maps.dtype)
 
 
 def dilate_disk(masks: Tensor, radius: int) -> Tensor:

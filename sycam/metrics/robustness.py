@@ -13,6 +13,7 @@ from torch import Tensor
 from ..data.samples import Samples
 from ._util import check_maps, check_number
 from .base import Metric, MetricContext, MetricError
+from .lowres import affine, resize_for
 
 FAMILY = "robustness"
 #: Floor of the root mean square of ``L(x)`` in the denominator. Since ``|L(x+δ) - L(x)| <= 1`` per pixel,
@@ -39,6 +40,9 @@ class _Sensitivity(Metric):
     higher_is_better = False
     cost = "cached"
     family = FAMILY
+    #: Exact at layer resolution when the context offers ``view_layer_maps(name)`` (the candidates' layer
+    #: maps on a view, ``(*B, N, h, w)``); otherwise it renders the full maps.
+    lowres = True
 
     def __init__(self, n: int = 8, radius: float = 0.05, seed: int = 0) -> None:
         self.n = check_number(self.name, "n", n, low=1, integer=True)
@@ -72,6 +76,46 @@ class _Sensitivity(Metric):
             out.append(torch.where(diff == 0, torch.zeros_like(diff), rel))
         return torch.stack(out)
 
+    def sensitivities_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        r""":meth:`sensitivities` from layer maps, exactly. With ``L = s u + t`` (the normalization as an affine
+        map of the upsampled ``u = U_h m U_w^\top``), ``L' - L = U_h X U_w^\top + c`` for
+        ``X = s' m' - s m`` and ``c = t' - t``, so
+        :math:`\|L' - L\|^2 = \langle X, G_h X G_w\rangle + 2c\langle X, S\rangle + c^2 HW` with the Gram
+        matrices ``G`` and ``S`` the projected all-ones mask; ``\|L\|^2`` likewise."""
+        view_layer_maps = getattr(ctx, "view_layer_maps", None)
+        if view_layer_maps is None:
+            from .lowres import full_maps
+
+            return self.sensitivities(full_maps(layer_maps, size), ctx)
+        rz = resize_for(layer_maps, size)
+        dev, p = rz.uh.device, rz.pixels
+        m = layer_maps.to(dev, torch.float64)
+        a = affine(m, rz)
+        s_ = rz.column_sums
+
+        def norm2(x: Tensor, c: Tensor) -> Tensor:
+            return (rz.quadratic(x, x) + 2 * c * (x * s_).sum((-2, -1)) + c * c * p).clamp_min(0.0)
+
+        sm = a.scale[..., None, None] * m
+        ref = norm2(sm, a.shift).sqrt()
+        floor = EPS * math.sqrt(p)
+        out = []
+        for name in self.view_names():
+            other = view_layer_maps(name)
+            if not isinstance(other, Tensor) or other.shape != layer_maps.shape:
+                got = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+                raise MetricError(
+                    f"{self.name}: layer maps of view {name!r} have shape {got}, expected {tuple(layer_maps.shape)}"
+                )
+            o = other.to(dev, torch.float64)
+            broken = ~torch.isfinite(o).flatten(-2).all(-1)
+            o = o.nan_to_num(0.0, 0.0, 0.0)
+            b = affine(o, rz)
+            diff = norm2(b.scale[..., None, None] * o - sm, b.shift - a.shift).sqrt()
+            rel = (diff / ref.clamp_min(floor)).clamp_max(1 / EPS).masked_fill(broken, 1 / EPS)
+            out.append(rel)
+        return torch.stack(out).to(layer_maps.device, layer_maps.dtype)
+
 
 class MaxSensitivity(_Sensitivity):
     r"""Max-sensitivity (Yeh et al. 2019; Quantus ``MaxSensitivity``): the largest relative change of the
@@ -92,6 +136,9 @@ class MaxSensitivity(_Sensitivity):
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         return self.sensitivities(maps, ctx).amax(0)
 
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        return self.sensitivities_lowres(layer_maps, size, ctx).amax(0)
+
 
 class AvgSensitivity(_Sensitivity):
     r"""Average sensitivity (Yeh et al. 2019; Quantus ``AvgSensitivity``): the mean relative change of the
@@ -106,3 +153,6 @@ class AvgSensitivity(_Sensitivity):
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         return self.sensitivities(maps, ctx).mean(0)
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        return self.sensitivities_lowres(layer_maps, size, ctx).mean(0)
