@@ -14,7 +14,7 @@ from sycam.metrics import METRICS, StaticContext, get_metric
 from sycam.metrics.lowres import extreme_rows, full_maps, resize_for, resize_matrix
 
 SIZES = [((7, 7), (224, 224)), ((14, 14), (224, 224)), ((5, 9), (37, 61)), ((3, 4), (3, 4)), ((7, 7), (8, 8))]
-LOWRES = {"energy_pointing_game", "complexity", "max_sensitivity", "avg_sensitivity"}
+LOWRES = {"energy_pointing_game", "complexity", "max_sensitivity", "avg_sensitivity", "invariance"}
 
 
 class LayerContext(StaticContext):
@@ -157,6 +157,22 @@ def test_metrics_without_lowres_fall_back_to_full_maps(name: str) -> None:
 def test_full_maps_is_the_second_half_of_finish() -> None:
     raw = raw_maps(2, 5, 7, 7, seed=8)
     torch.testing.assert_close(full_maps(normalize(torch.relu(raw)), (50, 60)), finish(raw, (50, 60)), rtol=0, atol=0)
+
+
+def test_invariance_with_mae_or_without_layer_views_renders_full_maps() -> None:
+    samples = make_samples(3, 32, 32, seed=1)
+    raw = raw_maps(3, 4, 4, seed=2)
+    for similarity in ("pearson", "mae"):
+        metric = get_metric("invariance", similarity=similarity, transforms="brightness,noise")
+        view_raw = {v: raw + 0.3 * raw_maps(3, 4, 4, seed=20 + i) for i, v in enumerate(metric.views(samples))}
+        views = {v: finish(r, (32, 32)) for v, r in view_raw.items()}
+        want = metric.evaluate(finish(raw, (32, 32)), StaticContext(samples, views=views))
+        layer = normalize(torch.relu(raw))
+        got = metric.evaluate_lowres(layer, (32, 32), StaticContext(samples, views=views))
+        torch.testing.assert_close(got, want)
+        layer_views = {v: normalize(torch.relu(r)) for v, r in view_raw.items()}
+        got = metric.evaluate_lowres(layer, (32, 32), LayerContext(samples, views, layer_views))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_sensitivity_without_layer_views_renders_full_maps() -> None:
