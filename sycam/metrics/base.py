@@ -206,6 +206,17 @@ class Metric(ABC):
             parts.append(f"{_describe_images(ctx, full)} have a mask covering the whole image")
         return f": {'; '.join(parts)}; drop those samples" if parts else ""
 
+    def equivalence_key(self, maps: Tensor) -> Tensor | None:
+        """What the score depends on, for exact pruning: ``None`` (the default: nothing coarser than the maps),
+        or a tensor ``key`` ``(*B, ...)`` for maps ``(*B, N, H, W)`` such that candidates ``b`` and ``b'``
+        with ``torch.equal(key[b], key[b'])`` have equal :meth:`evaluate` scores on every image. A search
+        can skip a candidate whose key equals that of one already scored (e.g. hash
+        ``key[b].cpu().numpy().tobytes()``).
+
+        Deletion and insertion AUC return the step at which each pixel is perturbed: candidates that rank
+        the pixels into the same ``steps`` bins (any monotone transform of a map, for one) score the same."""
+        return None
+
     def aggregate(self, scores: Tensor) -> Tensor:
         """Aggregate per-image scores ``(*B, N)`` to ``(*B,)``: the plain mean over images. Nothing is
         skipped: a NaN (which :meth:`evaluate` never returns) stays NaN."""
