@@ -82,6 +82,14 @@ def test_extremes_of_the_upsampled_map_lie_on_the_subgrid(small: tuple[int, int]
     assert len(rz.rows) <= 2 * small[0] + 2 and len(rz.cols) <= 2 * small[1] + 2
 
 
+def test_upsampling_is_injective_so_degenerate_layer_maps_are_exactly_the_degenerate_full_maps() -> None:
+    # U has full column rank (and rows summing to 1): U_h m U_w^T is constant only if m is.
+    for h in range(1, 24):
+        for big in (h, h + 1, 2 * h + 1, 3 * h, 224):
+            if big >= h:
+                assert torch.linalg.svdvals(resize_matrix(h, big)).min() > 1e-3, (h, big)
+
+
 def test_subgrid_of_7_to_224_by_hand() -> None:
     # Output row i samples input position y_i = (i + 0.5) * 7/224 - 0.5, clamped at 0. Rows 0..47 read input
     # rows 0 and 1 (rows 0..15 clamped to y = 0, the smallest weight on row 1; row 47 at y = 0.984, the
