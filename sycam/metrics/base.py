@@ -125,10 +125,13 @@ class Metric(ABC):
         ground-truth mask, where a localization metric is undefined); so does any exception from a metric
         defined outside sycam.
 
+        >>> from sycam.data.samples import Samples
         >>> from sycam.metrics import get_metric
-        >>> m = get_metric("complexity"); maps = torch.zeros(1, 2, 4, 4); maps[0, 0, 0, 0] = 1.0
-        >>> m.evaluate(maps, None).tolist()  # the all-zero map gets worst() = 1, not the best value 0
-        [[0.0625, 1.0]]
+        >>> ctx = StaticContext(Samples(images=torch.zeros(2, 3, 4, 4), labels=torch.zeros(2, dtype=torch.long)))
+        >>> maps = torch.zeros(2, 4, 4); maps[0, 0, 0] = 1.0
+        >>> m = get_metric("complexity")
+        >>> m.score(maps, ctx).tolist(), m.evaluate(maps, ctx).tolist()  # the blank map: best score, worst value
+        ([0.0625, 0.0], [0.0625, 1.0])
         """
         if not isinstance(maps, Tensor):
             raise MetricError(f"{self.name}: maps must be a torch.Tensor, got {type(maps).__name__}")
