@@ -14,7 +14,7 @@ from sycam.metrics import METRICS, StaticContext, get_metric
 from sycam.metrics.lowres import extreme_rows, full_maps, resize_for, resize_matrix
 
 SIZES = [((7, 7), (224, 224)), ((14, 14), (224, 224)), ((5, 9), (37, 61)), ((3, 4), (3, 4)), ((7, 7), (8, 8))]
-LOWRES = {"energy_pointing_game", "complexity", "max_sensitivity", "avg_sensitivity", "invariance"}
+LOWRES = {"energy_pointing_game", "pointing_game", "complexity", "max_sensitivity", "avg_sensitivity", "invariance"}
 
 
 class LayerContext(StaticContext):
@@ -204,3 +204,43 @@ def test_projected_masks_are_memoized_per_context() -> None:
     first = metric._projected._value
     metric.evaluate_lowres(layer * 0.5 + 0.1, (56, 56), ctx)
     assert metric._projected._value is first
+
+
+def peaky_raw(*shape: int, seed: int) -> torch.Tensor:
+    """Raw maps whose maxima fall everywhere: borders, corners, interior, ties between two cells."""
+    raw = raw_maps(*shape, seed=seed)
+    flat = raw.reshape(-1, *shape[-2:])
+    h, w = shape[-2:]
+    spots = [(0, 0), (h - 1, w - 1), (0, w - 1), (h - 1, 0), (h // 2, w // 2), (0, w // 2), (h // 2, w - 1)]
+    for k in range(5, flat.shape[0]):
+        y, x = spots[k % len(spots)]
+        flat[k, y, x] = 10.0 + k
+        if k % 4 == 0:  # an exact tie between two cells: a near-tie, rendered at full resolution
+            flat[k, (y + 2) % h, (x + 3) % w] = 10.0 + k
+    return raw
+
+
+@pytest.mark.parametrize("ties", ["mean", "any", "first"])
+@pytest.mark.parametrize(
+    ("small", "size", "tolerance"),
+    [
+        ((7, 7), (224, 224), 15),
+        ((14, 14), (224, 224), 0),
+        ((5, 9), (37, 61), 3),
+        ((7, 7), (21, 21), 1),
+        ((3, 4), (3, 4), 0),
+        ((7, 7), (8, 8), 1),
+    ],
+)
+def test_pointing_game_lowres_equals_full_resolution(
+    ties: str, small: tuple[int, int], size: tuple[int, int], tolerance: int
+) -> None:
+    n, lead = 6, (4,)
+    samples = make_samples(n, *size, masks=box_masks(n, size, seed=2), seed=3)
+    raw = peaky_raw(*lead, n, *small, seed=4)
+    metric = get_metric("pointing_game", tolerance=tolerance, ties=ties)
+    ctx = StaticContext(samples)
+    want = metric.evaluate(finish(raw, size), ctx)
+    got = metric.evaluate_lowres(normalize(torch.relu(raw)), size, ctx)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert metric._fallbacks < 0.5 * raw[..., 0, 0].numel()  # most images need no full-resolution map

@@ -81,6 +81,55 @@ def extreme_rows(u: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
+class Clones:
+    """Output rows (or columns) with identical resize weights, for one axis of a :class:`Resize`.
+
+    ``start[c]:stop[c]`` is the contiguous range of output rows of class ``c``; ``exact[c]`` says whether
+    float32 resizing gives all of them bitwise the same value (one row, or weights exactly ``(1, 0)``, as
+    for the rows clamped at the top; the rows clamped at the bottom compute ``(1 - λ) x + λ x`` with
+    varying ``λ`` and may differ in the last bit). For subgrid row ``j``: ``cls[j]`` its class and
+    ``adjacent[j]`` the nearest output row that reads the same input pair with other weights (-1 if none)."""
+
+    start: Tensor
+    stop: Tensor
+    exact: Tensor
+    cls: Tensor
+    adjacent: Tensor
+
+
+def clones(u: Tensor, sub: Tensor) -> Clones | None:
+    """The :class:`Clones` of resize matrix ``u`` for subgrid rows ``sub``; None if a class is not contiguous."""
+    n_out, n_in = u.shape
+    _, inverse = torch.unique(u.cpu(), dim=0, return_inverse=True)
+    inverse = inverse.tolist()
+    order: list[int] = []  # classes in order of first appearance
+    start: dict[int, int] = {}
+    stop: dict[int, int] = {}
+    for i, c in enumerate(inverse):
+        if c not in start:
+            start[c] = i
+            order.append(c)
+        elif stop[c] != i:
+            return None
+        stop[c] = i + 1
+    first = (u > 0).to(torch.int64).argmax(1).cpu().tolist()
+    renumber = {c: k for k, c in enumerate(order)}
+    size = {c: stop[c] - start[c] for c in order}
+    exact = [size[c] == 1 or first[start[c]] < n_in - 1 or n_in == n_out for c in order]
+    cls, adjacent = [], []
+    for j in sub.tolist():
+        cls.append(renumber[inverse[j]])
+        same_pair = [i for i in range(n_out) if first[i] == first[j] and inverse[i] != inverse[j]]
+        adjacent.append(min(same_pair, key=lambda i: abs(i - j)) if same_pair else -1)
+    dev = u.device
+
+    def t(v: list[int] | list[bool]) -> Tensor:
+        return torch.tensor(v, device=dev)
+
+    return Clones(t([start[c] for c in order]), t([stop[c] for c in order]), t(exact), t(cls), t(adjacent))
+
+
+@dataclass(frozen=True)
 class Resize:
     """The bilinear resize ``(h, w) -> (H, W)`` as matrices, with the subgrid that carries its extremes."""
 
@@ -117,6 +166,12 @@ class Resize:
         sub = self.uh[self.rows] @ m @ self.uw[self.cols].T
         flat = sub.flatten(-2)
         return flat.amin(-1), flat.amax(-1)
+
+    @functools.cached_property
+    def clones(self) -> tuple[Clones, Clones] | None:
+        """The :class:`Clones` of the rows and of the columns (None if some class is not contiguous)."""
+        rows, cols = clones(self.uh, self.rows), clones(self.uw, self.cols)
+        return None if rows is None or cols is None else (rows, cols)
 
     def quadratic(self, x: Tensor, y: Tensor) -> Tensor:
         """:math:`\\langle U_h x U_w^\\top, U_h y U_w^\\top\\rangle` ``(...)`` for layer maps ``x``, ``y``."""
