@@ -46,3 +46,36 @@ def test_cuda_matches_cpu(name: str) -> None:
     gpu = get_metric(name, **SMALL.get(name, {})).score(maps.to(dev), ctx)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_cuda_evaluate_and_lowres_match_cpu(name: str) -> None:
+    from sycam.heatmap import finish, normalize
+
+    n, h, w = 3, 32, 32
+    masks = torch.zeros(n, h, w, dtype=torch.bool)
+    masks[:, 8:20, 4:16] = True
+    samples = make_samples(n, h, w, masks=masks, labels=[0, 1, 2], seed=1)
+    metric = get_metric(name, **SMALL.get(name, {}))
+    g = torch.Generator().manual_seed(5)
+    raw = torch.randn(2, n, 4, 4, generator=g)
+    raw[0, 1] = -1.0  # degenerate: worst value on both devices
+    view_raw = {k: raw + torch.randn(2, n, 4, 4, generator=g) for k in metric.views(samples)}
+    layer, full = normalize(torch.relu(raw)), finish(raw, (h, w))
+
+    class Ctx(StaticContext):
+        def view_layer_maps(self, view: str) -> torch.Tensor:
+            return normalize(torch.relu(view_raw[view])).to(self.samples.images.device)
+
+    def ctx_on(dev: str) -> StaticContext:
+        views = {k: finish(v, (h, w)).to(dev) for k, v in view_raw.items()}
+        return Ctx(samples.to(dev), model=TinyNet().to(dev), views=views, explainer=channel_mean_explainer)
+
+    cpu = metric.evaluate(full, ctx_on("cpu"))
+    gpu_metric = get_metric(name, **SMALL.get(name, {}))
+    gpu = gpu_metric.evaluate(full.cuda(), ctx_on("cuda"))
+    low = gpu_metric.evaluate_lowres(layer.cuda(), (h, w), ctx_on("cuda"))
+    assert gpu.device.type == low.device.type == "cuda"
+    assert cpu[0, 1].item() == metric.worst()
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(low.cpu(), cpu, rtol=1e-4, atol=1e-4)

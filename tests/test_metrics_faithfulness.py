@@ -4,6 +4,7 @@ model calls, memoization of the candidate-independent passes."""
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -90,11 +91,15 @@ def test_contexts_sharing_a_memo_key_share_the_clean_pass() -> None:
     samples = make_samples(3, 6, 6)
     owner = CountingModel(None)  # any weakly referable object standing for (model, samples)
     metric = DeletionAUC(steps=3)
-    for _ in range(2):  # e.g. the engine's fresh context per candidate chunk
+    for seed in range(2):  # e.g. the engine's fresh context per candidate chunk
         ctx = ctx_for(samples, model=counting)
         ctx.memo_key = owner  # type: ignore[attr-defined]
-        metric.score(random_maps(1, 3, 6, 6), ctx)
+        metric.score(random_maps(1, 3, 6, 6, seed=seed), ctx)
     assert counting.calls == [3, 3, 6, 6]  # clean + all-baseline once, then 3 images × 2 interior steps each
+    ctx = ctx_for(samples, model=counting)
+    ctx.memo_key = owner  # type: ignore[attr-defined]
+    metric.score(random_maps(1, 3, 6, 6, seed=1) ** 3, ctx)  # same ranking as seed 1: every point is known
+    assert counting.calls == [3, 3, 6, 6]
 
 
 # ---- deletion / insertion ---------------------------------------------------------------------------------
@@ -162,6 +167,8 @@ def test_curves_batch_candidates_images_and_steps_into_chunked_calls() -> None:
     # clean (3) + all-baseline end (3) memoized; then 2 candidates × 3 images × 4 interior steps in one call
     assert counting.calls == [3, 3, 24]
     metric.score(maps, ctx)
+    assert counting.calls == [3, 3, 24]  # the same maps again: every perturbed input was already scored
+    metric.score(random_maps(2, 3, 8, 8, seed=9), ctx)
     assert counting.calls == [3, 3, 24, 24]
 
 
@@ -243,3 +250,46 @@ def test_adcc_checks_the_explainer_output() -> None:
         ADCC().score(torch.ones(1, 2, 2), ctx)
     with pytest.raises(MetricError, match="no explainer"):
         ADCC().score(torch.ones(1, 2, 2), ctx_for(ones_samples(), model=mean_logit_model))
+
+
+# ---- exact sharing of perturbed forwards and the equivalence key -------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [DeletionAUC, InsertionAUC])
+def test_shared_perturbed_forwards_give_the_same_scores_with_fewer_forwards(cls: type) -> None:
+    samples = make_samples(3, 8, 8, labels=[0, 1, 2], seed=2)
+    base = random_maps(3, 8, 8, seed=3)
+    maps = torch.stack([base, base.sqrt(), random_maps(3, 8, 8, seed=4), base * 0.5, base]).contiguous()
+    maps[2, 1] = base[1]  # one image shared with another candidate
+    counting = CountingModel(TinyNet())
+    metric = cls(steps=4, blur_sigma=1.0)
+    got = metric.score(maps, ctx_for(samples, model=counting))
+    # Interior points: candidates 0, 1, 3, 4 and image 1 of candidate 2 share their sets: 3 + 2 images x 3 steps.
+    assert sum(counting.calls) == 3 + 3 + (3 + 2) * 3
+    for b in range(maps.shape[0]):  # each candidate alone, with a fresh metric: the same scores
+        alone = cls(steps=4, blur_sigma=1.0).score(maps[b], ctx_for(samples, model=TinyNet()))
+        torch.testing.assert_close(got[b], alone, rtol=1e-6, atol=1e-6)  # batch composition: float rounding
+
+
+def test_equivalence_key_is_the_step_bin_per_pixel() -> None:
+    metric = DeletionAUC(steps=4)
+    m = torch.tensor([[[0.9, 0.1], [0.5, 0.5]]])  # ranks: 0.9 -> 0, 0.5 (raster first) -> 1, 0.5 -> 2, 0.1 -> 3
+    # counts c_k = k * 4 / 4 = k: rank r is perturbed at step r + 1
+    assert metric.equivalence_key(m).tolist() == [[1, 4, 2, 3]]
+    maps = torch.stack([m, m**2, 1 - m, torch.zeros_like(m)])
+    key = metric.equivalence_key(maps)
+    assert torch.equal(key[0], key[1]) and not torch.equal(key[0], key[2])
+    assert key[3].tolist() == [[0, 0, 0, 0]]  # degenerate: scored worst, never equal to a real map's key
+    assert AverageDrop().equivalence_key(maps) is None
+    samples = make_samples(1, 2, 2, seed=1)
+    ctx = ctx_for(samples, model=TinyNet())
+    s = metric.evaluate(maps, ctx)
+    assert s[0].item() == s[1].item() and s[3].item() == 1.0
+
+
+def test_curve_metrics_pickle_without_their_scratch_buffer() -> None:
+    metric = DeletionAUC(steps=2)
+    metric.score(random_maps(1, 2, 4, 4), ctx_for(make_samples(2, 4, 4), model=TinyNet()))
+    assert metric._buf is not None
+    again = pickle.loads(pickle.dumps(metric))
+    assert again._buf is None and again.params() == metric.params()

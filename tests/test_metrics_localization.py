@@ -119,7 +119,7 @@ def test_roc_auc_rows_matches_pairwise_count() -> None:
         assert got[i].item() == pytest.approx(want.item(), abs=1e-6)
 
 
-def test_empty_or_full_masks_give_nan_and_aggregate_skips_them() -> None:
+def test_empty_or_full_masks_give_nan_in_score_and_an_error_in_evaluate() -> None:
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, :2, :2] = True
     masks[2] = True  # full mask: AUC undefined
@@ -128,8 +128,17 @@ def test_empty_or_full_masks_give_nan_and_aggregate_skips_them() -> None:
     for metric in (EnergyPointingGame(), PointingGame(), IoU(), MaskAUC()):
         s = metric.score(maps, ctx)
         assert math.isnan(s[1].item()), metric.name
-        assert not math.isnan(metric.aggregate(s).item())
+        assert math.isnan(metric.aggregate(s).item())  # plain mean: nothing is skipped silently
+        undefined = rf"metric {metric.name} is undefined \(NaN\) on \d image.*indices 1 have an empty"
+        with pytest.raises(MetricError, match=undefined):
+            metric.evaluate(maps, ctx)
     assert math.isnan(MaskAUC().score(maps, ctx)[2].item())
+    ok = ctx_for(make_samples(2, masks=masks[[0, 2]]))
+    with pytest.raises(MetricError, match=r"\(image indices 1\): image indices 1 have a mask covering the whole"):
+        MaskAUC().evaluate(maps[[0, 2]], ok)
+    # A degenerate map on the empty-mask image is a failure first: worst value, no error.
+    maps[1] = 0.0
+    assert EnergyPointingGame().evaluate(maps, ctx)[1].item() == 0.0
 
 
 def test_localization_needs_masks() -> None:

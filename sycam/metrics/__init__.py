@@ -4,6 +4,12 @@
 >>> m = get_metric("pointing_game", tolerance=0)
 >>> m.higher_is_better, m.requires, m.cost
 (True, 'mask', 'cached')
+>>> m.better(1.0, 0.5), m.worst()
+(True, 0.0)
+
+Engine code scores with ``metric.evaluate(maps, ctx)`` (degenerate maps get ``metric.worst()``; no NaN is
+dropped silently), or ``metric.evaluate_lowres(layer_maps, size, ctx)`` from layer-resolution maps, exact
+for the metrics with ``lowres``; it ranks scores with ``metric.better`` / ``metric.sort_key`` only.
 
 ``get_metric(name, **params)`` also accepts ``"quantus:<MetricClass>"`` (a :class:`QuantusMetric`) and an
 explicit ``"module:function"`` / ``"path/file.py:function"`` plug-in (see :mod:`sycam.metrics.custom`).
@@ -16,7 +22,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .base import Metric, MetricContext, MetricError, StaticContext
+from .base import Metric, MetricContext, MetricError, StaticContext, degenerate
 from .complexity import Complexity, Sparseness
 from .custom import CustomMetric, QuantusMetric, load_custom_metric
 from .equivariance import Equivariance, Invariance
@@ -47,6 +53,7 @@ __all__ = [
     "QuantusMetric",
     "Sparseness",
     "StaticContext",
+    "degenerate",
     "get_metric",
     "list_metrics",
     "load_custom_metric",

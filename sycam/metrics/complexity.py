@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ._util import MAX_SORT_ELEMENTS, check_maps, rows_chunks, safe_div
 from .base import Metric, MetricContext
+from .lowres import affine, resize_for
 
 FAMILY = "complexity"
 
@@ -26,6 +27,10 @@ class Sparseness(Metric):
     higher_is_better = True
     cost = "cached"
     family = FAMILY
+
+    def worst(self) -> float:
+        """0: the Gini index of a flat map, the least sparse."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -55,7 +60,18 @@ class Complexity(Metric):
     higher_is_better = False
     cost = "cached"
     family = FAMILY
+    lowres = True
+
+    def worst(self) -> float:
+        """1: the map is 1 everywhere (an all-zero map scores 0 here, the best value, so it must not count)."""
+        return 1.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         return maps.abs().mean((-2, -1))
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        """Exact from layer maps: ``(mean u - min u) / (max u - min u + 1e-7)`` with ``u`` the upsampled map."""
+        rz = resize_for(layer_maps, size)
+        a = affine(layer_maps.to(rz.uh.device, torch.float64), rz)
+        return (a.scale * a.mean_u + a.shift).to(layer_maps.device, layer_maps.dtype)

@@ -10,6 +10,7 @@ A custom metric function has the signature::
     my_metric.requires = "mask"          # optional; "none" (default) or "mask" (needs ctx.samples.masks)
     my_metric.cost = "cached"            # optional; "model" (default: assume it runs the model) or "cached"
     my_metric.views = lambda samples: {...}  # optional; transformed inputs read through ctx.view_maps(name)
+    my_metric.worst = 0.0                # optional; the score of a degenerate map (default -inf / +inf)
 
 It must broadcast over the leading candidate axes ``*B`` (no Python loop over images). ``ctx`` offers
 ``samples``, ``logits(images)``, ``explain(images)`` and ``view_maps(name)`` (see :mod:`sycam.metrics.base`).
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from ..data.samples import Samples
 from ._util import check_maps
-from .base import Metric, MetricContext, MetricError
+from .base import Metric, MetricContext, MetricError, _one_line, _source_of
 
 
 def _resolve(spec: str) -> Any:
@@ -96,6 +97,9 @@ class CustomMetric(Metric):
         if cost not in ("cached", "model"):
             raise MetricError(f"custom metric {label}: cost must be 'cached' or 'model', got {cost!r}")
         views = getattr(fn, "views", None)
+        worst = getattr(fn, "worst", None)
+        if worst is not None and (isinstance(worst, bool) or not isinstance(worst, int | float)):
+            raise MetricError(f"custom metric {label}: worst must be a number, got {worst!r}")
         if views is not None and not callable(views):
             raise MetricError(f"custom metric {label}: views must be a function of the samples")
         # Instance attributes shadow the class defaults (each custom metric has its own metadata).
@@ -106,6 +110,7 @@ class CustomMetric(Metric):
         self.family = str(getattr(fn, "family", "custom"))  # type: ignore[misc]
         self._fn = fn
         self._views = views
+        self._worst = None if worst is None else float(worst)
         self._params = dict(params)
 
     def params(self) -> dict[str, Any]:
@@ -114,11 +119,22 @@ class CustomMetric(Metric):
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
         return {} if self._views is None else dict(self._views(samples))
 
+    def worst(self) -> float:
+        """The function's ``worst`` attribute if it has one, else ``-inf`` (higher is better) or ``+inf``."""
+        if self._worst is not None:
+            return self._worst
+        return super().worst()
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         if self.requires == "mask" and ctx.samples.masks is None:
             raise MetricError(f"{self.name} needs ground-truth masks or boxes, but the samples have none")
-        out = self._fn(maps, ctx, **self._params)
+        try:
+            out = self._fn(maps, ctx, **self._params)
+        except MetricError:
+            raise
+        except Exception as e:  # the user's code failed: say which metric and file, on one line
+            raise MetricError(f"metric {self.name} (from {_source_of(self._fn)}) raised {_one_line(e)}") from e
         if not isinstance(out, Tensor) or tuple(out.shape) != tuple(maps.shape[:-2]):
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise MetricError(

@@ -42,7 +42,8 @@ from torch import Tensor
 
 from ..data.samples import Samples
 from ._util import check_choice, check_maps, check_number, gaussian_blur, pearson
-from .base import Metric, MetricContext, MetricError
+from .base import Metric, MetricContext, MetricError, degenerate
+from .lowres import full_maps, resize_for
 
 GEOMETRIC = {"hflip": None, "vflip": None, "rot90": None, "rot180": None, "rot270": None, "shift": 16, "scale": 0.8}
 PHOTOMETRIC = {"brightness": 0.1, "contrast": 0.75, "noise": 0.03, "blur": 1.0}
@@ -171,12 +172,17 @@ def parse_transforms(
 
 
 def similarity(a: Tensor, b: Tensor, valid: Tensor, kind: str) -> Tensor:
-    """``sim(a, b)`` of maps ``(..., H, W)`` over the ``valid`` ``(H, W)`` pixels, as ``(...)``."""
+    """``sim(a, b)`` of maps ``(..., H, W)`` over the ``valid`` ``(H, W)`` pixels, as ``(...)``; NaN where
+    either map has a non-finite value on a valid pixel."""
     w = valid.flatten().to(a.dtype)
     af, bf = a.flatten(-2), b.flatten(-2)
+    broken = ~(torch.isfinite(af) & torch.isfinite(bf) | ~valid.flatten()).all(-1)
+    af, bf = af.nan_to_num(0.0, 0.0, 0.0), bf.nan_to_num(0.0, 0.0, 0.0)
     if kind == "pearson":
-        return pearson(af, bf, weight=None if bool(valid.all()) else w, undefined=0.0)
-    return 1 - ((af - bf).abs() * w).sum(-1) / w.sum().clamp_min(1)
+        sim = pearson(af, bf, weight=None if bool(valid.all()) else w, undefined=0.0)
+    else:
+        sim = 1 - ((af - bf).abs() * w).sum(-1) / w.sum().clamp_min(1)
+    return sim.masked_fill(broken, float("nan"))
 
 
 class _TransformMetric(Metric):
@@ -214,8 +220,15 @@ class _TransformMetric(Metric):
         """The similarity ``(*B, N)`` for each transform, by its canonical key."""
         raise NotImplementedError
 
+    def worst(self) -> float:
+        """The least similarity: -1 for ``pearson`` (anti-correlated maps), 0 for ``mae``."""
+        return -1.0 if self.similarity == "pearson" else 0.0
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
-        return torch.stack(list(self.per_transform(maps, ctx).values())).mean(0)
+        # A map of a view with a non-finite value (e.g. a division by zero on that input only) is a failure
+        # there: that transform's similarity is the worst, never NaN.
+        sims = torch.stack(list(self.per_transform(maps, ctx).values()))
+        return sims.nan_to_num(nan=self.worst()).mean(0)
 
 
 class Equivariance(_TransformMetric):
@@ -262,6 +275,9 @@ class Invariance(_TransformMetric):
     summary = "similarity of L(Tx) and L(x) under brightness, contrast, noise and blur"
     _allowed = PHOTOMETRIC
     _default = ("brightness", "blur")
+    #: Exact at layer resolution for ``similarity="pearson"`` when the context offers ``view_layer_maps(name)``;
+    #: otherwise :meth:`score_lowres` renders the full maps.
+    lowres = True
 
     def __init__(
         self, transforms: str | Sequence[str] | None = None, similarity: str = "pearson", seed: int = 0
@@ -273,3 +289,39 @@ class Invariance(_TransformMetric):
         maps = check_maps(maps, ctx, self.name)
         valid = torch.ones(maps.shape[-2:], dtype=torch.bool, device=maps.device)
         return {t.key: similarity(self._view(ctx, t, maps), maps, valid, self.similarity) for t in self._transforms}
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        r"""Exact from layer maps for ``pearson``: the normalization is a positive affine map of the upsampled
+        ``u``, which leaves the correlation unchanged, and with ``μ`` the means and ``q(x, y) = \langle x, G_h
+        y G_w\rangle`` (Gram matrices of the resize), ``ρ = (q(m', m) - HW μ' μ) / \sqrt{(q(m, m) - HW μ^2)
+        (q(m', m') - HW μ'^2)}``. A degenerate view map scores 0 (undefined correlation, as at full
+        resolution), a non-finite one the worst value."""
+        view_layer_maps = getattr(ctx, "view_layer_maps", None)
+        if view_layer_maps is None or self.similarity != "pearson":
+            return self.score(full_maps(layer_maps, size), ctx)
+        rz = resize_for(layer_maps, size)
+        dev, p = rz.uh.device, rz.pixels
+        m = layer_maps.to(dev, torch.float64)
+        mu = (m * rz.column_sums).sum((-2, -1)) / p
+        var = rz.quadratic(m, m) - p * mu * mu
+        sims = []
+        for t in self._transforms:
+            other = view_layer_maps(t.view_name)
+            if not isinstance(other, Tensor) or other.shape != layer_maps.shape:
+                got = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+                raise MetricError(
+                    f"{self.name}: layer maps of view {t.view_name!r} have shape {got}, "
+                    f"expected {tuple(layer_maps.shape)}"
+                )
+            flat = degenerate(other)
+            o = other.to(dev, torch.float64)
+            broken = ~torch.isfinite(o).flatten(-2).all(-1)
+            o = o.nan_to_num(0.0, 0.0, 0.0)
+            mu_o = (o * rz.column_sums).sum((-2, -1)) / p
+            var_o = rz.quadratic(o, o) - p * mu_o * mu_o
+            cov = rz.quadratic(m, o) - p * mu * mu_o
+            rho = (cov / (var * var_o).clamp_min(1e-300).sqrt()).clamp(-1.0, 1.0)
+            rho = rho.masked_fill(flat.to(dev), 0.0).masked_fill(broken, float("nan"))
+            sims.append(rho)
+        out = torch.stack(sims).nan_to_num(nan=self.worst()).mean(0)
+        return out.to(layer_maps.device, layer_maps.dtype)

@@ -15,8 +15,11 @@ Common options:
 
 from __future__ import annotations
 
+import hashlib
+import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,12 +34,16 @@ from ._util import (
     safe_div,
     sample_index,
 )
-from .base import Metric, MetricContext, MetricError
+from .base import Metric, MetricContext, MetricError, degenerate
 
 FAMILY = "faithfulness"
 OUTPUTS = ("prob", "logit")
 SPACES = ("input", "pixels")
 BASELINES = ("zero", "black", "blur", "mean")
+#: Perturbed inputs built and handed to ``ctx.logits`` at once by the deletion/insertion curves.
+CURVE_CHUNK = 64
+#: Scored perturbed inputs remembered per context (about 200 bytes each); the memory is cleared beyond this.
+MAX_CACHED_FORWARDS = 2_000_000
 
 
 def relative_drop(clean: Tensor, masked: Tensor, output: str) -> Tensor:
@@ -117,6 +124,10 @@ class AverageDrop(_MaskedConfidence):
     summary = "relative drop of the target probability when the input is masked by the map"
     higher_is_better = False
 
+    def worst(self) -> float:
+        """1 (the whole probability lost) for ``output="prob"``; ``+inf`` for logits (unbounded)."""
+        return 1.0 if self.output == "prob" else math.inf
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         clean = self.clean_scores(ctx)
@@ -135,6 +146,10 @@ class IncreaseInConfidence(_MaskedConfidence):
     name = "increase_in_confidence"
     summary = "whether masking the input by the map raises the target probability"
     higher_is_better = True
+
+    def worst(self) -> float:
+        """0: no increase."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -163,6 +178,10 @@ class ADCC(_MaskedConfidence):
     name = "adcc"
     summary = "harmonic mean of coherency, 1 - complexity and 1 - average drop (Poppi et al. 2021)"
     higher_is_better = True
+
+    def worst(self) -> float:
+        """0: a term at its worst."""
+        return 0.0
 
     def components(self, maps: Tensor, ctx: MetricContext) -> dict[str, Tensor]:
         """The three ADCC terms and ADCC itself, each ``(*B, N)``."""
@@ -199,6 +218,10 @@ class _PerturbationCurve(_ModelMetric):
         super().__init__(output)
         self.blur_sigma = float(check_number(self.name, "blur_sigma", blur_sigma, low=0.0, low_open=True))
         self._ends = Memo()
+        self._forwards = Memo()
+        self._buf: Tensor | None = None
+        #: Perturbed inputs forwarded so far by this metric object (the end points not included).
+        self._forwarded = 0
 
     def baseline_images(self, samples: Any) -> Tensor:
         """The baseline ``(N, 3, H, W)`` in model-input space: ``zero`` (model input 0, the data set's mean
@@ -228,9 +251,46 @@ class _PerturbationCurve(_ModelMetric):
 
         return self._ends.get(ctx, (s.images, s.labels), (self.output, self.baseline, self.blur_sigma), compute)
 
+    def step_bins(self, maps: Tensor) -> Tensor:
+        """The curve step at which each pixel is perturbed, ``(*B, N, H*W)`` (uint8 when ``steps < 256``):
+        ``k`` for the pixel of rank ``r`` (decreasing map value, ties in raster order) with
+        ``c_{k-1} <= r < c_k``. The whole curve, hence the score, is a function of these bins."""
+        h, w = maps.shape[-2:]
+        p = h * w
+        rows = maps.reshape(-1, p)
+        order = torch.sort(rows, dim=-1, descending=True, stable=True).indices
+        ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(p, device=rows.device).expand_as(order))
+        counts = torch.tensor(self.counts(p), device=rows.device)
+        bins = torch.searchsorted(counts, ranks, right=True)
+        dtype = torch.uint8 if self.steps < 256 else torch.int16
+        return bins.to(dtype).reshape(*maps.shape[:-2], p)
+
+    def equivalence_key(self, maps: Tensor) -> Tensor:
+        """``(*B, N, H*W)``: candidates ``b`` and ``b'`` with equal ``key[b]`` and ``key[b']`` have equal
+        per-image scores, exactly (see :meth:`Metric.equivalence_key`). The key is the per-pixel step bin of
+        :meth:`step_bins`; a degenerate map's row is all zeros (it scores :meth:`worst`)."""
+        bins = self.step_bins(maps.nan_to_num(0.0))
+        return bins.masked_fill(degenerate(maps)[..., None], 0)
+
+    def _perturbed_cache(self, ctx: MetricContext) -> dict[tuple[int, bytes], float]:
+        """Target scores of perturbed inputs already scored, by (image, digest of the perturbed pixel set);
+        shared by every candidate scored under the same context key and samples."""
+        s = ctx.samples
+        cache: dict[tuple[int, bytes], float] = self._forwards.get(
+            ctx, (s.images, s.labels), (self.output, self.baseline, self.blur_sigma, self.steps), dict
+        )
+        if len(cache) > MAX_CACHED_FORWARDS:
+            cache.clear()
+        return cache
+
     def curves(self, maps: Tensor, ctx: MetricContext) -> tuple[Tensor, Tensor]:
         """The fractions ``(steps + 1,)`` of perturbed pixels and the target scores ``(*B, N, steps + 1)``
-        along the curve. Pixels are ranked by decreasing map value; ties keep raster order (stable sort)."""
+        along the curve. Pixels are ranked by decreasing map value; ties keep raster order (stable sort).
+
+        Each inner point ``(image i, step k)`` is the model's score on image ``i`` with the pixel set
+        ``{p : bin(p) <= k}`` perturbed. Points are keyed by ``i`` and a 128-bit digest of that set; a point
+        already scored (by another candidate, another image row or an earlier call under the same context
+        key) is not forwarded again."""
         maps = check_maps(maps, ctx, self.name)
         s = ctx.samples
         h, w = maps.shape[-2:]
@@ -239,28 +299,74 @@ class _PerturbationCurve(_ModelMetric):
             raise MetricError(f"{self.name}: steps ({self.steps}) exceeds the number of pixels ({p})")
         base, clean, on_base = self._endpoints(ctx)
         lead, n = maps.shape[:-3], len(s)
-        rows = maps.reshape(-1, p).to(s.images.device)
-        order = torch.sort(rows, dim=-1, descending=True, stable=True).indices
-        ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(p, device=rows.device).expand_as(order))
-        counts = torch.tensor(self.counts(p), device=rows.device)
-        idx = sample_index(tuple(lead), n, rows.device)
+        bins = self.step_bins(maps.to(s.images.device)).reshape(-1, p)  # (R, P)
+        rows = bins.shape[0]
+        idx = sample_index(tuple(lead), n, bins.device)
         inner = self.steps - 1
+        cache = self._perturbed_cache(ctx)
+        # One digest per (row, inner step): the packed bits of the perturbed set.
+        bins_np = bins.cpu().numpy()
+        idx_np = idx.cpu().tolist()
+        keys: list[tuple[int, bytes]] = []
+        todo: dict[tuple[int, bytes], tuple[int, int]] = {}
+        for r in range(rows):
+            b = bins_np[r]
+            for k in range(1, inner + 1):
+                key = (idx_np[r], hashlib.blake2b(np.packbits(b <= k).tobytes(), digest_size=16).digest())
+                keys.append(key)
+                if key not in cache and key not in todo:
+                    todo[key] = (r, k)
+        jobs = list(todo.items())
+        shape = (min(len(jobs), CURVE_CHUNK), *s.images.shape[1:])
+        buf = self._buffer(shape, s.images)
 
         def build(a: int, b: int) -> tuple[Tensor, Tensor]:
-            j = torch.arange(a, b, device=rows.device)
-            r, k = j // inner, 1 + j % inner
-            top = (ranks[r] < counts[k].unsqueeze(1)).view(-1, 1, h, w)
-            x, z = s.images[idx[r]], base[idx[r]]
-            return (torch.where(top, z, x) if self._deletion else torch.where(top, x, z)), s.labels[idx[r]]
+            out = buf[: b - a]
+            labels = []
+            for j, (_, (r, k)) in enumerate(jobs[a:b]):
+                i = idx_np[r]
+                top = (bins[r] <= k).view(1, h, w)
+                x, z = s.images[i], base[i]
+                if self._deletion:
+                    torch.where(top, z, x, out=out[j])
+                else:
+                    torch.where(top, x, z, out=out[j])
+                labels.append(i)
+            return out, s.labels[torch.tensor(labels, device=s.labels.device)]
 
+        if jobs:
+            got = chunked_target_scores(ctx, len(jobs), build, self.output, chunk=CURVE_CHUNK).tolist()
+            self._forwarded += len(jobs)
+            for (key, _), v in zip(jobs, got, strict=True):
+                cache[key] = v
         start, end = (clean, on_base) if self._deletion else (on_base, clean)
-        mid = chunked_target_scores(ctx, rows.shape[0] * inner, build, self.output).to(start.device)
-        mid = mid.reshape(rows.shape[0], inner)
-        first = start.repeat(rows.shape[0] // n).unsqueeze(1)
-        last = end.repeat(rows.shape[0] // n).unsqueeze(1)
+        mid = torch.tensor([cache[key] for key in keys], dtype=torch.float32).reshape(rows, inner)
+        mid = mid.to(start.device)
+        first = start.repeat(rows // n).unsqueeze(1)
+        last = end.repeat(rows // n).unsqueeze(1)
         curve = torch.cat([first, mid, last], dim=1).reshape(*lead, n, self.steps + 1)
+        counts = torch.tensor(self.counts(p), device=curve.device)
         fractions = counts.to(curve.dtype) / p
         return fractions.to(maps.device), curve.to(maps.device)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_buf"] = None  # a scratch buffer; copies and pickles do not carry it
+        return state
+
+    def _buffer(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A reusable input buffer (allocating ~40 MB per chunk afresh cost more system than user time)."""
+        buf = getattr(self, "_buf", None)
+        if (
+            buf is None
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+            or buf.shape[1:] != shape[1:]
+            or (buf.shape[0] < shape[0])
+        ):
+            buf = torch.empty((max(1, shape[0]), *shape[1:]), dtype=like.dtype, device=like.device)
+            self._buf = buf
+        return buf
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         fractions, curve = self.curves(maps, ctx)
@@ -286,6 +392,10 @@ class DeletionAUC(_PerturbationCurve):
     higher_is_better = False
     _deletion = True
 
+    def worst(self) -> float:
+        """1 (the probability never drops) for ``output="prob"``; ``+inf`` for logits (unbounded)."""
+        return 1.0 if self.output == "prob" else math.inf
+
     def __init__(self, steps: int = 20, baseline: str = "zero", output: str = "prob", blur_sigma: float = 5.0) -> None:
         super().__init__(steps=steps, baseline=baseline, output=output, blur_sigma=blur_sigma)
 
@@ -307,6 +417,10 @@ class InsertionAUC(_PerturbationCurve):
     summary = "area under the target probability as the top pixels are inserted into a blurred copy (RISE)"
     higher_is_better = True
     _deletion = False
+
+    def worst(self) -> float:
+        """0 (the probability never rises) for ``output="prob"``; ``-inf`` for logits (unbounded)."""
+        return 0.0 if self.output == "prob" else -math.inf
 
     def __init__(self, steps: int = 20, baseline: str = "blur", output: str = "prob", blur_sigma: float = 5.0) -> None:
         super().__init__(steps=steps, baseline=baseline, output=output, blur_sigma=blur_sigma)

@@ -2,7 +2,9 @@
 matches the ground-truth region ``M`` of each sample (``samples.masks``, the union of its boxes or its
 mask). All are ``cost="cached"``: pure tensor arithmetic on the maps.
 
-A sample whose mask is empty gets NaN (undefined), which :meth:`Metric.aggregate` skips.
+``score`` gives NaN (undefined) for a sample whose mask is empty; :meth:`Metric.evaluate` turns that into a
+:class:`MetricError` naming the images. All four metrics live in [0, 1] (higher is better) and give a
+degenerate map ``worst() = 0``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ._util import (
     safe_div,
 )
 from .base import Metric, MetricContext
+from .lowres import full_maps, projected_masks, resize_for
 
 FAMILY = "ground truth"
 
@@ -44,6 +47,14 @@ class EnergyPointingGame(Metric):
     requires = "mask"
     cost = "cached"
     family = FAMILY
+    lowres = True
+
+    def __init__(self) -> None:
+        self._projected = Memo()
+
+    def worst(self) -> float:
+        """0: no energy inside the ground truth."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -51,6 +62,19 @@ class EnergyPointingGame(Metric):
         inside = (maps * masks.to(maps.dtype)).sum((-2, -1))
         total = maps.sum((-2, -1))
         return empty_to_nan(safe_div(inside, total, 0.0), masks)
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        r"""Exact from layer maps: the normalization's scale cancels, so with ``u`` the upsampled map,
+        :math:`\mathrm{EPG} = (\langle m, U_h^\top M U_w\rangle - |M| \min u) / (\langle m, S\rangle - HW \min u)`."""
+        masks = gt_masks(ctx, self.name)
+        rz = resize_for(layer_maps, size)
+        proj, area = projected_masks(self._projected, ctx, masks, rz)
+        m = layer_maps.to(rz.uh.device, torch.float64)
+        lo, _ = rz.extremes(m)
+        inside = (m * proj).sum((-2, -1)) - lo * area
+        total = (m * rz.column_sums).sum((-2, -1)) - lo * rz.pixels
+        out = empty_to_nan(safe_div(inside, total, 0.0), masks.to(rz.uh.device))
+        return out.to(layer_maps.device, layer_maps.dtype)
 
 
 def dilate_disk(masks: Tensor, radius: int) -> Tensor:
@@ -98,32 +122,110 @@ class PointingGame(Metric):
     requires = "mask"
     cost = "cached"
     family = FAMILY
+    lowres = True
 
     def __init__(self, tolerance: int = 15, ties: str = "mean") -> None:
         self.tolerance = check_number(self.name, "tolerance", tolerance, low=0, integer=True)
         self.ties = check_choice(self.name, "ties", ties, ("mean", "any", "first"))
         self._region = Memo()
+        self._sums = Memo()
+        self._fallbacks = 0  # images the low-resolution path rendered at full resolution (near-ties)
 
     def hit_region(self, masks: Tensor) -> Tensor:
         """The ground truth dilated by the tolerance disk (memoized for the same masks tensor)."""
         return self._region.get(None, (masks,), self.tolerance, lambda: dilate_disk(masks, self.tolerance))
 
+    def worst(self) -> float:
+        """0: a miss."""
+        return 0.0
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
         masks = gt_masks(ctx, self.name)
         region = self.hit_region(masks).flatten(-2)  # (N, HW)
-        flat = maps.flatten(-2)
+        return empty_to_nan(self._hits(maps.flatten(-2), region), masks)
+
+    def _hits(self, flat: Tensor, region: Tensor) -> Tensor:
+        """Per-row hit value of maps ``(..., P)`` against hit regions broadcastable to them."""
         if self.ties == "first":
             idx = flat.argmax(-1, keepdim=True)
-            hit = region.expand_as(flat).gather(-1, idx).squeeze(-1).to(maps.dtype)
+            return region.expand_as(flat).gather(-1, idx).squeeze(-1).to(flat.dtype)
+        is_max = flat == flat.amax(-1, keepdim=True)
+        inside = (is_max & region).sum(-1)
+        if self.ties == "any":
+            return (inside > 0).to(flat.dtype)
+        return inside.to(flat.dtype) / is_max.sum(-1).clamp_min(1).to(flat.dtype)
+
+    def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        """Exact from layer maps where the maximum is clear. The maximum of the upsampled map lies on the
+        subgrid (:mod:`~sycam.metrics.lowres`), and every other pixel is at most the larger of the second
+        subgrid value and the two pixels next to the maximum inside its cell. When the maximum exceeds that
+        bound by more than ``1e-5`` of the map's range (far above float32 rounding), the full map's maximal
+        pixels are exactly the maximum's block of identical rows and columns, and the hit is counted on the
+        ground truth there. Other images (near-ties, or a maximum on the bottom/right clamped border whose
+        float32 values may differ in the last bit, unless that block lies wholly inside or outside the hit
+        region) are rendered at full resolution."""
+        masks = gt_masks(ctx, self.name)
+        rz = resize_for(layer_maps, size)
+        structure = rz.clones
+        if structure is None:
+            return self.score(full_maps(layer_maps, size), ctx)
+        cr, cc = structure
+        dev = rz.uh.device
+        region = self.hit_region(masks).to(dev)  # (N, H, W)
+        lead, n = layer_maps.shape[:-3], layer_maps.shape[-3]
+        m = layer_maps.to(dev, torch.float64).reshape(-1, *layer_maps.shape[-2:])  # (R, h, w)
+        rows = m.shape[0]
+        img = torch.arange(n, device=dev).repeat(rows // n)
+        sub = rz.uh[rz.rows] @ m @ rz.uw[rz.cols].T  # (R, r, c)
+        nc = sub.shape[-1]
+        top2 = sub.flatten(-2).topk(min(2, sub[0].numel()), dim=-1)
+        vmax, at = top2.values[:, 0], top2.indices[:, 0]
+        second = top2.values[:, 1] if top2.values.shape[1] > 1 else torch.full_like(vmax, -math.inf)
+        jr, jc = at // nc, at % nc
+        ar, ac = cr.adjacent[jr], cc.adjacent[jc]  # neighbours of the maximum inside its cell (-1: none)
+        r_out, c_out = rz.rows[jr], rz.cols[jc]
+        wr = rz.uh[ar.clamp_min(0)]
+        wc = rz.uw[ac.clamp_min(0)]
+        next_row = torch.einsum("rh,rhw,rw->r", wr, m, rz.uw[c_out]).masked_fill(ar < 0, -math.inf)
+        next_col = torch.einsum("rh,rhw,rw->r", rz.uh[r_out], m, wc).masked_fill(ac < 0, -math.inf)
+        bound = torch.maximum(second, torch.maximum(next_row, next_col))
+        vmin = sub.flatten(-2).amin(-1)
+        kr, kc = cr.cls[jr], cc.cls[jc]
+        clear = vmax - bound > 1e-5 * (vmax - vmin)
+        exact = cr.exact[kr] & cc.exact[kc]
+        r0, r1, c0, c1 = cr.start[kr], cr.stop[kr], cc.start[kc], cc.stop[kc]
+        zero = (m == 0).flatten(-2).all(-1)  # an all-zero map upsamples to exact zeros: every pixel is maximal
+        if bool(zero.any()):
+            clear, exact = clear | zero, exact | zero
+            r0, c0 = r0.masked_fill(zero, 0), c0.masked_fill(zero, 0)
+            r1, c1 = r1.masked_fill(zero, rz.size[0]), c1.masked_fill(zero, rz.size[1])
+        integral = self._integral(region)  # (N, H + 1, W + 1)
+        inside = integral[img, r1, c1] - integral[img, r0, c1] - integral[img, r1, c0] + integral[img, r0, c0]
+        area = (r1 - r0) * (c1 - c0)
+        # A block whose float32 values may differ in the last bit: which of its pixels tie for the maximum is
+        # unknown, but if the block lies wholly inside or wholly outside the hit region, every rule agrees.
+        clear = clear & (exact | (inside == 0) | (inside == area))
+        if self.ties == "first":
+            hit = region[img, r0, c0].to(torch.float64)
+        elif self.ties == "any":
+            hit = (inside > 0).to(torch.float64)
         else:
-            is_max = flat == flat.amax(-1, keepdim=True)
-            inside = (is_max & region).sum(-1)
-            if self.ties == "any":
-                hit = (inside > 0).to(maps.dtype)
-            else:
-                hit = inside.to(maps.dtype) / is_max.sum(-1).clamp_min(1).to(maps.dtype)
-        return empty_to_nan(hit, masks)
+            hit = inside.to(torch.float64) / area.to(torch.float64)
+        unclear = (~clear).nonzero()[:, 0]
+        if len(unclear):
+            full = full_maps(layer_maps.reshape(rows, *layer_maps.shape[-2:])[unclear.to(layer_maps.device)], size)
+            got = self._hits(full.to(dev).flatten(-2), region.flatten(-2)[img[unclear]])
+            hit = hit.index_put((unclear,), got.to(torch.float64))
+        self._fallbacks += len(unclear)
+        out = empty_to_nan(hit.reshape(*lead, n), masks.to(dev))
+        return out.to(layer_maps.device, layer_maps.dtype)
+
+    def _integral(self, region: Tensor) -> Tensor:
+        """Summed-area tables ``(N, H + 1, W + 1)`` of the hit regions (memoized with them)."""
+        return self._sums.get(
+            None, (region,), None, lambda: F.pad(region.to(torch.int64).cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+        )
 
 
 class IoU(Metric):
@@ -144,6 +246,10 @@ class IoU(Metric):
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = float(check_number(self.name, "threshold", threshold, low=0.0, high=1.0, low_open=True))
+
+    def worst(self) -> float:
+        """0: no overlap."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
@@ -197,6 +303,11 @@ class MaskAUC(Metric):
     requires = "mask"
     cost = "cached"
     family = FAMILY
+
+    def worst(self) -> float:
+        """0: every ground-truth pixel ranked below every other pixel (a constant map's 0.5 is chance, not
+        the worst; a degenerate map must not beat a real map that is worse than chance)."""
+        return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         maps = check_maps(maps, ctx, self.name)
