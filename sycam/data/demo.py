@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models import Preprocess
 from .errors import DataError
+from .preprocess import Preprocess
 from .samples import Samples
 
 IntBox = tuple[int, int, int, int]

@@ -6,12 +6,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..models import Preprocess
 from .assemble import MissingGT, Target, assemble
 from .demo import build_demo
 from .errors import DataError, DataWarning
 from .labels import Labeler, LabelResolver
 from .manifest import read_csv, read_json
+from .preprocess import Preprocess
 from .samples import Samples
 from .voc import read_folder
 
