@@ -1,30 +1,34 @@
-"""The embedded ``demo`` data set: photos shipped with scikit-image pasted onto tinted textures shipped
-with scikit-image, at known boxes, so the ground truth is exact and nothing is downloaded.
+"""The embedded ``demo`` data set: photos shipped with scikit-image pasted onto textures shipped with
+scikit-image, at known boxes, so the ground truth is exact and nothing is downloaded.
 
 Objects (tight crops of the photos, in original pixels ``x1, y1, x2, y2``; the crop *is* the box):
 
-- ``cat``: ``skimage.data.chelsea()`` crop ``(0, 0, 395, 300)`` → class 285 *Egyptian cat*
-- ``espresso``: ``skimage.data.coffee()`` crop ``(76, 16, 480, 392)`` (cup, spoon and saucer) → 967
-  *espresso*
-- ``moped``: ``skimage.data.stereo_motorcycle()[0]`` crop ``(90, 72, 688, 452)`` → 665 *moped*
+- ``cat``: ``chelsea()`` crop ``(0, 0, 395, 300)`` → 285 *Egyptian cat*
+- ``tripod``: ``camera()`` (grayscale) crop ``(228, 138, 406, 508)``, tripod and camera → 872 *tripod*
+- ``espresso``: ``coffee()`` crop ``(76, 16, 480, 392)`` (cup, spoon and saucer) → 967 *espresso*
+- ``shuttle``: ``astronaut()`` crop ``(352, 0, 470, 290)``, the model shuttle on its stand → 812 *space shuttle*
+- ``moped``: ``stereo_motorcycle()[0]`` crop ``(90, 72, 688, 452)`` → 665 *moped*
 
-Backgrounds: the grayscale ``brick()``, ``grass()`` and ``gravel()`` textures, tinted terracotta, green and
-sand, each scene viewing a different window of the texture.
+Backgrounds: ``grass()``, ``moon()``, ``brick()`` and ``gravel()`` (grayscale, tinted) and
+``immunohistochemistry()`` ("tissue") and ``hubble_deep_field()`` ("galaxies") in colour; each scene views a
+different window of its texture.
 
-Scenes, built directly at the model's input size ``S`` (no resize or crop afterwards):
+**Worlds.** Photos and textures are grouped into three worlds that share nothing, so that a split can give
+every side its own object photos and textures (the samples name them in :attr:`Samples.sources`):
 
-- 36 single-object scenes: 3 objects × 3 textures × 4 layouts. The object's width is 50, 55, 60, 65 or
-  70 % of ``S`` (its height follows its aspect ratio), it sits at one of 9 anchor positions (corners,
-  edge middles, centre) and every other scene mirrors it left-right.
-- 9 two-object scenes: each pair of different objects × 3 textures, each object 55 % of ``S`` wide, in
-  opposite corners (either diagonal, either order), the second one mirrored; the boxes never overlap.
-  Each object is its own sample, with its own target class and box: the map for "espresso" belongs on
-  the cup, not on the cat.
+1. cat + tripod on grass and tissue; 2. espresso + shuttle on moon and galaxies; 3. moped on brick and gravel.
 
-So 45 images and 54 samples (ids like ``cat_on_brick_00#285`` and ``cat+espresso_on_brick_36#967``).
-The build uses no random numbers, is bitwise deterministic (tested across processes) and takes well
-under a second. Measured with the real EfficientNet-Lite0: the intended class is the top-1 for 34 of
-the 36 single-object samples and in the top-5 for 52 of all 54 (see ``docs/data.md``).
+Scenes, built directly at the model's input size ``S`` (no resize or crop afterwards): 16 single-object
+scenes per world (each object on each of its world's textures in 4 layouts, or 8 for the one-object world);
+the object's longer side is 55, 60, 65, 70 or 75 % of ``S``, it sits at one of 9 anchor positions (corners,
+edge middles, centre) and every other scene mirrors it left-right. Each two-object world adds one scene with
+both objects in opposite corners (longer sides 50 % of ``S``, so the boxes never overlap); each object is
+its own sample with its own target and box: the map for "espresso" belongs on the cup, not on the shuttle.
+
+So 50 images and 52 samples (ids like ``cat_on_grass_00#285`` and ``cat+tripod_on_grass_16#872``). The
+build uses no random numbers, is bitwise deterministic (tested across processes, digest pinned) and takes
+well under a second. Measured with the real EfficientNet-Lite0: the intended class is the top-1 for 45 of
+the 48 single-object samples and in the top-5 for all 52 (see ``docs/data.md``).
 """
 
 from __future__ import annotations
