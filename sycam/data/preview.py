@@ -58,13 +58,37 @@ def demo_figure(size: int = 224, cell: int = 160) -> Image.Image:
     return grid(rows, row_labels=labels, col_labels=headers, cell=cell)
 
 
+def photos_figure(size: int = 224, resize: int = 256, cell: int = 180) -> Image.Image:
+    """The ``photos`` set as the model sees it (resize ``resize``, centre crop ``size``) with its boxes in
+    green; two rows of photos, each labelled with its file and target class."""
+    from ..viz import draw_ground_truth, grid, to_image
+    from .labels import LabelResolver
+    from .photos import PHOTOS, build_photos
+    from .preprocess import Preprocess
+
+    samples = build_photos(Preprocess(size=size, resize=resize))
+    names = LabelResolver(None).classes
+    cells = [draw_ground_truth(to_image(samples.pixels[i]), boxes=samples.boxes[i], color=(0, 255, 80))
+             for i in range(len(samples))]
+    labels = [f"{p.file.rsplit('.', 1)[0]}: {names[p.label]}" for p in PHOTOS]
+    half = (len(cells) + 1) // 2
+    top = grid([cells[:half]], col_labels=labels[:half], cell=cell)
+    bottom = grid([cells[half:]], col_labels=labels[half:], cell=cell)
+    out = Image.new("RGB", (max(top.width, bottom.width), top.height + bottom.height), (255, 255, 255))
+    out.paste(top, (0, 0))
+    out.paste(bottom, (0, top.height))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sycam.data.preview OUT.png``: write the demo figure."""
+    """``python -m sycam.data.preview OUT.png`` writes the demo figure, ``... --photos OUT.png`` the photos set."""
     from ..viz import save_png
 
     args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else Path("docs/demo_samples.png")
-    save_png(demo_figure(), out)
+    photos = "--photos" in args
+    args = [a for a in args if a != "--photos"]
+    out = Path(args[0]) if args else Path("docs/photos_samples.png" if photos else "docs/demo_samples.png")
+    save_png(photos_figure() if photos else demo_figure(), out)
     print(out)
     return 0
 
