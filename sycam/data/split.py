@@ -132,7 +132,7 @@ def _grouped(samples: Samples, sides: int, what: str) -> dict[str, list[int]]:
         keep -= 1
     if keep < len(kinds):
         warnings.warn(f"the samples' {', '.join(kinds[keep:])} sources connect them into fewer than {sides} "
-                      f"groups: the {what} may share them (see shared_sources)", DataWarning, stacklevel=3)
+                      f"groups: the {what} may share them (see shared_sources)", DataWarning, stacklevel=4)
     return members
 
 
