@@ -1,7 +1,8 @@
 """Data: manifests, VOC/ImageNet XML annotations, the embedded demo set, splits.
 
-- :func:`load_data` turns ``"demo"``, a manifest ``.csv``/``.json`` or an XML-annotated folder into
-  model-ready :class:`Samples` (images, targets, boxes and masks in model-input pixels).
+- :func:`load_data` turns ``"demo"`` (composited), ``"photos"`` (real photos with hand-drawn boxes), a
+  manifest ``.csv``/``.json`` or an XML-annotated folder into model-ready :class:`Samples` (images, targets,
+  boxes and masks in model-input pixels).
 - :func:`split` / :func:`split_three` divide samples into synthesis (validation) and test sets with no image,
   object photo or texture on two sides; :func:`shared_sources` says what two sets share.
 - :class:`Preprocess` is the model's preprocessing (resize, crop, normalize) for images, boxes and masks.
@@ -16,6 +17,7 @@ from .geometry import rasterize
 from .images import read_image, to_rgb
 from .labels import LabelResolver
 from .load import load_data
+from .photos import build_photos
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .samples import Samples
 from .split import shared_sources, split, split_three
@@ -29,6 +31,7 @@ __all__ = [
     "Preprocess",
     "Samples",
     "build_demo",
+    "build_photos",
     "demo_scenes",
     "load_data",
     "rasterize",
