@@ -25,11 +25,10 @@ from sycam.data import (
     split_three,
 )
 from sycam.data import demo as demo_module
-from sycam.models import Preprocess
 
 LITE0 = Preprocess(size=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
 DIGEST_SCRIPT = (
-    "import hashlib; from sycam.data import build_demo; from sycam.models import Preprocess; "
+    "import hashlib; from sycam.data import Preprocess, build_demo; "
     "s = build_demo(Preprocess(size=224, resize=256, mean=(0.5,) * 3, std=(0.5,) * 3)); "
     "print(hashlib.sha256(s.images.numpy().tobytes() + s.masks.numpy().tobytes()).hexdigest())"
 )
