@@ -15,6 +15,7 @@ import torch
 
 from sycam.data import (
     DataError,
+    Preprocess,
     Samples,
     build_demo,
     demo_scenes,
