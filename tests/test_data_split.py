@@ -204,3 +204,17 @@ def test_data_error_is_a_sycam_error() -> None:
     from sycam.errors import SycamError
 
     assert issubclass(DataError, SycamError) and issubclass(DataError, ValueError)
+
+
+def test_samples_sources_are_checked_and_normalization_is_shared() -> None:
+    from sycam.data import Preprocess
+
+    base = make(["a#1", "b#1"], [1, 1])
+    with pytest.raises(ValueError, match=r"sources must hold one tuple per sample \(2\), got 1"):
+        Samples(images=base.images, labels=base.labels, sources=(("photo:x",),))
+    pre = Preprocess(mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.125))
+    pixels = torch.rand(2, 3, 4, 4)
+    s = Samples(images=pre.normalize(pixels), labels=base.labels, mean=pre.mean, std=pre.std)
+    torch.testing.assert_close(s.pixels, pre.denormalize(s.images))
+    torch.testing.assert_close(s.pixels, pixels, atol=1e-6, rtol=0)
+    torch.testing.assert_close(s.normalize(pixels), s.images)
