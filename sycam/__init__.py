@@ -2,10 +2,11 @@
 
 The public API, imported lazily so that ``import sycam`` stays fast::
 
-    sycam.load_model, sycam.LoadedModel, sycam.Preprocess   # models
+    sycam.load_model, sycam.LoadedModel                     # models
+    sycam.Preprocess                                        # data (preprocessing)
     sycam.CAM, sycam.explain, sycam.METHODS                 # heatmaps from expressions
     sycam.parse                                             # the expression language
-    sycam.load_data, sycam.split, sycam.Samples             # data
+    sycam.load_data, sycam.split, sycam.split_three, sycam.shared_sources, sycam.Samples  # data
     sycam.get_metric, sycam.list_metrics                    # metrics
     sycam.synthesize, sycam.SynthesisConfig, sycam.Grammar  # the search
 """
@@ -20,13 +21,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "sycam.models",
     "LoadedModel": "sycam.models",
-    "Preprocess": "sycam.models",
+    "Preprocess": "sycam.data",
     "CAM": "sycam.heatmap",
     "explain": "sycam.heatmap",
     "METHODS": "sycam.methods",
     "parse": "sycam.expr",
     "load_data": "sycam.data",
     "split": "sycam.data",
+    "split_three": "sycam.data",
+    "shared_sources": "sycam.data",
     "Samples": "sycam.data",
     "get_metric": "sycam.metrics",
     "list_metrics": "sycam.metrics",

@@ -12,100 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 
 class ModelError(ValueError):
     """A model, layer or weights problem, with a message fit for one line of output."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Preprocessing (images, boxes and masks share one geometry)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Resize the shorter side to ``resize``, centre-crop ``size``×``size``, scale to [0, 1], normalize.
-
-    The same geometry maps boxes and masks from original-image pixels to model-input pixels, so ground
-    truth stays exactly aligned with what the model sees.
-    """
-
-    size: int = 224
-    resize: int = 256
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"  # or "bicubic"
-
-    def geometry(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """``(new_w, new_h, left, top)``: the resized size and the crop's top-left corner."""
-        short, long = (width, height) if width <= height else (height, width)
-        new_short, new_long = self.resize, int(self.resize * long / short)
-        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-        if new_w < self.size or new_h < self.size:
-            raise ValueError(f"resize {self.resize} is smaller than the crop {self.size}")
-        left = int(round((new_w - self.size) / 2.0))
-        top = int(round((new_h - self.size) / 2.0))
-        return new_w, new_h, left, top
-
-    def pixels(self, image: Image.Image) -> Tensor:
-        """RGB image → ``(3, size, size)`` float tensor in [0, 1] (resized and cropped, not normalized)."""
-        image = image.convert("RGB")
-        new_w, new_h, left, top = self.geometry(*image.size)
-        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
-        if (new_w, new_h) != image.size:
-            image = image.resize((new_w, new_h), resample)
-        image = image.crop((left, top, left + self.size, top + self.size))
-        arr = np.asarray(image, dtype=np.float32) / 255.0
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-    def normalize(self, pixels: Tensor) -> Tensor:
-        """``(…, 3, H, W)`` pixels in [0, 1] → model input."""
-        mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-        return (pixels - mean) / std
-
-    def denormalize(self, images: Tensor) -> Tensor:
-        """Model input → pixels in [0, 1]."""
-        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(3, 1, 1)
-        return (images * std + mean).clamp(0, 1)
-
-    def __call__(self, image: Image.Image) -> Tensor:
-        """RGB image → normalized ``(3, size, size)`` model input."""
-        return self.normalize(self.pixels(image))
-
-    def boxes(self, boxes: Tensor, width: int, height: int) -> Tensor:
-        """Boxes ``(M, 4)`` as ``x1, y1, x2, y2`` in original pixels → model-input pixels, clipped to the crop.
-
-        A box that falls entirely outside the crop becomes empty (zero area).
-        """
-        new_w, new_h, left, top = self.geometry(width, height)
-        sx, sy = new_w / width, new_h / height
-        b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-        out = torch.stack([b[:, 0] * sx - left, b[:, 1] * sy - top, b[:, 2] * sx - left, b[:, 3] * sy - top], 1)
-        return out.clamp(0, self.size)
-
-    def mask(self, mask: Image.Image | np.ndarray) -> Tensor:
-        """Ground-truth mask (non-zero = object) → ``(size, size)`` bool, resized with nearest neighbour."""
-        if isinstance(mask, np.ndarray):
-            arr = mask
-            if arr.ndim == 3:
-                arr = arr.any(axis=-1)
-            mask = Image.fromarray((arr != 0).astype(np.uint8) * 255)
-        mask = mask.convert("L")
-        new_w, new_h, left, top = self.geometry(*mask.size)
-        if (new_w, new_h) != mask.size:
-            mask = mask.resize((new_w, new_h), Image.Resampling.NEAREST)
-        mask = mask.crop((left, top, left + self.size, top + self.size))
-        return torch.from_numpy(np.asarray(mask) > 0)
 
 
 # --------------------------------------------------------------------------------------------------

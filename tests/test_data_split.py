@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-from sycam.data import DataError, Samples, split
-from sycam.data.split import groups_of
+from sycam.data import DataError, DataWarning, Samples, shared_sources, split, split_three
+from sycam.data.split import groups_of, sources_of
 
 
 def make(ids: list[str], labels: list[int]) -> Samples:
@@ -107,5 +107,114 @@ def test_bad_fraction(samples: Samples, fraction: object) -> None:
 
 
 def test_one_image_cannot_be_split() -> None:
-    with pytest.raises(DataError, match=r"cannot split 2 sample\(s\) from 1 image\(s\)"):
+    with pytest.raises(DataError, match=r"cannot split 2 sample\(s\) from 1 image\(s\) into synthesis and test"):
         split(make(["a.png#1", "a.png#2"], [1, 2]), 0.5)
+
+
+# ---- sources: object photos and textures are kept on one side, like images -------------------------------
+
+
+def composited(worlds: int = 4, per_world: int = 6) -> Samples:
+    """A demo-like set: world w composites photos p{w}a, p{w}b onto textures t{w}a, t{w}b (every image one
+    photo on one texture), class = photo; so the worlds are the only source-disjoint groups."""
+    ids, labels, sources = [], [], []
+    k = 0
+    for w in range(worlds):
+        for j in range(per_world):
+            photo, texture = f"photo:p{w}{'ab'[j % 2]}", f"texture:t{w}{'ab'[(j // 2) % 2]}"
+            label = 2 * w + j % 2
+            ids.append(f"scene_{k:03d}#{label}")
+            labels.append(label)
+            sources.append((photo, texture))
+            k += 1
+    base = make(ids, labels)
+    return Samples(images=base.images, labels=base.labels, ids=base.ids, sources=tuple(sources))
+
+
+def test_no_photo_or_texture_on_both_sides() -> None:
+    s = composited()
+    for seed in range(8):
+        a, b = split(s, 0.5, seed)
+        assert shared_sources(a, b) == []
+        assert len(a) == len(b) == 12  # 2 of the 4 worlds each
+        v = split_three(s, 0.25, 0.25, seed)
+        assert [len(x) for x in v] == [12, 6, 6]
+        for x, y in ((v[0], v[1]), (v[0], v[2]), (v[1], v[2])):
+            assert shared_sources(x, y) == []
+
+
+def test_sources_follow_subsets_and_name_the_image() -> None:
+    s = composited(2, 2)
+    assert sources_of(s)[0] == ("image:scene_000", "photo:p0a", "texture:t0a")
+    sub = s.subset([3, 1])
+    assert sub.sources == (s.sources[3], s.sources[1])
+    assert shared_sources(s.subset([0]), s.subset([1])) == ["texture:t0a"]  # same texture, other photo
+    assert shared_sources(s.subset([0]), s.subset([2])) == []  # another world
+
+
+def test_textures_are_relaxed_when_the_data_do_not_allow() -> None:
+    # every photo on every texture: photos and textures together connect all images into one group
+    ids, labels, sources = [], [], []
+    for p in range(4):
+        for t in range(3):
+            ids.append(f"p{p}_t{t}#{p}")
+            labels.append(p)
+            sources.append((f"photo:p{p}", f"texture:t{t}"))
+    base = make(ids, labels)
+    s = Samples(images=base.images, labels=base.labels, ids=base.ids, sources=tuple(sources))
+    with pytest.warns(DataWarning, match="texture sources connect them"):
+        a, b = split(s, 0.5, 0)
+    assert all(x.startswith("texture:") for x in shared_sources(a, b)) and shared_sources(a, b)
+    assert {x for x in sources_of(a) for x in x if x.startswith("photo")}.isdisjoint(
+        {x for x in sources_of(b) for x in x if x.startswith("photo")})
+    # a single photo everywhere: photos are relaxed too, images never
+    one = Samples(images=base.images, labels=base.labels, ids=base.ids, sources=tuple(("photo:p",) for _ in ids))
+    with pytest.warns(DataWarning, match="photo sources"):
+        a, b = split(one, 0.5, 0)
+    assert shared_sources(a, b) == ["photo:p"]
+
+
+def test_split_three_stratified_deterministic_and_seeded(samples: Samples) -> None:
+    syn, val, test = split_three(samples, 0.2, 0.3, seed=4)
+    assert (syn.ids, val.ids, test.ids) == tuple(x.ids for x in split_three(samples, 0.2, 0.3, seed=4))
+    assert sorted(syn.ids + val.ids + test.ids) == sorted(samples.ids)
+    # 46 images: test round(13.8) = 14, validation round(9.2) = 9, synthesis 23
+    assert [len(set(groups_of(x))) for x in (syn, val, test)] == [23, 9, 14]
+    for part, per_class in ((test, 3), (val, 2)):
+        singles = Counter(int(l) for sid, l in zip(part.ids, part.labels, strict=True) if sid.startswith("img"))
+        assert singles == {c: per_class for c in range(4)}
+    for x, y in ((syn, val), (syn, test), (val, test)):
+        assert shared_sources(x, y) == []
+    assert test.ids != split_three(samples, 0.2, 0.3, seed=5)[2].ids
+
+
+def test_split_three_small_and_bad_fractions() -> None:
+    s = make(["a#1", "b#1", "c#2"], [1, 1, 2])
+    parts = split_three(s, 0.01, 0.01)
+    assert sorted(len(p) for p in parts) == [1, 1, 1]
+    with pytest.raises(DataError, match=r"into synthesis, validation and test: need at least 3 images"):
+        split_three(make(["a#1", "b#1"], [1, 1]), 0.3, 0.3)
+    with pytest.raises(DataError, match="validation_fraction must be strictly between 0 and 1"):
+        split_three(s, 0, 0.5)
+    with pytest.raises(DataError, match=r"validation_fraction \+ test_fraction must be below 1"):
+        split_three(s, 0.5, 0.5)
+
+
+def test_data_error_is_a_sycam_error() -> None:
+    from sycam.errors import SycamError
+
+    assert issubclass(DataError, SycamError) and issubclass(DataError, ValueError)
+
+
+def test_samples_sources_are_checked_and_normalization_is_shared() -> None:
+    from sycam.data import Preprocess
+
+    base = make(["a#1", "b#1"], [1, 1])
+    with pytest.raises(ValueError, match=r"sources must hold one tuple per sample \(2\), got 1"):
+        Samples(images=base.images, labels=base.labels, sources=(("photo:x",),))
+    pre = Preprocess(mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.125))
+    pixels = torch.rand(2, 3, 4, 4)
+    s = Samples(images=pre.normalize(pixels), labels=base.labels, mean=pre.mean, std=pre.std)
+    torch.testing.assert_close(s.pixels, pre.denormalize(s.images))
+    torch.testing.assert_close(s.pixels, pixels, atol=1e-6, rtol=0)
+    torch.testing.assert_close(s.normalize(pixels), s.images)

@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..models import Preprocess
 from .errors import DataError, DataWarning
 from .geometry import Box, check_inside, nonempty, rasterize
+from .images import read_image
+from .preprocess import Preprocess
 from .samples import Samples
 
 MissingGT = Literal["error", "drop", "empty"]
@@ -67,18 +68,6 @@ def add_target(
         target.boxes.append((box, where))
     if mask is not None:
         target.masks.append((mask, where))
-
-
-def read_image(path: Path, where: str, what: str = "image") -> Image.Image:
-    """Open and fully decode an image, or raise a :class:`DataError` naming ``where`` and the path."""
-    if not path.is_file():
-        raise DataError(f"{where}: {what} file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except Exception as exc:  # PIL raises many types for broken files
-        raise DataError(f"{where}: cannot read {what} {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
 def mask_array(image: Image.Image) -> np.ndarray:

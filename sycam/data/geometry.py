@@ -8,8 +8,8 @@ Conventions (the same everywhere in sycam):
   ``[x1, x2) × [y1, y2)``. Boxes with integer corners cover exactly columns ``x1 … x2-1`` and rows
   ``y1 … y2-1``; boxes that tile the plane assign every pixel to exactly one tile.
 - Boxes are mapped from original-image pixels to model-input pixels with the model's own resize and
-  centre crop (:meth:`sycam.models.Preprocess.boxes`), then clipped to the crop; masks are resized
-  with nearest neighbour and cropped the same way (:meth:`sycam.models.Preprocess.mask`).
+  centre crop (:meth:`sycam.data.preprocess.Preprocess.boxes`), then clipped to the crop; masks are resized
+  with nearest neighbour and cropped the same way (:meth:`sycam.data.preprocess.Preprocess.mask`).
 """
 
 from __future__ import annotations

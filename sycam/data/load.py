@@ -1,4 +1,4 @@
-"""``load_data``: one entry point for the demo, manifests and XML-annotated folders."""
+"""``load_data``: one entry point for the demo, the photos check set, manifests and XML-annotated folders."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..models import Preprocess
 from .assemble import MissingGT, Target, assemble
 from .demo import build_demo
 from .errors import DataError, DataWarning
 from .labels import Labeler, LabelResolver
 from .manifest import read_csv, read_json
+from .photos import PHOTOS_NAME, build_photos
+from .preprocess import Preprocess
 from .samples import Samples
 from .voc import read_folder
 
@@ -34,8 +35,9 @@ def load_data(
     """Load a data set as model-ready :class:`Samples` (on the CPU).
 
     Args:
-        spec: ``"demo"`` (the embedded data set; write ``./demo`` for a folder of that name), a manifest
-            ``.csv`` or ``.json``, or a folder of images with PASCAL-VOC/ImageNet XML annotations.
+        spec: ``"demo"`` (the embedded composited data set; write ``./demo`` for a folder of that name),
+            ``"photos"`` (real photos that ship in Python packages, with hand-drawn boxes), a manifest ``.csv``
+            or ``.json``, or a folder of images with PASCAL-VOC/ImageNet XML annotations.
         preprocess: the model's preprocessing; images, boxes and masks all go through it.
         classes: the model's class names in index order (``LoadedModel.classes``); ``None`` for ImageNet-1k.
         label: the class of every sample, overriding the files (index, synset or name).
@@ -52,13 +54,14 @@ def load_data(
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer, got {limit!r}")
-    if isinstance(spec, str) and spec.strip().lower() == DEMO:
+    if isinstance(spec, str) and spec.strip().lower() in (DEMO, PHOTOS_NAME):
+        name = spec.strip().lower()
         if label is not None or label_map or annotations is not None or images is not None:
-            raise DataError("the demo data set has fixed labels and no files: label, label_map, annotations and "
-                            "images do not apply to it")
+            raise DataError(f"the {name} data set has fixed labels and boxes: label, label_map, annotations and "
+                            f"images do not apply to it")
         if classes is not None and len(classes) != 1000:
-            raise DataError(f"the demo data set has ImageNet-1k targets, but the model has {len(classes)} classes")
-        samples = build_demo(preprocess)
+            raise DataError(f"the {name} data set has ImageNet-1k targets, but the model has {len(classes)} classes")
+        samples = build_demo(preprocess) if name == DEMO else build_photos(preprocess)
         return samples if limit is None else samples.subset(slice(0, limit))
     path = Path(spec).expanduser()
     labeler = Labeler(LabelResolver(classes), label=label, label_map=label_map, unknown=unknown_labels)

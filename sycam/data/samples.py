@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
+
 
 @dataclass(frozen=True)
 class Samples:
@@ -22,6 +24,10 @@ class Samples:
             (empty when the ground truth is a mask only), or ``None``.
         ids: a readable id per sample (e.g. ``"cat_on_bricks_03#285"``).
         mean, std: the normalization of ``images`` (so ``pixels = images * std + mean``).
+        sources: per sample, the sources it was made from as ``"kind:name"`` strings (``"image:cat.jpg"``,
+            and in the demo ``"photo:skimage/chelsea"``, ``"texture:skimage/brick"``), or ``()``: then each
+            sample's source is its image (the id up to the last ``#``). :func:`sycam.data.split` never puts
+            one source on both sides.
     """
 
     images: Tensor
@@ -29,8 +35,9 @@ class Samples:
     masks: Tensor | None = None
     boxes: tuple[Tensor, ...] | None = None
     ids: tuple[str, ...] = ()
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    sources: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -44,26 +51,25 @@ class Samples:
             raise ValueError(f"boxes must hold one tensor per sample ({n}), got {len(self.boxes)}")
         if self.ids and len(self.ids) != n:
             raise ValueError(f"ids must hold one id per sample ({n}), got {len(self.ids)}")
+        if self.sources and len(self.sources) != n:
+            raise ValueError(f"sources must hold one tuple per sample ({n}), got {len(self.sources)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     @property
     def device(self) -> torch.device:
+        """The device of the tensors."""
         return self.images.device
 
     @property
     def pixels(self) -> Tensor:
         """``(N, 3, H, W)`` RGB in [0, 1] (the images before normalization)."""
-        mean = torch.tensor(self.mean, dtype=self.images.dtype, device=self.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=self.images.dtype, device=self.device).view(3, 1, 1)
-        return (self.images * std + mean).clamp(0, 1)
+        return denormalize(self.images, self.mean, self.std)
 
     def normalize(self, pixels: Tensor) -> Tensor:
         """RGB in [0, 1] → model input space of these samples."""
-        mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-        return (pixels - mean) / std
+        return normalize(pixels, self.mean, self.std)
 
     def subset(self, index: Tensor | list[int] | slice) -> Samples:
         """The samples at ``index`` (a slice, a list of positions or a long/bool tensor)."""
@@ -81,9 +87,11 @@ class Samples:
             masks=None if self.masks is None else self.masks.index_select(0, sel),
             boxes=None if self.boxes is None else tuple(self.boxes[i] for i in pos),
             ids=tuple(self.ids[i] for i in pos) if self.ids else (),
+            sources=tuple(self.sources[i] for i in pos) if self.sources else (),
         )
 
     def to(self, device: str | torch.device) -> Samples:
+        """The same samples with every tensor on ``device``."""
         return replace(
             self,
             images=self.images.to(device),

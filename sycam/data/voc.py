@@ -30,11 +30,10 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from PIL import Image
-
 from .assemble import Target, add_target
 from .errors import DataError
 from .geometry import parse_box
+from .images import displayed_size
 from .labels import Labeler
 
 IMAGE_EXTENSIONS = (".JPEG", ".jpg", ".jpeg", ".JPG", ".png", ".PNG", ".bmp", ".tif", ".tiff", ".webp")
@@ -105,11 +104,7 @@ def read_xml(xml: Path, images: Path, labeler: Labeler, targets: dict[tuple[Path
             dw, dh = int(float(declared[0])), int(float(declared[1]))  # type: ignore[arg-type]
         except ValueError:
             raise DataError(f"{xml}: <size> must hold numbers, got {declared}") from None
-        try:
-            with Image.open(image) as im:
-                actual = im.size
-        except Exception as exc:
-            raise DataError(f"{xml}: cannot read image {image}: {type(exc).__name__}: {exc}") from None
+        actual = displayed_size(image, str(xml))
         if dw > 0 and dh > 0 and (dw, dh) != actual:
             raise DataError(f"{xml}: <size> says {dw}×{dh} but the image {image.name} is {actual[0]}×{actual[1]}")
     image_id = Path(os.path.relpath(image, images)).as_posix()
