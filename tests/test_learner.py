@@ -90,13 +90,13 @@ def test_pruning_loses_no_value_and_keeps_no_duplicate(forms, monkeypatch: pytes
 
 
 def test_values_are_the_expressions_values_bit_for_bit_even_when_recomputed() -> None:
-    """A tiny bank cap forces map values out of the cache: recomputed values are identical, and the
-    enumeration (order, entries) does not depend on the cap."""
+    """A tiny map cache forces values out: recomputed values are identical, and the enumeration (order,
+    entries) does not depend on the cache size."""
     leaves = _leaves()
     flat = {k: v[0] for k, v in leaves.items()}
     grammar = Grammar(terminals=("A", "G", "D"), constants=(2.0,), max_size=4, forms=("channel", "pixel"))
     big = Learner(grammar, leaves)
-    small = Learner(grammar, leaves, max_bank_bytes=4 * flat["A"].numel() * 4 + (1 << 20))
+    small = Learner(grammar, leaves, cache_bytes=4 * flat["A"].numel() * 4)
     got_big = [(str(e.node), e.values) for e in big.entries()]
     got_small = [(str(e.node), e.values) for e in small.entries()]
     assert small.stats.cache_misses > 0

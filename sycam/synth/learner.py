@@ -221,13 +221,14 @@ class Learner:
         grammar: the search space.
         leaves: terminal name → its values, one tensor per input set (maps ``(N,K,h,w)``, vectors
             ``(N,K,1,1)``).
-        max_bank_bytes: memory cap of the bank, map cache included (a quarter of it); past it, new
+        max_bank_bytes: memory cap of the bank, map cache included (half of it); past it, new
             entries are still yielded (as candidates) but no longer stored for composition.
         tolerance: ignored; kept for compatibility (merging is exact, see the module docstring).
+        cache_bytes: the part of ``max_bank_bytes`` for recomputable map values (default: half).
     """
 
     def __init__(self, grammar: Grammar, leaves: Mapping[str, tuple[Tensor, ...]],
-                 max_bank_bytes: int = 2 << 30, tolerance: float = 0.0) -> None:
+                 max_bank_bytes: int = 2 << 30, tolerance: float = 0.0, cache_bytes: int | None = None) -> None:
         self.grammar = grammar
         self.leaves = leaves
         self.max_bank_bytes = max_bank_bytes
@@ -237,7 +238,7 @@ class Learner:
         ref = next(iter(leaves.values()))
         self._n_sets = len(ref)
         self._device = ref[0].device
-        self._cache = _MapCache(max_bank_bytes // 4)
+        self._cache = _MapCache(max_bank_bytes // 2 if cache_bytes is None else min(cache_bytes, max_bank_bytes))
         self._held_budget = max_bank_bytes - self._cache.budget
         #: channel form only: maps are never candidates, so one below the size limit they are only reduced
         self._defer_maps = "pixel" not in grammar.forms
@@ -283,13 +284,9 @@ class Learner:
     def _admit(self, entry: Entry, values: tuple[Tensor, ...], op: str | None = None) -> bool:
         """Check finiteness, non-zeroness and exact distinctness; hold the entry. False when pruned/rejected."""
         if op not in _SAFE_UNARY:
-            if op in _FINITE:
-                nonzero = any(bool(v.any()) for v in values)
-                finite = True
-            else:
-                bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
-                finite = all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds)
-                nonzero = any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds)
+            bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
+            finite = op in _FINITE or all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds)
+            nonzero = any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds)
             if not finite:
                 self._reject("non-finite value")
                 return False
@@ -321,11 +318,24 @@ class Learner:
         self.stats.cache_bytes = self._cache.used
         self.stats.cache_misses = self._cache.misses
 
+    @staticmethod
+    def _pairs(n_left: int, n_right: int, right_outer: bool) -> Iterator[tuple[int, int]]:
+        """Index pairs, the side of larger sub-expressions outermost: its (map) values are fetched once
+        per entry, while the small side (mostly terminals and constants) cycles in the inner loop."""
+        if right_outer:
+            for j in range(n_right):
+                for i in range(n_left):
+                    yield i, j
+        else:
+            for i in range(n_left):
+                for j in range(n_right):
+                    yield i, j
+
     def entries(self) -> Iterator[Entry]:
         """All value-distinct expressions of the grammar, by increasing size (deterministic order).
 
         Within a size: unary operators child by child (each child's value is fetched once for all of
-        them), then binary operators pair by pair.
+        them), then binary operators pair by pair, the larger operand's entries outermost.
         """
         unary = [OPS[o] for o in self.grammar.operators if OPS[o].arity == 1]
         binary = [OPS[o] for o in self.grammar.operators if OPS[o].arity == 2]
@@ -351,17 +361,17 @@ class Learner:
             for left in range(1, size - 1):
                 right = size - 1 - left
                 lefts, rights = list(self.bank.get(left, [])), list(self.bank.get(right, []))
-                for i, a in enumerate(lefts):
-                    for j, b in enumerate(rights):
-                        if a.kind == Kind.SCALAR and b.kind == Kind.SCALAR:
-                            continue  # constant folding: the grammar's constants are the constants
-                        for op in binary:
-                            if op.commutative and (left > right or (left == right and j < i)):
-                                continue
-                            kind = op.result_kind((a.kind, b.kind))
-                            if kind is None or not self._useful(kind, size):
-                                continue
-                            entry = self._build(op.name, (a, b), kind)
-                            if entry is not None:
-                                yield entry
+                for i, j in self._pairs(len(lefts), len(rights), left < right):
+                    a, b = lefts[i], rights[j]
+                    if a.kind == Kind.SCALAR and b.kind == Kind.SCALAR:
+                        continue  # constant folding: the grammar's constants are the constants
+                    for op in binary:
+                        if op.commutative and (left > right or (left == right and j < i)):
+                            continue
+                        kind = op.result_kind((a.kind, b.kind))
+                        if kind is None or not self._useful(kind, size):
+                            continue
+                        entry = self._build(op.name, (a, b), kind)
+                        if entry is not None:
+                            yield entry
                 self._sync_stats()
