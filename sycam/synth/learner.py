@@ -21,7 +21,8 @@ a map-valued sub-expression keeps its *recipe* (operator and children) and its v
 bounded least-recently-used cache, recomputed bit-for-bit from the recipe when it was evicted. In the
 channel form, maps one step below the size limit can only be reduced (``mean``/``sum``/``max``) into a
 candidate, so they are not even computed until then (their reductions are checked instead), and
-candidates of the largest size are kept only to catch later duplicates, never for composition.
+candidates of the largest size are never children: they keep only their recipe, to catch later
+duplicates.
 """
 
 from __future__ import annotations
@@ -274,11 +275,14 @@ class Learner:
         else:
             arg_values = [a.values for a in args]
             values = tuple(spec.fn(*vals) for vals in zip(*arg_values, strict=True))
-            entry = Entry(node, kind, values)
+            if node.size == self.grammar.max_size:  # never a child: recomputed if a later duplicate asks
+                entry = Entry(node, kind, recipe=(spec.fn, args), cache=self._cache)
+                self._cache.put(entry.uid, values)
+            else:
+                entry = Entry(node, kind, values)
         if self._admit(entry, values, op):
             return entry
-        if kind == Kind.MAP:
-            self._cache.discard(entry.uid)
+        self._cache.discard(entry.uid)
         return None
 
     def _admit(self, entry: Entry, values: tuple[Tensor, ...], op: str | None = None) -> bool:
