@@ -3,15 +3,33 @@ value-distinct sub-expressions.
 
 Every bank entry carries its *value* on every cached input set (the synthesis images and each metric
 view), so building a bigger expression is one tensor operation on its children's values — no forward or
-backward pass. Two sub-expressions whose values agree on every image and view are interchangeable inside
-any larger expression, so only the first (smallest) one is kept: this is the sound, value-level
-equivalence pruning of the bank. Commutative operators are applied to each unordered pair once.
+backward pass. Commutative operators are applied to each unordered pair once.
+
+**Pruning is exact.** Two sub-expressions are merged (only the first, smallest one is kept) only when
+their values are *equal* on every input set (``torch.equal``: the same numbers, where ``-0.0`` equals
+``0.0``). That is sound for every operator of the grammar: each is a function of its operands' real
+values, except that the sign of a zero can reach a result only through ``x / ±0`` (which
+:func:`~sycam.expr.ops.safe_div` maps to 0 either way) or as the sign of a zero result, and every later
+step (operators, the heatmap's Σ, relu and normalization) maps zeros of either sign to the same numbers.
+So two merged sub-expressions give identical candidates, heatmaps and scores inside any larger
+expression. A hash of a strided sample of each value is only a fast filter; every merge is confirmed on
+the full values. (An earlier version merged values within a relative 1e-5, and ``softmax(sum(sq(A)))``
+and ``softmax(sum(cube(A)))`` merged although ``1 / ·`` tells them apart.)
+
+**Memory.** The bank keeps full values only for the terminals and for channel vectors and constants;
+a map-valued sub-expression keeps its *recipe* (operator and children) and its value lives in a
+bounded least-recently-used cache, recomputed bit-for-bit from the recipe when it was evicted. In the
+channel form, maps one step below the size limit can only be reduced (``mean``/``sum``/``max``) into a
+candidate, so they are not even computed until then (their reductions are checked instead), and
+candidates of the largest size are never children: they keep only their recipe, to catch later
+duplicates.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -20,8 +38,15 @@ from torch import Tensor
 from ..expr import OPS, TERMINALS, Call, Const, Kind, Node, Terminal
 from .grammar import Grammar
 
-_SAMPLE = 1 << 12  #: elements of a value that enter its fingerprint
+_SAMPLE = 1 << 12  #: elements of a value that enter its fingerprint / exact key
 _BLOCKS = 32
+
+#: operators whose result is finite and non-zero whenever their (finite, non-zero) operand is
+_SAFE_UNARY = frozenset({"abs", "neg"})
+#: operators whose result is always finite for finite operands (zero is still possible)
+_FINITE = frozenset({"/", "relu", "abs", "neg", "max", "softmax", "minmax"})
+#: bytes counted per held entry for its Python objects (node, entry, index)
+_OVERHEAD = 512
 
 
 def fingerprint(values: tuple[Tensor, ...], levels: float) -> tuple[int, int]:
@@ -29,9 +54,9 @@ def fingerprint(values: tuple[Tensor, ...], levels: float) -> tuple[int, int]:
 
     From a fixed strided sample of at most 4096 elements per tensor, divided by its largest magnitude, it
     rounds 64 block statistics (block means and mean magnitudes) to ``1/levels``. Block statistics
-    average out float noise, so values that differ only by rounding (``sum(G)/hw`` vs ``mean(G)``) land in
-    the same bucket except with a small probability — which only costs a missed pruning, never a wrong
-    one: every match is verified on the full values before anything is pruned.
+    average out float noise, so values that differ only by rounding land in the same bucket except with
+    a small probability. Used by the heatmap equivalence oracle (which has a tolerance); the learner
+    uses the exact :func:`exact_key` instead.
     """
     parts = []
     for v in values:
@@ -52,29 +77,141 @@ def fingerprint(values: tuple[Tensor, ...], levels: float) -> tuple[int, int]:
     return (hash((exponent, *stats)), sample.numel())
 
 
-@dataclass
-class Entry:
-    """A bank entry: an expression, its kind and its value on each input set (base first)."""
+_WEIGHTS: dict[tuple[int, str], Tensor] = {}
 
-    node: Node
-    kind: Kind
-    values: tuple[Tensor, ...]
+
+def _weights(n: int, device: torch.device) -> Tensor:
+    key = (n, str(device))
+    w = _WEIGHTS.get(key)
+    if w is None:
+        gen = torch.Generator().manual_seed(0x5CA3)
+        w = torch.randint(1, 1 << 31, (n,), generator=gen, dtype=torch.int64).to(device)
+        _WEIGHTS[key] = w
+    return w
+
+
+def exact_key(values: tuple[Tensor, ...]) -> int:
+    """A hash that values equal under ``torch.equal`` always share (exact integer arithmetic).
+
+    The bit patterns of a strided sample (≤ 4096 elements) of each tensor, with ``-0.0`` read as
+    ``0.0``, enter a weighted sum in wrap-around int64 arithmetic, so the key does not depend on
+    summation order, thread count or device. Different values may share a key; the learner then compares
+    the full tensors.
+    """
+    parts: list[object] = []
+    for v in values:
+        flat = v.reshape(-1)
+        step = max(1, flat.numel() // _SAMPLE)
+        sample = flat[::step][:_SAMPLE] + 0.0  # -0.0 → 0.0: torch.equal treats them as equal
+        if sample.dtype == torch.float32:
+            bits = sample.contiguous().view(torch.int32).to(torch.int64)
+        elif sample.dtype == torch.float64:
+            bits = sample.contiguous().view(torch.int64) >> 8
+        else:
+            bits = sample.to(torch.float64).contiguous().view(torch.int64) >> 8
+        parts.append(int((bits * _weights(bits.numel(), bits.device)).sum()))
+        parts.append(tuple(v.shape))
+    return hash(tuple(parts))
+
+
+class _MapCache:
+    """Least-recently-used store of recomputable values, bounded in bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.store: OrderedDict[int, tuple[Tensor, ...]] = OrderedDict()
+        self.misses = 0
+
+    def get(self, uid: int) -> tuple[Tensor, ...] | None:
+        hit = self.store.get(uid)
+        if hit is not None:
+            self.store.move_to_end(uid)
+        return hit
+
+    def put(self, uid: int, values: tuple[Tensor, ...]) -> None:
+        if uid in self.store:
+            return
+        nbytes = _nbytes(values)
+        while self.store and self.used + nbytes > self.budget:
+            _, old = self.store.popitem(last=False)
+            self.used -= _nbytes(old)
+        if nbytes <= self.budget:
+            self.store[uid] = values
+            self.used += nbytes
+
+    def discard(self, uid: int) -> None:
+        old = self.store.pop(uid, None)
+        if old is not None:
+            self.used -= _nbytes(old)
+
+
+def _nbytes(values: tuple[Tensor, ...]) -> int:
+    return sum(v.numel() * v.element_size() for v in values)
+
+
+_UIDS = itertools.count()
+
+
+class Entry:
+    """A bank entry: an expression, its kind and its value on each input set (base first).
+
+    ``Entry(node, kind, values)`` holds its values. The learner also makes *recipe* entries whose value
+    is ``fn(*children values)``, computed on first use and kept in a bounded cache.
+    """
+
+    __slots__ = ("_cache", "_recipe", "_values", "kind", "node", "uid")
+
+    def __init__(self, node: Node, kind: Kind, values: tuple[Tensor, ...] | None = None, *,
+                 recipe: tuple[Callable[..., Tensor], tuple[Entry, ...]] | None = None,
+                 cache: _MapCache | None = None) -> None:
+        if values is None and (recipe is None or cache is None):
+            raise ValueError("an entry needs values or a recipe and a cache")
+        self.node = node
+        self.kind = kind
+        self._values = values
+        self._recipe = recipe
+        self._cache = cache
+        self.uid = next(_UIDS)
 
     @property
     def size(self) -> int:
         return self.node.size
 
+    @property
+    def values(self) -> tuple[Tensor, ...]:
+        """The value on every input set (recomputed from the recipe when it is not held)."""
+        if self._values is not None:
+            return self._values
+        assert self._recipe is not None and self._cache is not None
+        hit = self._cache.get(self.uid)
+        if hit is not None:
+            return hit
+        self._cache.misses += 1
+        fn, children = self._recipe
+        child_values = [c.values for c in children]
+        out = tuple(fn(*vals) for vals in zip(*child_values, strict=True))
+        self._cache.put(self.uid, out)
+        return out
+
     def nbytes(self) -> int:
-        return sum(v.numel() * v.element_size() for v in self.values)
+        """Bytes this entry holds itself (0 for a recipe entry, whose value lives in the cache)."""
+        return 0 if self._values is None else _nbytes(self._values)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.node}, {self.kind!s})"
 
 
 @dataclass
 class LearnerStats:
     enumerated: int = 0  #: expressions built and typed correctly
-    subexpr_pruned: int = 0  #: value-equivalent to a smaller sub-expression
+    subexpr_pruned: int = 0  #: equal in value to a smaller (or earlier) sub-expression
     rejected: dict[str, int] = field(default_factory=dict)  #: non-finite or identically zero values
-    bank_size: int = 0
-    bank_bytes: int = 0
+    bank_size: int = 0  #: entries held (for composition, or to catch duplicates of the largest size)
+    bank_bytes: int = 0  #: bytes held by those entries (map recipes hold none; see ``cache_bytes``)
+    cache_bytes: int = 0  #: bytes of map values in the recompute cache now
+    cache_misses: int = 0  #: map values recomputed from their recipe
+    deferred: int = 0  #: maps yielded without computing them (channel form, one below the size limit)
     bank_full: bool = False
 
 
@@ -85,22 +222,27 @@ class Learner:
         grammar: the search space.
         leaves: terminal name → its values, one tensor per input set (maps ``(N,K,h,w)``, vectors
             ``(N,K,1,1)``).
-        max_bank_bytes: memory cap of the bank; past it, new entries are still yielded (as candidates)
-            but no longer stored for composition.
+        max_bank_bytes: memory cap of the bank, map cache included (half of it); past it, new
+            entries are still yielded (as candidates) but no longer stored for composition.
+        tolerance: ignored; kept for compatibility (merging is exact, see the module docstring).
+        cache_bytes: the part of ``max_bank_bytes`` for recomputable map values (default: half).
     """
 
     def __init__(self, grammar: Grammar, leaves: Mapping[str, tuple[Tensor, ...]],
-                 max_bank_bytes: int = 2 << 30, tolerance: float = 1e-5) -> None:
+                 max_bank_bytes: int = 2 << 30, tolerance: float = 0.0, cache_bytes: int | None = None) -> None:
         self.grammar = grammar
         self.leaves = leaves
         self.max_bank_bytes = max_bank_bytes
-        self.tolerance = tolerance
         self.bank: dict[int, list[Entry]] = {}
         self._seen: dict[tuple[int, int], list[Entry]] = {}
         self.stats = LearnerStats()
         ref = next(iter(leaves.values()))
         self._n_sets = len(ref)
         self._device = ref[0].device
+        self._cache = _MapCache(max_bank_bytes // 2 if cache_bytes is None else min(cache_bytes, max_bank_bytes))
+        self._held_budget = max_bank_bytes - self._cache.budget
+        #: channel form only: maps are never candidates, so one below the size limit they are only reduced
+        self._defer_maps = "pixel" not in grammar.forms
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -115,77 +257,125 @@ class Learner:
         """A map is a candidate only in pixel form; in channel form it must still fit under a reduction."""
         return not (kind == Kind.MAP and size >= self.grammar.max_size and "pixel" not in self.grammar.forms)
 
-    def _combine(self, op: str, args: tuple[Entry, ...]) -> Entry | None:
+    def _build(self, op: str, args: tuple[Entry, ...], kind: Kind) -> Entry | None:
+        """The entry ``op(*args)`` of ``kind``, admitted (value computed and checked) or deferred;
+        ``None`` when it is pruned or rejected."""
         spec = OPS[op]
-        kind = spec.result_kind(tuple(a.kind for a in args))
-        if kind is None or not self._useful(kind, 1 + sum(a.size for a in args)):
-            return None
-        values = tuple(spec.fn(*(a.values[i] for a in args)) for i in range(self._n_sets))
-        return Entry(Call(op, tuple(a.node for a in args)), kind, values)
-
-    def _admit(self, entry: Entry) -> bool:
-        """Check finiteness and value-distinctness; store in the bank. False when pruned/rejected."""
+        node = Call(op, tuple(a.node for a in args))
         self.stats.enumerated += 1
-        bounds = [torch.aminmax(v) for v in entry.values]  # one pass each; NaN propagates
-        scales = [max(-float(lo), float(hi)) for lo, hi in bounds]
-        if not all(math.isfinite(x) for x in scales):
-            self._reject("non-finite value")
-            return False
-        if entry.kind != Kind.SCALAR and max(scales) == 0.0:
-            self._reject("identically zero")
-            return False
-        key = (int(entry.kind), *fingerprint(entry.values, 1e4))
-        for other in self._seen.get(key, []):
-            if all(self._same(a, b, scale) for a, b, scale in zip(entry.values, other.values, scales, strict=True)):
-                self.stats.subexpr_pruned += 1
-                return False
-        if self.stats.bank_bytes + entry.nbytes() > self.max_bank_bytes:
-            self.stats.bank_full = True
-            return True  # a fresh candidate, but not kept for composition
-        self._seen.setdefault(key, []).append(entry)
-        self.bank.setdefault(entry.size, []).append(entry)
-        self.stats.bank_size += 1
-        self.stats.bank_bytes += entry.nbytes()
-        return True
+        if kind == Kind.MAP:
+            entry = Entry(node, kind, recipe=(spec.fn, args), cache=self._cache)
+            if self._defer_maps and node.size == self.grammar.max_size - 1:
+                self.stats.deferred += 1
+                self.bank.setdefault(node.size, []).append(entry)
+                self.stats.bank_size += 1
+                self.stats.bank_bytes += _OVERHEAD
+                return entry
+            values = entry.values  # computed now, and cached
+        else:
+            arg_values = [a.values for a in args]
+            values = tuple(spec.fn(*vals) for vals in zip(*arg_values, strict=True))
+            if node.size == self.grammar.max_size:  # never a child: recomputed if a later duplicate asks
+                entry = Entry(node, kind, recipe=(spec.fn, args), cache=self._cache)
+                self._cache.put(entry.uid, values)
+            else:
+                entry = Entry(node, kind, values)
+        if self._admit(entry, values, op):
+            return entry
+        self._cache.discard(entry.uid)
+        return None
 
-    def _same(self, a: Tensor, b: Tensor, scale: float) -> bool:
-        """Values equal within ``tolerance`` relative to their scale (full comparison, no sampling)."""
-        if a.shape != b.shape:
-            return False
-        return float((a - b).abs().amax()) <= self.tolerance * scale
+    def _admit(self, entry: Entry, values: tuple[Tensor, ...], op: str | None = None) -> bool:
+        """Check finiteness, non-zeroness and exact distinctness; hold the entry. False when pruned/rejected."""
+        if op not in _SAFE_UNARY:
+            bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
+            finite = op in _FINITE or all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds)
+            nonzero = any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds)
+            if not finite:
+                self._reject("non-finite value")
+                return False
+            if entry.kind != Kind.SCALAR and not nonzero:
+                self._reject("identically zero")
+                return False
+        key = (int(entry.kind), exact_key(values))
+        bucket = self._seen.get(key)
+        if bucket:
+            for other in bucket:
+                if all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(values, other.values, strict=True)):
+                    self.stats.subexpr_pruned += 1
+                    return False
+        held = entry.nbytes() + _OVERHEAD
+        if self.stats.bank_bytes + held > self._held_budget:
+            self.stats.bank_full = True
+            return True  # a fresh candidate, but not kept
+        self._seen.setdefault(key, []).append(entry)
+        self.stats.bank_size += 1
+        self.stats.bank_bytes += held
+        if entry.size < self.grammar.max_size:  # the largest ones are never children
+            self.bank.setdefault(entry.size, []).append(entry)
+        return True
 
     def _reject(self, reason: str) -> None:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
 
+    def _sync_stats(self) -> None:
+        self.stats.cache_bytes = self._cache.used
+        self.stats.cache_misses = self._cache.misses
+
+    @staticmethod
+    def _pairs(n_left: int, n_right: int, right_outer: bool) -> Iterator[tuple[int, int]]:
+        """Index pairs, the side of larger sub-expressions outermost: its (map) values are fetched once
+        per entry, while the small side (mostly terminals and constants) cycles in the inner loop."""
+        if right_outer:
+            for j in range(n_right):
+                for i in range(n_left):
+                    yield i, j
+        else:
+            for i in range(n_left):
+                for j in range(n_right):
+                    yield i, j
+
     def entries(self) -> Iterator[Entry]:
-        """All value-distinct expressions of the grammar, by increasing size (deterministic order)."""
-        ops = [OPS[o] for o in self.grammar.operators]
+        """All value-distinct expressions of the grammar, by increasing size (deterministic order).
+
+        Within a size: unary operators child by child (each child's value is fetched once for all of
+        them), then binary operators pair by pair, the larger operand's entries outermost.
+        """
+        unary = [OPS[o] for o in self.grammar.operators if OPS[o].arity == 1]
+        binary = [OPS[o] for o in self.grammar.operators if OPS[o].arity == 2]
         for size in range(1, self.grammar.max_size + 1):
             if size == 1:
                 for entry in self._leaf_entries():
-                    if self._admit(entry):
+                    self.stats.enumerated += 1
+                    if self._admit(entry, entry.values):
                         yield entry
+                self._sync_stats()
                 continue
-            for op in ops:
-                if op.arity == 1:
-                    for child in list(self.bank.get(size - 1, [])):
-                        if child.kind == Kind.SCALAR:
-                            continue
-                        entry = self._combine(op.name, (child,))
-                        if entry is not None and self._admit(entry):
-                            yield entry
+            for child in list(self.bank.get(size - 1, [])):
+                if child.kind == Kind.SCALAR:
                     continue
-                for left in range(1, size - 1):
-                    right = size - 1 - left
-                    if op.commutative and left > right:
+                for op in unary:
+                    kind = op.result_kind((child.kind,))
+                    if kind is None or not self._useful(kind, size):
                         continue
-                    lefts, rights = list(self.bank.get(left, [])), list(self.bank.get(right, []))
-                    for i, a in enumerate(lefts):
-                        for j, b in enumerate(rights):
-                            if op.commutative and left == right and j < i:
-                                continue
-                            if a.kind == Kind.SCALAR and b.kind == Kind.SCALAR:
-                                continue  # constant folding: the grammar's constants are the constants
-                            entry = self._combine(op.name, (a, b))
-                            if entry is not None and self._admit(entry):
-                                yield entry
+                    entry = self._build(op.name, (child,), kind)
+                    if entry is not None:
+                        yield entry
+            self._sync_stats()
+            for left in range(1, size - 1):
+                right = size - 1 - left
+                lefts, rights = list(self.bank.get(left, [])), list(self.bank.get(right, []))
+                for i, j in self._pairs(len(lefts), len(rights), left < right):
+                    a, b = lefts[i], rights[j]
+                    if a.kind == Kind.SCALAR and b.kind == Kind.SCALAR:
+                        continue  # constant folding: the grammar's constants are the constants
+                    for op in binary:
+                        if op.commutative and (left > right or (left == right and j < i)):
+                            continue
+                        kind = op.result_kind((a.kind, b.kind))
+                        if kind is None or not self._useful(kind, size):
+                            continue
+                        entry = self._build(op.name, (a, b), kind)
+                        if entry is not None:
+                            yield entry
+                self._sync_stats()
