@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from . import _metric_shim as shim
 from ._progress import progress
 from .data.samples import Samples
 from .expr import Node
 from .heatmap import render, render_all
-from .metrics.base import Metric
+from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
 
@@ -128,7 +127,7 @@ class Workspace:
                  explain: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Per-image scores ``(B, N)`` of heatmaps ``maps`` ``(B, N, H, W)`` of candidates ``exprs``: the one
         scoring path (``Metric.evaluate``: a degenerate map gets the metric's worst value)."""
-        return shim.evaluate(metric, maps, self.context(exprs, view_maps, explain))
+        return metric.evaluate(maps, self.context(exprs, view_maps, explain))
 
     def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8, desc: str | None = None) -> Tensor:
         """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``
@@ -187,6 +186,5 @@ def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples,
         per_image[mname] = {label: [float(x) for x in row] for label, row in zip(labels, scores.tolist(), strict=True)}
         for label, value in zip(labels, metric.aggregate(scores).tolist(), strict=True):
             results[label][mname] = float(value)
-    degenerate = {label: int(shim.degenerate(ws.heatmaps([e]))[0].sum()) for label, e in zip(labels, exprs,
-                                                                                               strict=True)}
-    return Evaluation(results, per_image, degenerate, list(samples.ids))
+    blank = {label: int(degenerate(ws.heatmaps([e]))[0].sum()) for label, e in zip(labels, exprs, strict=True)}
+    return Evaluation(results, per_image, blank, list(samples.ids))

@@ -10,11 +10,10 @@ import pytest
 import torch
 from engine_helpers import tiny_net, tiny_samples
 
-from sycam import _metric_shim as shim
 from sycam.expr import parse
 from sycam.heatmap import finish, finish_layer, layer_maps, saliency
 from sycam.metrics import get_metric
-from sycam.metrics.base import Metric, MetricContext
+from sycam.metrics.base import Metric, MetricContext, degenerate
 from sycam.results import CONTROL, SYNTHESIZED, SynthesisResults
 from sycam.scoring import Workspace, evaluate_methods
 from sycam.synth import Grammar, SynthesisConfig, SynthesisError, default_constraints, parse_constraint, synthesize
@@ -194,7 +193,7 @@ def test_search_never_scores_a_map_degenerate_on_a_synthesis_image() -> None:
 
     def bad(result):
         maps = ws.heatmaps([parse(c.expression) for c in result.leaderboard])
-        return shim.degenerate(maps).sum(-1)
+        return degenerate(maps).sum(-1)
 
     assert int(bad(strict).max()) == 0 and strict.counters["rejected"].get("degenerate heatmap", 0) > 0
     partly = bad(loose)
@@ -204,8 +203,8 @@ def test_search_never_scores_a_map_degenerate_on_a_synthesis_image() -> None:
     i = int(partly.argmax())
     node = parse(loose.leaderboard[i].expression)
     per_image = ws.score([node], metric)[0]
-    blank = shim.degenerate(ws.heatmaps([node]))[0]
-    assert bool((per_image[blank] == shim.worst(metric)).all())
+    blank = degenerate(ws.heatmaps([node]))[0]
+    assert bool((per_image[blank] == metric.worst()).all())
     _identity(strict.counters)
     _identity(loose.counters)
 
@@ -422,8 +421,8 @@ def test_evaluate_methods_keeps_evidence() -> None:
     assert ev.ids == list(samples.ids) and len(ev.per_image["iou"]["gradcam"]) == 4
     assert ev.degenerate == {"gradcam": 0, "blank": 4}
     # a blank map gets each metric's worst value, never a best one (issue 7: zero maps won complexity)
-    assert ev.per_image["complexity"]["blank"] == [shim.worst(metrics["complexity"])] * 4
-    assert ev["blank"]["iou"] == pytest.approx(shim.worst(metrics["iou"]))
+    assert ev.per_image["complexity"]["blank"] == [metrics["complexity"].worst()] * 4
+    assert ev["blank"]["iou"] == pytest.approx(metrics["iou"].worst())
 
 
 def test_validation_must_be_kept_apart() -> None:

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .. import _metric_shim as shim
 from ..heatmap import layer_maps
-from ..metrics.base import Metric
+from ..metrics.base import Metric, degenerate
 from .constraints import Constraint
 from .learner import fingerprint
 
@@ -99,7 +98,7 @@ class CorrectnessOracle:
         ``"degenerate heatmap"`` when degenerate on more than ``max_degenerate`` of them."""
         if not all(bool(torch.isfinite(m).all()) for m in maps):
             return "non-finite heatmap"
-        bad = int(shim.degenerate(maps[0]).sum())
+        bad = int(degenerate(maps[0]).sum())
         if bad == maps[0].shape[0]:
             return "constant heatmap"
         if bad > self.max_degenerate:
@@ -112,7 +111,7 @@ class CorrectnessOracle:
 
     def beats(self, scores: Mapping[str, float]) -> bool:
         """Strictly better than λ on every objective (False where an objective has no λ)."""
-        return all(t is not None and shim.better(m, scores[m.name], t)
+        return all(t is not None and m.better(scores[m.name], t)
                    for m, t in zip(self.objectives, self.thresholds, strict=True))
 
     def correct(self, scores: Mapping[str, float]) -> bool:

@@ -38,14 +38,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _metric_shim as shim
 from .. import stats
 from .._progress import progress
 from ..data.samples import Samples
 from ..expr import Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
-from ..metrics.base import Metric, MetricError
+from ..metrics.base import Metric, MetricError, degenerate
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
 from ..scoring import BASE, Workspace
 from ..terminals import ExtractOptions
@@ -353,7 +352,7 @@ class Search:
         for c in self.constraint_specs:
             metric = self.columns[self.names.index(c.metric)]
             values = {b: self.baselines[b]["scores"][c.metric] for b in names}
-            bounds.append((c, c.bound(values, exact, lambda a, b, m=metric: shim.better(m, a, b))))
+            bounds.append((c, c.bound(values, exact, lambda a, b, m=metric: m.better(a, b))))
         allowed = math.floor(self.config.max_degenerate_fraction * len(self.synthesis) + 1e-9)
         self.oracle = CorrectnessOracle(self.objectives, thresholds, bounds, allowed)
         self.timings["baselines"] = time.perf_counter() - t0
@@ -361,7 +360,7 @@ class Search:
     def _best_of(self, names: Sequence[str], metric: Metric) -> str | None:
         top = None
         for b in names:
-            if top is None or shim.better(metric, self.baselines[b]["scores"][metric.name],
+            if top is None or metric.better(self.baselines[b]["scores"][metric.name],
                                           self.baselines[top]["scores"][metric.name]):
                 top = b
         return top
@@ -533,14 +532,14 @@ class Search:
         return len(self.objectives) > 1 and pareto_add(self.front, cand, self.objectives) is not self.front
 
     def _rank(self, c: Candidate) -> tuple[float, int, int]:
-        return (shim.sort_key(self.primary, c.synthesis_score), c.size, c.order)
+        return (self.primary.sort_key(c.synthesis_score), c.size, c.order)
 
     def _file(self, cand: Candidate) -> None:
         """Leaderboard, Pareto front, best-so-far and history for a newly scored candidate."""
         if not cand.holds:
             self.count["constraint_failed"] += 1
             return
-        if self.best is None or shim.better(self.primary, cand.synthesis_score, self.best.synthesis_score):
+        if self.best is None or self.primary.better(cand.synthesis_score, self.best.synthesis_score):
             self.best = cand
         self.history.append((len(self.scored), self.best.synthesis_score))
         self.leaderboard.append(cand)
@@ -596,7 +595,7 @@ class Search:
         names = [*self.baseline_nodes, SYNTHESIZED]
         nodes = [*self.baseline_nodes.values(), winner_node]
         per_image = self.per_image.setdefault(split, {})
-        for name, bad in zip(names, shim.degenerate(ws.heatmaps(nodes)).sum(-1).tolist(), strict=True):
+        for name, bad in zip(names, degenerate(ws.heatmaps(nodes)).sum(-1).tolist(), strict=True):
             self.degenerate.setdefault(name, {})[split] = int(bad)
         if split == "synthesis":
             per_image[SYNTHESIZED] = ws.score([winner_node], self.primary, self.config.batch)[0].tolist()
@@ -641,7 +640,7 @@ class Search:
 
         maps = view_maps(BASE)
         scores = ws.evaluate(self.primary, maps, [gradcam], view_maps, explain)[0]
-        return [float(x) for x in scores.tolist()], int(shim.degenerate(maps).sum())
+        return [float(x) for x in scores.tolist()], int(degenerate(maps).sum())
 
     def held_out(self, test: Samples | None) -> None:
         """Evidence on every split; the winner's test comparison with the λ baseline (paired bootstrap CI)."""

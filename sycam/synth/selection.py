@@ -8,7 +8,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .. import _metric_shim as shim
 from .. import stats
 from ..metrics.base import Metric
 
@@ -39,8 +38,8 @@ def pareto_add(front: list[Candidate], cand: Candidate, objectives: Sequence[Met
         return [c.scores[m.name] for m in objectives]
 
     def dominates(a: list[float], b: list[float]) -> bool:
-        no_worse = all(not shim.better(m, y, x) for m, x, y in zip(objectives, a, b, strict=True))
-        return no_worse and any(shim.better(m, x, y) for m, x, y in zip(objectives, a, b, strict=True))
+        no_worse = all(not m.better(y, x) for m, x, y in zip(objectives, a, b, strict=True))
+        return no_worse and any(m.better(x, y) for m, x, y in zip(objectives, a, b, strict=True))
 
     v = vec(cand)
     if any(dominates(vec(f), v) or vec(f) == v for f in front):
@@ -54,7 +53,7 @@ def choose_within_noise(candidates: Sequence[Candidate], per_image: dict[str, li
     paired per-image validation scores are within one standard error of it (:func:`sycam.stats.within_noise`),
     return the smallest (ties: better validation score, then earlier in ``candidates``)."""
     def score(c: Candidate) -> float:
-        return shim.sort_key(metric, math.nan if c.validation_score is None else c.validation_score)
+        return metric.sort_key(math.nan if c.validation_score is None else c.validation_score)
 
     top = min(candidates, key=lambda c: (score(c), c.size, c.order))
     close = [c for c in candidates
