@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from ._progress import progress
 from .data.samples import Samples
-from .expr import Node
-from .heatmap import render, render_all
+from .expr import Node, evaluate
+from .heatmap import finish_layer, layer_maps, render, render_all
 from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
@@ -30,8 +30,10 @@ class EngineContext:
     """The :class:`~sycam.metrics.base.MetricContext` the engine hands to metrics."""
 
     def __init__(self, samples: Samples, model: nn.Module, view_maps: Callable[[str], Tensor],
-                 explain: Callable[[Tensor], Tensor], batch_size: int = 64, memo_key: object = None) -> None:
+                 explain: Callable[[Tensor], Tensor], batch_size: int = 64, memo_key: object = None,
+                 view_layer_maps: Callable[[str], Tensor] | None = None) -> None:
         self._samples = samples
+        self._view_layer_maps = view_layer_maps
         #: stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
         #: deletion/insertion end points) per key, so a fresh context per candidate chunk recomputes nothing
         self.memo_key = memo_key
@@ -46,6 +48,13 @@ class EngineContext:
 
     def view_maps(self, view: str) -> Tensor:
         return self._view_maps(view)
+
+    def view_layer_maps(self, view: str) -> Tensor:
+        """Layer-resolution maps ``norm(relu(saliency))`` ``(*B, N, h, w)`` of the candidate(s) on ``view``
+        (what exact low-resolution metrics read instead of :meth:`view_maps`)."""
+        if self._view_layer_maps is None:
+            raise KeyError("this context holds no layer-resolution maps")
+        return self._view_layer_maps(view)
 
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
@@ -99,8 +108,40 @@ class Workspace:
             needed |= e.terminals()
         return render_all(exprs, self.values(needed, view), self.size, memo)
 
+    def layer_heatmaps(self, exprs: Sequence[Node], view: str = BASE) -> Tensor:
+        """Layer-resolution maps ``(B, N, h, w)`` of ``exprs`` on ``view`` (:func:`~sycam.heatmap.layer_maps`)."""
+        needed: set[str] = set()
+        for e in exprs:
+            needed |= e.terminals()
+        vals = self.values(needed, view)
+        memo: dict[Node, Tensor] = {}
+        return torch.stack([layer_maps(evaluate(e, vals, memo), vals["A"]) for e in exprs])
+
+    def evaluate_layers(self, metric: Metric, layers: Callable[[str], Tensor], exprs: Sequence[Node]) -> Tensor:
+        """Per-image scores ``(B, N)`` of candidates ``exprs`` whose layer-resolution maps on each view are
+        ``layers(view)``: exact metrics (``Metric.lowres``) score them at layer resolution, the others score
+        the finished heatmaps. Every score of a synthesis (baselines, candidates, held-out) takes this path."""
+        low: dict[str, Tensor] = {}
+        full: dict[str, Tensor] = {}
+
+        def layer_view(view: str) -> Tensor:
+            if view not in low:
+                low[view] = layers(view)
+            return low[view]
+
+        def full_view(view: str) -> Tensor:
+            if view not in full:
+                full[view] = finish_layer(layer_view(view), self.size)
+            return full[view]
+
+        ctx = self.context(exprs, full_view, view_layer_maps=layer_view)
+        if metric.lowres:
+            return metric.evaluate_lowres(layer_view(BASE), self.size, ctx)
+        return metric.evaluate(full_view(BASE), ctx)
+
     def context(self, exprs: Sequence[Node], view_maps: Callable[[str], Tensor] | None = None,
-                explain: Callable[[Tensor], Tensor] | None = None) -> EngineContext:
+                explain: Callable[[Tensor], Tensor] | None = None,
+                view_layer_maps: Callable[[str], Tensor] | None = None) -> EngineContext:
         """A metric context for candidates ``exprs`` (leading axis B). ``view_maps`` replaces rendering the
         expressions on a view, for callers that already hold the candidates' values there (the search);
         ``explain`` replaces re-explaining new inputs with the expressions (post-processed controls)."""
@@ -119,8 +160,13 @@ class Workspace:
                 out.append(render(expr, vals, self.size))
             return torch.stack(out).reshape(*images.shape[:-3], *self.size)
 
+        def layer_view(view: str) -> Tensor:
+            if view not in self.caches:
+                raise KeyError(f"view {view!r} was not cached; the metric must declare it in views()")
+            return self.layer_heatmaps(exprs, view)
+
         return EngineContext(self.samples, self.model, view_maps or render_view, explain or explain_fn,
-                             self.options.batch_size, memo_key=self)
+                             self.options.batch_size, memo_key=self, view_layer_maps=view_layer_maps or layer_view)
 
     def evaluate(self, metric: Metric, maps: Tensor, exprs: Sequence[Node],
                  view_maps: Callable[[str], Tensor] | None = None,
@@ -136,7 +182,7 @@ class Workspace:
         with progress(len(exprs), desc, "expr") if desc else nullcontext() as bar:
             for sl in _chunks(len(exprs), chunk):
                 batch = list(exprs[sl])
-                out.append(self.evaluate(metric, self.heatmaps(batch), batch))
+                out.append(self.evaluate_layers(metric, lambda v, b=batch: self.layer_heatmaps(b, v), batch))
                 if bar is not None:
                     bar.update(len(batch))
         return torch.cat(out) if out else torch.zeros(0, len(self.samples))

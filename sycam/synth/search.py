@@ -42,7 +42,7 @@ from .. import stats
 from .._progress import progress
 from ..data.samples import Samples
 from ..expr import Node, evaluate, kind_of, parse
-from ..heatmap import finish_layer, layer_maps
+from ..heatmap import layer_maps
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError, degenerate
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
@@ -461,18 +461,17 @@ class Search:
     def _score(self, entries: Sequence[Entry], columns: Sequence[int]) -> list[list[float]]:
         """Aggregate synthesis scores ``[candidate][column]`` of bank entries (values on every view), for the
         metric columns ``columns``."""
-        size = self.ws.size
         nodes = [e.node for e in entries]
-        rendered: dict[str, Tensor] = {}
 
-        def view_maps(view: str) -> Tensor:
-            if view not in rendered:
+        memo: dict[str, Tensor] = {}
+
+        def layers(view: str) -> Tensor:
+            if view not in memo:
                 i = self.views.index(view)
-                rendered[view] = finish_layer(torch.stack([layer_maps(e.values[i], self.acts[i])
-                                                           for e in entries]), size)
-            return rendered[view]
+                memo[view] = torch.stack([layer_maps(e.values[i], self.acts[i]) for e in entries])
+            return memo[view]
 
-        out = [self.columns[j].aggregate(self.ws.evaluate(self.columns[j], view_maps(BASE), nodes, view_maps)).tolist()
+        out = [self.columns[j].aggregate(self.ws.evaluate_layers(self.columns[j], layers, nodes)).tolist()
                for j in columns]
         return [list(row) for row in zip(*out, strict=True)]
 
