@@ -28,8 +28,8 @@ Score-CAM), a budget of ``--candidates`` scored candidates.
 
 Ratios: ``speedup_vs_gradcam`` = search rate / grad-cam rate (target ≥ 1000); ``search_cost_vs_bare`` =
 the search's per-candidate time / the bare per-candidate time (target ≤ 2), and the same against (iii).
-Rounds are interleaved (search, bare, grad-cam, search, ...); each rate is the median over ``--repeats`` rounds and each ratio the
-median of the per-round ratios (paired, so a load change during a round hits both sides alike).
+Rounds are interleaved (search, bare, grad-cam, search, ...); each rate is the median over ``--repeats``
+rounds and each ratio the median of the per-round ratios (paired: a load change hits both sides alike).
 
 Usage: ``python benchmarks/synthesis.py [--n 28] [--candidates 1000] [--repeats 3] [--ref-candidates 6] [--batch 16]``.
 The last line of the output is one JSON object with both ratios and the raw rates.
