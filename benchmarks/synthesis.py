@@ -209,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with torch.no_grad():
             for alpha in alphas:
-                layer = normalize(torch.relu(saliency(alpha[:, :, None, None], acts)))
+                lmaps = normalize(torch.relu(saliency(alpha[:, :, None, None], acts)))
                 if lowres:
-                    metric.aggregate(metric.evaluate_lowres(layer[None], size, ctx))  # type: ignore[attr-defined]
+                    metric.aggregate(metric.evaluate_lowres(lmaps[None], size, ctx))  # type: ignore[attr-defined]
         sync(device)
         low_rates.append(len(alphas) / (time.perf_counter() - t0))
 
