@@ -19,12 +19,20 @@ For images :math:`x_n`, target scores :math:`y_n = y_{c_n}(x_n)` and target-laye
   ``torch.fx``; if the model cannot be traced, the whole network is rerun with the layer's output
   replaced).
 
+The no-grad forwards of S and D (thousands of them) run, on the CPU, through an inference-optimized copy of
+the network (:func:`inference_forward`: traced, frozen, BatchNorm folded into the convolutions, oneDNN
+layouts), used only after it was checked to agree with the plain network to within 1e-5 of the output's
+scale on the first batch; otherwise the plain network runs. Every long extraction shows progress with an
+ETA, and S announces its cost (forwards) before it starts.
+
 Extraction is a pure function of (model, layer, images, targets) → tensors, so it can be sharded by image.
 Hooks are always removed and the model's mode restored, also on errors and under ``torch.no_grad()``.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from . import _progress
+from ._progress import progress
 from .expr.ops import safe_div
 from .models import ModelError, resolve_layer
 from .targets import Targets, TargetSpec
@@ -155,6 +165,64 @@ class ExtractOptions:
     batch_size: int = 32  #: images per forward/backward for A, G; masked inputs per forward for S and D
     score_top_k: int | None = None  #: cap of the Score-CAM terminal S to the top-k channels per image
     ablation_batch: int = 256  #: ablated copies per tail forward for D
+    #: run S's and D's no-grad forwards through a verified inference-optimized copy (CPU; see inference_forward)
+    optimize: bool = True
+
+#: fewest forwards for which building an inference-optimized copy pays off (it costs about one batch)
+OPTIMIZE_MIN_FORWARDS = 256
+#: agreement required of the optimized copy, relative to the largest output magnitude
+OPTIMIZE_TOLERANCE = 1e-5
+
+
+def inference_forward(module: nn.Module, example: tuple[Tensor, ...],
+                      tolerance: float = OPTIMIZE_TOLERANCE) -> Callable[..., Tensor] | None:
+    """An inference-optimized forward of ``module`` (in eval mode), or ``None`` where it cannot be built
+    or does not agree with the plain module.
+
+    The copy is ``torch.jit.trace`` → ``torch.jit.freeze`` (BatchNorm folded into the preceding
+    convolution, constants propagated) → ``torch.jit.optimize_for_inference`` (oneDNN convolutions and
+    fused ops). It is kept only if, on ``example``, ``max |optimized - plain| <= tolerance · max |plain|``
+    (folding reorders float arithmetic, so bit equality is not expected). Only for no-grad forwards.
+
+    Example::
+
+        fast = inference_forward(model.eval(), (images[:32],)) or model
+        with torch.no_grad():
+            logits = fast(images)
+    """
+    if module.training:
+        return None
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, example, check_trace=False)
+            fast = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            want = module(*example)
+            got = fast(*example)
+        if not isinstance(want, Tensor) or not isinstance(got, Tensor) or got.shape != want.shape:
+            return None
+        scale = float(want.abs().max()) if want.numel() else 0.0
+        if not bool(torch.isfinite(got).all()) or float((got - want).abs().max()) > tolerance * max(scale, 1e-30):
+            return None
+    except Exception:  # untraceable or unsupported: the plain module runs
+        return None
+    return fast
+
+
+def _fast_forward(module: nn.Module, example: Callable[[], tuple[Tensor, ...]], forwards: int,
+                  options: ExtractOptions | None, device: torch.device) -> Callable[..., Tensor] | None:
+    """The optimized forward when it is enabled and pays off (CPU, at least OPTIMIZE_MIN_FORWARDS)."""
+    if options is not None and not options.optimize:
+        return None
+    if device.type != "cpu" or forwards < OPTIMIZE_MIN_FORWARDS:
+        return None
+    return inference_forward(module, example())
+
+
+def announce(message: str) -> None:
+    """One line on the progress stream (only when progress output is on, as in the CLI)."""
+    if _progress.enabled():
+        print(message, file=_progress._state["stream"] or sys.stderr, flush=True)
 
 
 def forward_backward(
@@ -162,7 +230,7 @@ def forward_backward(
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """``(A, G, logits)`` for ``images``: one forward (and one backward when ``need_grad``) per chunk."""
     acts, grads, outs = [], [], []
-    with eval_mode(model):
+    with eval_mode(model), progress(images.shape[0], "terminals A, G" if need_grad else "terminal A", "img") as bar:
         for sl in _chunks(images.shape[0], batch_size):
             x = images[sl]
             index = torch.arange(sl.start, sl.stop, device=x.device)
@@ -183,6 +251,7 @@ def forward_backward(
                     grads.append(g.detach())
             acts.append(a.detach())
             outs.append(logits.detach())
+            bar.update(sl.stop - sl.start)
     return torch.cat(acts), (torch.cat(grads) if need_grad else None), torch.cat(outs)
 
 
@@ -193,6 +262,7 @@ def _target_scores(
     targets: Targets,
     batch_size: int,
     forward: Callable[[Tensor], Tensor] | None = None,
+    bar: object | None = None,
 ) -> Tensor:
     """Target scores of ``total`` generated inputs, chunked; ``inputs(slice) -> (batch, sample index)``."""
     out = []
@@ -201,17 +271,21 @@ def _target_scores(
         for sl in _chunks(total, batch_size):
             x, index = inputs(sl)
             out.append(targets.scores(run(x), index))
+            if bar is not None:
+                bar.update(sl.stop - sl.start)  # type: ignore[attr-defined]
     return torch.cat(out) if out else torch.zeros(0)
 
 
 def score_cam_scores(
-    model: nn.Module, images: Tensor, acts: Tensor, targets: Targets, batch_size: int = 32, top_k: int | None = None
+    model: nn.Module, images: Tensor, acts: Tensor, targets: Targets, batch_size: int = 32, top_k: int | None = None,
+    options: ExtractOptions | None = None,
 ) -> Tensor:
     """The Score-CAM terminal ``S`` of shape ``(N, K)`` (see the module docstring).
 
     A channel that is constant over space has an all-zero mask, so its masked input is the zero image:
     one forward of the zero image per image scores every such channel (exactly what a forward per
-    channel would give), and only the other channels cost a forward each.
+    channel would give), and only the other channels cost a forward each. The cost (forwards) is
+    announced before the first one runs, and a progress bar with an ETA follows them.
     """
     n, k = acts.shape[:2]
     size = images.shape[-2:]
@@ -221,6 +295,7 @@ def score_cam_scores(
         top = acts.mean(dim=(2, 3)).topk(top_k, dim=1).indices  # (N, top_k)
         selected &= torch.zeros_like(selected).scatter_(1, top, True)
     pairs_n, pairs_k = selected.nonzero(as_tuple=True)
+    total = pairs_n.numel() + n
 
     def inputs(sl: slice) -> tuple[Tensor, Tensor]:
         ni, ki = pairs_n[sl], pairs_k[sl]
@@ -233,9 +308,15 @@ def score_cam_scores(
     def zeros(sl: slice) -> tuple[Tensor, Tensor]:
         return torch.zeros_like(images[sl]), torch.arange(sl.start, sl.stop, device=images.device)
 
-    with eval_mode(model):
-        scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size).to(acts.dtype)
-        empty = _target_scores(model, zeros, n, targets, batch_size).to(acts.dtype)
+    capped = "" if top_k is None or top_k >= k else f", capped to the top-{top_k} channels"
+    announce(f"Score-CAM terminal S: {total} forwards of {tuple(size)} inputs ({n} images x {k} channels, "
+             f"{n * k - pairs_n.numel()} constant or skipped channels share one forward per image{capped})")
+    with eval_mode(model), progress(total, "Score-CAM S", "fwd") as bar:
+        first = min(batch_size, max(pairs_n.numel(), 1))
+        fast = _fast_forward(model, lambda: (inputs(slice(0, first))[0] if pairs_n.numel() else images[:first],),
+                             total, options, images.device)
+        scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar).to(acts.dtype)
+        empty = _target_scores(model, zeros, n, targets, batch_size, fast, bar).to(acts.dtype)
     out = empty[:, None].expand(n, k).clone()
     out[pairs_n, pairs_k] = scores
     return out
@@ -250,8 +331,13 @@ def ablation_drops(
     targets: Targets,
     batch_size: int = 256,
     split: TailSplit | None = None,
+    options: ExtractOptions | None = None,
 ) -> Tensor:
-    """The Ablation-CAM terminal ``D`` of shape ``(N, K)`` (see the module docstring)."""
+    """The Ablation-CAM terminal ``D`` of shape ``(N, K)`` (see the module docstring).
+
+    With a tail split whose only cut value is the layer's output, the cached activations are the tail's
+    input (no head forward at all).
+    """
     n, k = acts.shape[:2]
     mins = acts.flatten(1).min(1).values
     ablate_to = torch.where(mins == 0, torch.zeros_like(mins), mins - 1e7)
@@ -260,22 +346,35 @@ def ablation_drops(
 
     def ablated(sl: slice) -> tuple[Tensor, Tensor]:
         ni, ki = pairs_n[sl], pairs_k[sl]
-        a = acts[ni].clone()
+        a = acts[ni]  # advanced indexing: already a copy
         a[torch.arange(ni.numel(), device=a.device), ki] = ablate_to[ni].view(-1, 1, 1)
         return a, ni
 
-    with eval_mode(model):
+    total = pairs_n.numel()
+    with eval_mode(model), progress(total, "Ablation-CAM D", "fwd") as bar:
         if split is not None:
-            with torch.no_grad():
-                cut = [split.head(images[sl]) for sl in _chunks(n, 32)]
-            cut_values = [torch.cat([c[i] for c in cut]) for i in range(split.n_cut)]
+            if split.n_cut == 1:
+                cut_values = [acts]
+            else:
+                with torch.no_grad():
+                    cut = [split.head(images[sl]) for sl in _chunks(n, 32)]
+                cut_values = [torch.cat([c[i] for c in cut]) for i in range(split.n_cut)]
 
+            def example() -> tuple[Tensor, ...]:
+                a, ni = ablated(slice(0, min(batch_size, total)))
+                return (a, *[v[ni] for v in cut_values[1:]])
+
+            # only a tail with convolutions or BatchNorm has something to fold: a pooling + linear head
+            # (the usual last-layer tail) runs as fast plain, and tracing it would only cost time
+            foldable = any(isinstance(mod, (nn.Conv2d, nn.BatchNorm2d)) for mod in split.tail.modules())
+            tail = (_fast_forward(split.tail, example, total, options, acts.device) if foldable else None) or split.tail
             scores = []
             with torch.no_grad():
-                for sl in _chunks(pairs_n.numel(), batch_size):
+                for sl in _chunks(total, batch_size):
                     a, ni = ablated(sl)
                     rest = [v[ni] for v in cut_values[1:]]
-                    scores.append(targets.scores(split.tail(a, *rest), ni))
+                    scores.append(targets.scores(tail(a, *rest), ni))
+                    bar.update(sl.stop - sl.start)
             abl = torch.cat(scores)
         else:
             state: dict[str, Tensor] = {}
@@ -289,7 +388,7 @@ def ablation_drops(
                 return images[ni], ni
 
             with capture_output(layer, swap):
-                abl = _target_scores(model, run, pairs_n.numel(), targets, batch_size)
+                abl = _target_scores(model, run, total, targets, batch_size, None, bar)
     base = base_scores[pairs_n].to(abl.dtype)
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 
@@ -418,6 +517,7 @@ class TerminalCache:
                 self.targets,
                 self.options.batch_size,
                 self.options.score_top_k,
+                self.options,
             )
             self.timings["S"] = time.perf_counter() - t0
         if "D" in names and "D" not in self._values:
@@ -431,6 +531,7 @@ class TerminalCache:
                 self.targets,
                 self.options.ablation_batch,
                 self._tail_split(),
+                self.options,
             )
             self.timings["D"] = time.perf_counter() - t0
         return {n: self._values[n] for n in names}

@@ -157,3 +157,74 @@ def test_layer_paths(net: SkipNet) -> None:
     assert resolve_layer(net, net.body)[0] == "body"
     with pytest.raises(ModelError, match="index 5 out of range"):
         resolve_layer(net, "stem[5]")
+
+
+# -- inference-optimized forwards, progress ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "layer", "size"), [
+    ("resnet50", "layer3", 64),  # tail: layer4 (convs + BatchNorm) and fc
+    ("vgg16", "features.23", 64),  # tail: the last conv block and the classifier
+    ("efficientnet_lite0", "blocks.5", 96),  # tail: the last block, conv_head + bn2, classifier
+])
+def test_optimized_tails_equal_the_plain_tails(name: str, layer: str, size: int) -> None:
+    """The folded, frozen copy of a seeded network's tail agrees with the plain tail within 1e-5 of the
+    output's scale (or is refused, and the plain tail runs)."""
+    from sycam.models import load_model
+    from sycam.terminals import OPTIMIZE_TOLERANCE, inference_forward
+
+    model = load_model(name, weights=None, seed=0).module.eval()
+    split = TailSplit.build(model, layer)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cut = split.head(x)
+        want = split.tail(*cut)
+    fast = inference_forward(split.tail, tuple(cut))
+    if name != "vgg16":  # VGG's adaptive pooling of a small map is not supported by oneDNN: refused
+        assert fast is not None
+    if fast is not None:  # also on inputs other than the one it was checked on
+        other = tuple(c * (1 + torch.rand(c.shape, generator=torch.Generator().manual_seed(1))) for c in cut)
+        with torch.no_grad():
+            for args, ref in ((cut, want), (other, split.tail(*other))):
+                assert float((fast(*args) - ref).abs().max()) <= OPTIMIZE_TOLERANCE * float(ref.abs().max())
+
+
+def test_optimized_score_cam_and_ablation_equal_plain(net: SkipNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sycam.terminals as terminals
+
+    monkeypatch.setattr(terminals, "OPTIMIZE_MIN_FORWARDS", 0)
+    x = images(2)
+    plain = TerminalCache(net, "body", x, [0, 1], ExtractOptions(optimize=False)).get(["S", "D"])
+    fast = TerminalCache(net, "body", x, [0, 1], ExtractOptions(optimize=True)).get(["S", "D"])
+    for k in ("S", "D"):
+        assert float((fast[k] - plain[k]).abs().max()) <= 1e-5 * float(plain[k].abs().max()), k
+
+
+def test_inference_forward_refuses_what_it_cannot_check(net: SkipNet) -> None:
+    from sycam.terminals import inference_forward
+
+    net.train()
+    assert inference_forward(net, (images(),)) is None  # training mode: BatchNorm would not fold
+    net.eval()
+
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no")
+
+    assert inference_forward(Broken(), (images(),)) is None
+
+
+def test_score_cam_announces_its_cost_and_shows_progress(net: SkipNet) -> None:
+    import io
+
+    from sycam import _progress
+
+    stream = io.StringIO()
+    _progress.configure(True, stream)
+    try:
+        TerminalCache(net, "body", images(2), [0, 1]).get(["S", "D"])
+    finally:
+        _progress.configure(False)
+    text = stream.getvalue()
+    assert "Score-CAM terminal S: " in text and "forwards" in text
+    assert "Score-CAM S: " in text and "Ablation-CAM D: " in text

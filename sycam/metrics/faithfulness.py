@@ -42,8 +42,8 @@ SPACES = ("input", "pixels")
 BASELINES = ("zero", "black", "blur", "mean")
 #: Perturbed inputs built and handed to ``ctx.logits`` at once by the deletion/insertion curves.
 CURVE_CHUNK = 64
-#: Scored perturbed inputs remembered per context (about 200 bytes each); the memory is cleared beyond this.
-MAX_CACHED_FORWARDS = 2_000_000
+#: Scored perturbed inputs remembered per context (about 100 bytes each); the memory is cleared beyond this.
+MAX_CACHED_FORWARDS = 1_000_000
 
 
 def relative_drop(clean: Tensor, masked: Tensor, output: str) -> Tensor:
@@ -272,11 +272,11 @@ class _PerturbationCurve(_ModelMetric):
         bins = self.step_bins(maps.nan_to_num(0.0))
         return bins.masked_fill(degenerate(maps)[..., None], 0)
 
-    def _perturbed_cache(self, ctx: MetricContext) -> dict[tuple[int, bytes], float]:
-        """Target scores of perturbed inputs already scored, by (image, digest of the perturbed pixel set);
+    def _perturbed_cache(self, ctx: MetricContext) -> dict[bytes, float]:
+        """Target scores of perturbed inputs already scored, by a digest of (image, perturbed pixel set);
         shared by every candidate scored under the same context key and samples."""
         s = ctx.samples
-        cache: dict[tuple[int, bytes], float] = self._forwards.get(
+        cache: dict[bytes, float] = self._forwards.get(
             ctx, (s.images, s.labels), (self.output, self.baseline, self.blur_sigma, self.steps), dict
         )
         if len(cache) > MAX_CACHED_FORWARDS:
@@ -288,7 +288,7 @@ class _PerturbationCurve(_ModelMetric):
         along the curve. Pixels are ranked by decreasing map value; ties keep raster order (stable sort).
 
         Each inner point ``(image i, step k)`` is the model's score on image ``i`` with the pixel set
-        ``{p : bin(p) <= k}`` perturbed. Points are keyed by ``i`` and a 128-bit digest of that set; a point
+        ``{p : bin(p) <= k}`` perturbed. Points are keyed by a 128-bit BLAKE2 digest of ``i`` and that set; a point
         already scored (by another candidate, another image row or an earlier call under the same context
         key) is not forwarded again."""
         maps = check_maps(maps, ctx, self.name)
@@ -307,12 +307,13 @@ class _PerturbationCurve(_ModelMetric):
         # One digest per (row, inner step): the packed bits of the perturbed set.
         bins_np = bins.cpu().numpy()
         idx_np = idx.cpu().tolist()
-        keys: list[tuple[int, bytes]] = []
-        todo: dict[tuple[int, bytes], tuple[int, int]] = {}
+        salts = [int(i).to_bytes(16, "little") for i in idx_np]  # the image index enters every digest
+        keys: list[bytes] = []
+        todo: dict[bytes, tuple[int, int]] = {}
         for r in range(rows):
             b = bins_np[r]
             for k in range(1, inner + 1):
-                key = (idx_np[r], hashlib.blake2b(np.packbits(b <= k).tobytes(), digest_size=16).digest())
+                key = hashlib.blake2b(np.packbits(b <= k).tobytes(), digest_size=16, salt=salts[r]).digest()
                 keys.append(key)
                 if key not in cache and key not in todo:
                     todo[key] = (r, k)

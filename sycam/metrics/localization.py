@@ -160,11 +160,11 @@ class PointingGame(Metric):
         """Exact from layer maps where the maximum is clear. The maximum of the upsampled map lies on the
         subgrid (:mod:`~sycam.metrics.lowres`), and every other pixel is at most the larger of the second
         subgrid value and the two pixels next to the maximum inside its cell. When the maximum exceeds that
-        bound by more than ``1e-5`` of the map's range (far above float32 rounding), the full map's maximal
-        pixels are exactly the maximum's block of identical rows and columns, and the hit is counted on the
-        ground truth there. Other images (near-ties, or a maximum on the bottom/right clamped border whose
-        float32 values may differ in the last bit, unless that block lies wholly inside or outside the hit
-        region) are rendered at full resolution."""
+        bound by more than ``1e-5`` of the map's range plus ``1e-6`` of its maximum (far above float32
+        rounding), the full map's maximal pixels are exactly the maximum's block of identical rows and
+        columns, and the hit is counted on the ground truth there. Other images (near-ties, or a maximum on
+        the bottom/right clamped border whose float32 values may differ in the last bit, unless that block
+        lies wholly inside or outside the hit region) are rendered at full resolution."""
         masks = gt_masks(ctx, self.name)
         rz = resize_for(layer_maps, size)
         structure = rz.clones
@@ -192,7 +192,7 @@ class PointingGame(Metric):
         bound = torch.maximum(second, torch.maximum(next_row, next_col))
         vmin = sub.flatten(-2).amin(-1)
         kr, kc = cr.cls[jr], cc.cls[jc]
-        clear = vmax - bound > 1e-5 * (vmax - vmin)
+        clear = vmax - bound > 1e-5 * (vmax - vmin) + 1e-6 * vmax
         exact = cr.exact[kr] & cc.exact[kc]
         r0, r1, c0, c1 = cr.start[kr], cr.stop[kr], cc.start[kc], cc.stop[kc]
         zero = (m == 0).flatten(-2).all(-1)  # an all-zero map upsamples to exact zeros: every pixel is maximal

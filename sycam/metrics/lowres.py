@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..heatmap import NORM_EPS, normalize
 from ._util import Memo
 from .base import MetricError
 
@@ -46,6 +45,8 @@ def full_maps(layer_maps: Tensor, size: tuple[int, int]) -> Tensor:
     """The full-resolution heatmaps ``(*B, N, H, W)`` of layer maps ``(*B, N, h, w)`` (already
     ``norm(relu(raw))``): bilinear resize to ``size`` (skipped at equal size), relu, min-max normalize; the
     second half of ``sycam.heatmap.finish``."""
+    from ..heatmap import normalize  # imported on use: sycam.heatmap pulls in the model zoo
+
     lead = layer_maps.shape[:-2]
     m = layer_maps.reshape(-1, 1, *layer_maps.shape[-2:])
     if tuple(m.shape[-2:]) != tuple(size):
@@ -203,6 +204,8 @@ class Affine:
 
 def affine(m: Tensor, rz: Resize) -> Affine:
     """``L = (u - min u) / (max u - min u + eps)`` of float64 layer maps ``m`` as :class:`Affine`."""
+    from ..heatmap import NORM_EPS
+
     lo, hi = rz.extremes(m)
     scale = 1.0 / (hi - lo + NORM_EPS)
     mean_u = (m * rz.column_sums).sum((-2, -1)) / rz.pixels
