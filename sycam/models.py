@@ -17,11 +17,13 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from .errors import SycamError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelError(ValueError):
+class ModelError(SycamError, ValueError):
     """A model, layer or weights problem, with a message fit for one line of output."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import SycamError
 
-class DataError(ValueError):
+
+class DataError(SycamError, ValueError):
     """Bad data input: the message is one line and names the file (and row) at fault."""
 
 

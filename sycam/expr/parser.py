@@ -18,11 +18,12 @@ import math
 import re
 from dataclasses import dataclass
 
+from ..errors import SycamError
 from .ast import TERMINALS, Call, Const, Node, Terminal
 from .ops import FUNCTIONS, INFIX, OPS, Kind
 
 
-class ExpressionError(ValueError):
+class ExpressionError(SycamError, ValueError):
     """A syntax or type error in an expression, with the position it was found at."""
 
     def __init__(self, message: str, text: str, position: int) -> None:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.samples import Samples
+from ..errors import SycamError
 from ..expr import evaluate, kind_of, parse
 from ..heatmap import finish, saliency
 from ..methods import METHODS
@@ -33,7 +34,7 @@ from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle
 
 
-class SynthesisError(ValueError):
+class SynthesisError(SycamError, ValueError):
     """Bad synthesis settings or a checkpoint that does not match them."""
 
 
