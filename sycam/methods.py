@@ -56,7 +56,7 @@ def resolve_method(spec: str | Node) -> tuple[str, Node]:
     if isinstance(spec, Node):
         return str(spec), spec
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a method must be a name ({', '.join(METHODS)}) or an expression, got {spec!r}")
+        raise ExpressionError(f"empty method: give a name ({', '.join(METHODS)}) or an expression", str(spec), 0)
     key = _key(spec)
     if key in METHODS:
         return METHODS[key].name, METHODS[key].node
