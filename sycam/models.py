@@ -117,6 +117,9 @@ class Preprocess:
 _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)|\[(-?\d+)\]|\.(-?\d+)|\.")
 
 
+_LAYER_PATH = re.compile(r"(?:[^.\[\]\s]+|\[-?\d+\])(?:\.[^.\[\]\s]+|\[-?\d+\])*")
+
+
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     """``(dotted_name, module)`` for a layer given as a module or a path like ``layer4[-1]`` / ``features.29``."""
     if isinstance(layer, nn.Module):
@@ -126,6 +129,9 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         raise ModelError("the target layer is not a submodule of the model")
     if not isinstance(layer, str) or not layer.strip():
         raise ModelError(f"target layer must be a module or a path like 'layer4[-1]', got {layer!r}")
+    if not _LAYER_PATH.fullmatch(layer.strip()):
+        raise ModelError(f"malformed layer path {layer!r}: expected names and indices like 'layer4[-1]' or "
+                         "'features.29'")
     current: nn.Module = model
     names: list[str] = []
     for token in re.findall(r"[^.\[\]]+|\[-?\d+\]", layer.strip()):
