@@ -136,6 +136,8 @@ class OutputFolder:
         while not p.exists():
             missing.append(p)
             p = p.parent
+        if not p.is_dir():
+            raise OutputError(f"cannot create output folder {root}: {p} is not a folder")
         if not os.access(p, os.W_OK | os.X_OK):
             raise OutputError(f"output folder {root} is not writable (no write permission on {p})")
         try:
