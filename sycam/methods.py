@@ -63,7 +63,8 @@ def resolve_method(spec: str | Node) -> tuple[str, Node]:
     try:
         node = parse(spec)
     except ExpressionError as exc:
-        if spec.strip().replace("-", "").replace("+", "").replace("_", "").isalnum() and "(" not in spec:
+        if exc.reason.startswith("unknown name") and "(" not in spec \
+                and spec.strip().replace("-", "").replace("+", "").replace("_", "").isalnum():
             raise ExpressionError(
                 f"unknown method {spec.strip()!r} (methods: {', '.join(METHODS)}) and not an expression: {exc.reason}",
                 exc.text,

@@ -88,10 +88,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: ``sycam CMD: error: ... (see sycam CMD --help)``."""
+    """An argument parser whose errors are one line: ``sycam CMD: error: ... (see 'sycam CMD --help')``."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _type(name: str, check: Any, what: str) -> Any:
