@@ -254,9 +254,9 @@ def run(args: argparse.Namespace) -> int:
 
         report = write_report(out.path("report.html"), results, items)
     print_summary(results, report)
-    if results.get("stopped_because") == "interrupted":
-        info(f"interrupted: the search stopped early; kept {out.root}/results.json, report.html and "
-             f"{CHECKPOINT} (the best candidate so far; continue with --resume)")
+    if results.get("stopped_because") == "interrupted":  # Ctrl-C: the search returned its best so far
+        print(f"interrupted: the search stopped early; kept results.json, report.html and {CHECKPOINT} in "
+              f"{out.root} (the best candidate so far; continue with --resume)")
         return EXIT_INTERRUPTED
     return 0
 
