@@ -60,19 +60,35 @@ def add_parsers(sub: Any) -> None:
 
 
 def read_image(path: str) -> Any:
-    """Open an image file, upright (EXIF orientation applied); one-line errors for unreadable files."""
+    """Open an image file as 8-bit RGB, upright (EXIF orientation applied), high-bit-depth greys scaled (not
+    clipped to white); one-line errors for unreadable files and decompression bombs.
+
+    (The data layer has its own reader for manifests; this one serves the images named on the command line.)
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            return ImageOps.exif_transpose(im)
+            return _to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise CLIError(f"image not found: {path}") from None
     except Image.DecompressionBombError as exc:
         raise CLIError(f"cannot read image {path}: {exc}") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise CLIError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _to_rgb(image: Any) -> Any:
+    """8-bit RGB; 16-bit and 32-bit grey images are scaled to 0–255 by their bit depth."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or float(arr.max(initial=0)) > 255 else 255.0
+        image = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")
 
 
 def _unique_names(paths: list[str]) -> list[str]:
