@@ -120,6 +120,15 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E49": ("a missing grammar file", [*SYN, "--grammar", "{tmp}/g.txt", "--out", "{tmp}/o"]),
     "E50": ("a custom metric file that does not exist", ["evaluate", "--data", "demo", "--metrics",
                                                           "{tmp}/m.py:fn", "--out", "{tmp}/o"]),
+    "E51": ("a metric that needs boxes, on data without any",
+            ["evaluate", "--random-weights", "--data", "{tmp}/nobox.csv", "--metrics", "iou", "--quiet", "--out",
+             "{tmp}/o", "@nobox"]),
+    "E52": ("a class index out of range", [*EXPLAIN, "--target", "5000", "{photo}", "--out", "{tmp}/o"]),
+    "E53": ("an unknown operator", [*SYN, "--operators", "+ foo", "--out", "{tmp}/o"]),
+    "E54": ("a zero expression size", [*SYN, "--max-size", "0", "--out", "{tmp}/o"]),
+    "E55": ("a zero sample limit", [*SYN, "--limit", "0", "--out", "{tmp}/o"]),
+    "E56": ("a zero Score-CAM cap", [*SYN, "--score-top-k", "0", "--out", "{tmp}/o"]),
+    "E57": ("an unknown metric parameter", [*SYN, "--metric-param", "colour=red", "--out", "{tmp}/o"]),
 }
 
 
@@ -197,6 +206,8 @@ def run_cli(case: str, tmp: Path, capsys: Any) -> tuple[int, str]:
             (tmp / "bad.png").write_bytes(b"not a png")
         elif a == "@bomb":
             _png(tmp / "bomb.png", 30000, 30000)
+        elif a == "@nobox":
+            (tmp / "nobox.csv").write_text(f"image,label\n{_photo(tmp)},1\n")
         else:
             _setup_out(tmp, a[1:])
     argv = [a.replace("{tmp}", str(tmp)).replace("{photo}", str(_photo(tmp))) for a in argv]

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._common import (
     METHOD_NAMES,
+    CLIError,
     HelpFormatter,
     add_data_args,
     add_model_args,
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     with output_folder(args, "evaluate") as out:
         model = load_model(args)
         samples = load_samples(args, model)
+        for name, metric in metrics.items():  # before the terminals are computed (scoring checks only later)
+            if metric.requires == "mask" and samples.masks is None:
+                raise CLIError(f"metric {name} needs ground truth (boxes or masks), but {args.data} has none")
         t0 = time.perf_counter()
         results = evaluate_methods(model.module, model.layer, samples, methods, metrics,
                                    ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k),
