@@ -53,10 +53,10 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_list(capsys) -> None:
-    from sycam.cli import METHOD_NAMES
+    from sycam.cli._common import method_list
     from sycam.methods import METHODS
 
-    assert tuple(METHODS) == METHOD_NAMES  # the CLI's default --baselines, kept without importing torch
+    assert method_list("all") == list(METHODS) and method_list("gradcam,all")[:2] == ["gradcam", "gradcam"]
     code, out, _ = run(capsys, "list", "methods")
     assert code == 0 and "gradcam++" in out and "softmax(S)" in out
     assert out.splitlines()[0].split() == ["method", "name", "expression", "reference"]

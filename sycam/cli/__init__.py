@@ -23,7 +23,6 @@ from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OS,
     EXIT_USAGE,
-    METHOD_NAMES,
     CLIError,
     HelpFormatter,
     Parser,
@@ -32,7 +31,7 @@ from ._common import (
     set_quiet,
 )
 
-__all__ = ["METHOD_NAMES", "CLIError", "build_parser", "main"]
+__all__ = ["CLIError", "build_parser", "main"]
 
 DESCRIPTION = """\
 Metric-guided synthesis of class activation maps: search a small language of CAM expressions for the

@@ -25,8 +25,6 @@ EXIT_OS = 1  #: the system refused (disk full, permissions) — not the user's i
 EXIT_USAGE = 2  #: bad input: one line on stderr says what and where
 EXIT_INTERRUPTED = 130  #: Ctrl-C (SIGINT); what was kept is said
 
-#: the classic methods, kept here without importing torch (a test checks it equals sycam.methods.METHODS)
-METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "scorecam", "ablationcam", "hirescam", "layercam")
 
 
 class CLIError(SycamError):
@@ -198,6 +196,16 @@ def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def method_list(text: str) -> list[str]:
+    """A comma-separated list of methods; ``all`` stands for every classic method (``sycam list methods``)."""
+    from ..methods import METHODS
+
+    out: list[str] = []
+    for item in split_list(text):
+        out += list(METHODS) if item.lower() == "all" else [item]
+    return out
 
 
 def split_list(text: str) -> list[str]:

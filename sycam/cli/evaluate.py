@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from ._common import (
-    METHOD_NAMES,
     CLIError,
     HelpFormatter,
     add_data_args,
@@ -20,6 +19,7 @@ from ._common import (
     info,
     load_model,
     load_samples,
+    method_list,
     non_empty,
     nonneg_int,
     output_folder,
@@ -44,8 +44,9 @@ def add_parsers(sub: Any) -> None:
     add_model_args(p)
     add_data_args(p)
     g = p.add_argument_group("what to score")
-    g.add_argument("--methods", type=non_empty("method names or expressions"), default=",".join(METHOD_NAMES),
-                   metavar="LIST", help="comma-separated method names (`sycam list methods`) or expressions")
+    g.add_argument("--methods", type=non_empty("method names or expressions"), default="all",
+                   metavar="LIST", help="comma-separated method names (`sycam list methods`) or expressions; all: "
+                   "every classic method")
     g.add_argument("--metrics", type=non_empty("metric names"), required=True, metavar="LIST",
                    help="comma-separated metric names (`sycam list metrics`) or module:function")
     g.add_argument("--gallery", type=nonneg_int, default=4, metavar="N", help="samples shown in the report")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import evaluate_methods
     from ..terminals import ExtractOptions
 
-    methods = dict(resolve_method(m) for m in split_list(args.methods))
+    methods = dict(resolve_method(m) for m in method_list(args.methods))
     metric_names = split_list(args.metrics)
     metrics = {name: get_metric(name) for name in metric_names}
     with output_folder(args, "evaluate") as out:

