@@ -104,7 +104,7 @@ def check_images(images: object, model: nn.Module) -> Tensor:
                 " (one image, channels last? use images.permute(2, 0, 1)[None])"
         elif images.dim() == 3 and shape[0] == channels:
             hint = " (one image? use images[None])"
-        raise InputError(f"images must have shape (N, {channels}, H, W), got shape {shape}{hint}")
+        raise InputError(f"images must be a (N, C, H, W) tensor with C = {channels}, got shape {shape}{hint}")
     if shape[0] == 0 or shape[2] == 0 or shape[3] == 0:
         raise InputError(f"images must not be empty, got shape {shape}")
     finite = torch.isfinite(images)

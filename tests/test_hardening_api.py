@@ -26,7 +26,7 @@ def net():
         (torch.zeros(2, 3, 16, 16, dtype=torch.int64), "images have dtype int64"),
         (torch.zeros(16, 16, 3), "got shape (16, 16, 3) (one image, channels last?"),
         (torch.zeros(2, 16, 16, 3), "got shape (2, 16, 16, 3) (channels last? use images.permute(0, 3, 1, 2))"),
-        (torch.zeros(2, 1, 16, 16), "images must have shape (N, 3, H, W), got shape (2, 1, 16, 16)"),
+        (torch.zeros(2, 1, 16, 16), "images must be a (N, C, H, W) tensor with C = 3, got shape (2, 1, 16, 16)"),
         (torch.zeros(3, 16, 16), "got shape (3, 16, 16) (one image? use images[None])"),
         (torch.zeros(0, 3, 16, 16), "images must not be empty"),
         (torch.full((1, 3, 16, 16), float("nan")), "images hold 768 NaN or infinite value(s) of 768"),
