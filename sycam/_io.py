@@ -206,6 +206,7 @@ class OutputFolder:
         earlier = [str(f) for f in manifest.get("files", []) if isinstance(f, str)]
         if self.resume:
             if self.checkpoint and (self.root / self.checkpoint).is_file():
+                self.files = list(dict.fromkeys(earlier))  # the run goes on: its earlier files stay its own
                 return
             raise OutputError(f"--resume: {self.root} holds no {self.checkpoint or 'checkpoint'} to resume from "
                               f"(it holds {_names(contents)}); pass --force instead of --resume to replace "
@@ -264,8 +265,9 @@ class OutputFolder:
                 continue
             with contextlib.suppress(OSError):
                 target.unlink()
+        created = {t.name for t in self.created}
         self.created = []
-        self.files = [f for f in self.files if f == keep and keep is not None]
+        self.files = [f for f in self.files if f not in created or f == keep]
         self.kept = list(self.files)
         with contextlib.suppress(OSError):
             if self.files:

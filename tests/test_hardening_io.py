@@ -147,3 +147,18 @@ def test_no_write_permission_is_refused_at_once(tmp_path: Path, monkeypatch) -> 
     with pytest.raises(OutputError, match=r"is not writable \(no write permission on"):
         OutputFolder(tmp_path / "out").open()
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_run_keeps_owning_the_earlier_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with OutputFolder(out, checkpoint="checkpoint.json") as run:
+        run.path("checkpoint.json").write_text("{}")
+        run.write("report.html", "<html>")
+    with pytest.raises(RuntimeError), OutputFolder(out, resume=True, checkpoint="checkpoint.json") as run:
+        run.write("extra.png", b"png")
+        raise RuntimeError("the resumed run fails")
+    assert not (out / "extra.png").exists() and (out / "report.html").exists()
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert sorted(manifest["files"]) == ["checkpoint.json", "report.html"]  # a later --force removes both
+    with OutputFolder(out, force=True) as run:
+        assert sorted(run.replaced) == ["checkpoint.json", "report.html"]
