@@ -47,15 +47,18 @@ examples:
 """
 
 
-def build_parser() -> Parser:
-    """The argument parser of every subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The argument parser of every subcommand; given the command line ``argv``, the demo's defaults (which
+    import the search) are read only when it runs ``demo``."""
     from .. import __version__
     from . import evaluate, explain, listing, synthesize
+
+    command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else "demo"
 
     parser = Parser(prog="sycam", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"sycam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    synthesize.add_parsers(sub)
+    synthesize.add_parsers(sub, demo_defaults=command == "demo")
     evaluate.add_parsers(sub)
     explain.add_parsers(sub)
     listing.add_parsers(sub)
@@ -71,7 +74,8 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     quiet = bool(getattr(args, "quiet", False))
     set_quiet(quiet)
     _progress.configure(not quiet)

@@ -54,25 +54,6 @@ examples:
 """
 
 
-def demo_defaults() -> dict[str, Any]:
-    """:data:`sycam.synth.demo.DEMO`, read without importing the search (and torch) when that is not loaded
-    yet, so that ``sycam --help`` and option errors stay instant."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "sycam.synth" in sys.modules:
-        from ..synth.demo import DEMO
-
-        return DEMO
-    spec = importlib.util.spec_from_file_location("_sycam_demo_settings", Path(__file__).parent.parent / "synth"
-                                                  / "demo.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.DEMO)
-
-
 def _demo_description(demo: Mapping[str, Any]) -> str:
     flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, as_list(v)))}" for k, v in demo.items())
     return f"""\
@@ -152,17 +133,22 @@ def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
         p.set_defaults(**defaults)
 
 
-def add_parsers(sub: Any) -> None:
-    """Register ``synthesize`` and ``demo``."""
-    demo = demo_defaults()
-
+def add_parsers(sub: Any, demo_defaults: bool = True) -> None:
+    """Register ``synthesize`` and ``demo``. ``demo_defaults=False`` registers ``demo`` without reading
+    :data:`sycam.synth.demo.DEMO` (which imports the search, and torch): for command lines that run another
+    subcommand, so that their help and option errors stay instant."""
     p = sub.add_parser("synthesize", help="search for the CAM expression that scores best on a metric",
                        description=SYNTHESIZE_DESCRIPTION, formatter_class=HelpFormatter)
     _add_synthesize_args(p)
     p.set_defaults(func=run)
-    p = sub.add_parser("demo", help="the embedded example, end to end, offline (synthesize with the demo's "
-                       "defaults)", description=_demo_description(demo), formatter_class=HelpFormatter)
-    _add_synthesize_args(p, demo)
+    help_text = "the embedded example, end to end, offline (synthesize with the demo's defaults)"
+    if not demo_defaults:
+        sub.add_parser("demo", help=help_text)
+        return
+    from ..synth.demo import DEMO
+
+    p = sub.add_parser("demo", help=help_text, description=_demo_description(DEMO), formatter_class=HelpFormatter)
+    _add_synthesize_args(p, DEMO)
     p.set_defaults(func=run)
 
 
