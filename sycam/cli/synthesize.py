@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
                             validation=validation)
         results = result.to_dict()
         t0 = time.perf_counter()
-        items = _gallery(model, results, synthesis, test, args)
+        items = _gallery(model, results, {"synthesis": synthesis, "validation": validation, "test": test}, args)
         results.setdefault("timings", {})["report"] = round(time.perf_counter() - t0, 3)
         out.write("results.json", json.dumps(results, indent=1))
         from ..report import write_report
@@ -265,8 +265,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gallery(model: Any, results: dict[str, Any], synthesis: Any, test: Any, args: argparse.Namespace) -> list[Any]:
-    """A few samples of each split, every baseline beside the winner."""
+def _gallery(model: Any, results: dict[str, Any], splits: dict[str, Any], args: argparse.Namespace) -> list[Any]:
+    """A few samples of each split (``None``: absent), every baseline beside the winner."""
     from ..heatmap import explain
 
     if args.gallery == 0:
@@ -274,7 +274,9 @@ def _gallery(model: Any, results: dict[str, Any], synthesis: Any, test: Any, arg
     names = list(results["baselines"])
     exprs = [results["baselines"][b]["expression"] for b in names] + [results["best"]["expression"]]
     items = []
-    for split_name, part in (("synthesis", synthesis), ("test", test)):
+    for split_name, part in splits.items():
+        if part is None:
+            continue
         picked = pick(part, args.gallery)
         if len(picked) == 0:
             continue
