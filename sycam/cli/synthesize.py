@@ -298,12 +298,14 @@ def print_summary(results: dict[str, Any], report: Any) -> None:
 
     print(f"metric: {metric['name']} {arrow} ({'higher' if metric['higher_is_better'] else 'lower'} is better)")
     print(f"best expression: {best['expression']}   (size {best['size']})")
-    rows = [("synthesized", best.get("synthesis_score"), best.get("test_score"))]
-    rows += [(name, b.get("synthesis_score"), b.get("test_score")) for name, b in results["baselines"].items()]
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"{'method':<{width}}{'synthesis':>10}{'test':>10}")
-    for name, syn, tst in rows:
-        print(f"{name:<{width}}{fmt(syn):>10}{fmt(tst):>10}")
+    splits = ["synthesis", "validation", "test"]
+    entries = [("synthesized", best), *results["baselines"].items()]
+    if all(e.get("validation_score") is None for _, e in entries):
+        splits.remove("validation")
+    width = max(len(name) for name, _ in entries) + 2
+    print(f"{'method':<{width}}" + "".join(f"{s:>12}" for s in splits))
+    for name, entry in entries:
+        print(f"{name:<{width}}" + "".join(f"{fmt(entry.get(f'{s}_score')):>12}" for s in splits))
     for point in results.get("pareto") or []:
         scores = ", ".join(f"{k} {fmt(v)}" for k, v in point.get("scores", {}).items())
         print(f"pareto: {point['expression']}  ({scores})")
