@@ -32,7 +32,7 @@ def _check_parse(text: str) -> None:
     assert parse(str(node)) == node
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(max_size=60))
 def test_random_text_never_crashes_the_parser(text: str) -> None:
     _check_parse(text)
