@@ -12,12 +12,13 @@ pytorch-grad-cam's layer aggregation. A constant map normalizes to zeros, never 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import SycamError
 from .expr import Node, evaluate, kind_of
 from .methods import resolve_method
 from .models import LoadedModel
@@ -91,6 +92,78 @@ def render_all(
     return torch.stack([render(n, values, size, memo) for n in nodes])
 
 
+class InputError(SycamError, ValueError):
+    """Images the API cannot explain: wrong type, dtype, layout or non-finite values (one-line message)."""
+
+
+def _input_channels(model: nn.Module) -> int | None:
+    """``in_channels`` of the model's first convolution, if it has one."""
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            return int(mod.in_channels)
+    return None
+
+
+def check_images(images: object, model: nn.Module) -> Tensor:
+    """Validate the model inputs given to :class:`CAM` / :func:`explain`; return them as floats.
+
+    Accepted: a floating ``(N, C, H, W)`` tensor with ``C`` the channels of the model's first convolution
+    (3 for every zoo model), all values finite. A floating dtype other than the model's is cast to it.
+    Refused with :class:`InputError`: anything not a tensor; integer and bool dtypes (``uint8`` images are
+    raw pixels, not model inputs: normalize them first, e.g. ``model.preprocess.normalize(x.float() / 255)``);
+    other layouts (``(H, W, C)``, ``(N, H, W, C)``, one-channel or unbatched images), named by their shape;
+    empty batches; NaN or infinite values.
+
+    Example::
+
+        check_images(torch.zeros(2, 3, 224, 224), model)     # fine
+        check_images(torch.zeros(224, 224, 3), model)        # InputError: ... got shape (224, 224, 3)
+    """
+    if not isinstance(images, Tensor):
+        raise InputError(f"images must be a torch.Tensor of shape (N, 3, H, W), got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if not (images.is_floating_point()):
+        raise InputError(f"images have dtype {str(images.dtype).removeprefix('torch.')}: CAM takes float model "
+                         "inputs (N, 3, H, W), normalized as the model expects; for uint8 pixels use "
+                         "model.preprocess.normalize(images.float() / 255)")
+    channels = _input_channels(model) or 3
+    if images.dim() != 4 or shape[1] != channels:
+        hint = ""
+        if images.dim() in (3, 4) and shape[-1] == channels and (images.dim() == 3 or shape[1] != channels):
+            hint = " (channels last? use images.permute(0, 3, 1, 2))" if images.dim() == 4 else \
+                " (one image, channels last? use images.permute(2, 0, 1)[None])"
+        elif images.dim() == 3 and shape[0] == channels:
+            hint = " (one image? use images[None])"
+        raise InputError(f"images must be a (N, C, H, W) tensor with C = {channels}, got shape {shape}{hint}")
+    if shape[0] == 0 or shape[2] == 0 or shape[3] == 0:
+        raise InputError(f"images must not be empty, got shape {shape}")
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise InputError(f"images hold {bad} NaN or infinite value(s) of {images.numel()}: CAM needs finite inputs")
+    param = next(model.parameters(), None)
+    if param is not None and param.is_floating_point() and images.dtype != param.dtype:
+        images = images.to(param.dtype)
+    return images
+
+
+def _run(images: Tensor, fn: Callable[[], list[Tensor]]) -> list[Tensor]:
+    """Run ``fn`` (the model on ``images``); a model that cannot take them (too small, ...) is an InputError."""
+    try:
+        return fn()
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"the model cannot run on images of shape {tuple(images.shape)}: {first}") from exc
+
+
+def _check_maps(maps: Tensor, label: str) -> Tensor:
+    """Heatmaps are in [0, 1]; a non-finite value (the model overflowed) is an error, never returned."""
+    if not bool(torch.isfinite(maps).all()):
+        raise InputError(f"the heatmap of {label} is not finite: the model's activations or gradients "
+                         "overflow on these images")
+    return maps
+
+
 class CAM:
     """A CAM method given as an expression (or a built-in name), pytorch-grad-cam style.
 
@@ -100,6 +173,12 @@ class CAM:
         cam = sycam.CAM(model, method="gradcam")           # default target layer of the model
         maps = cam(images, targets=[285, 967])             # (N, H, W) tensor in [0, 1]
         cam2 = sycam.CAM(model.module, "bn2", "mean(G) * relu(S)")
+
+    Inputs are checked by :func:`check_images`: ``images`` is a float ``(N, 3, H, W)`` tensor of finite
+    model inputs (normalized as the model expects); ``uint8`` images are refused with a message saying how
+    to convert them, other layouts are refused naming their shape. The maps are always finite and in
+    [0, 1]; where a map is constant (e.g. an input so small that the target layer is 1×1, such as 8×8
+    images on a ResNet) it is all zeros.
 
     Args:
         model: an ``nn.Module`` classifier or a :class:`~sycam.models.LoadedModel`.
@@ -130,8 +209,9 @@ class CAM:
         self.options = ExtractOptions(batch_size=batch_size, score_top_k=score_top_k)
 
     def __call__(self, images: Tensor, targets: TargetSpec = None) -> Tensor:
+        images = check_images(images, self.model)
         cache = TerminalCache(self.model, self.target_layer, images, targets, self.options)
-        return explain_cache(cache, [self.expression])[0]
+        return _check_maps(_run(images, lambda: explain_cache(cache, [self.expression]))[0], self.name)
 
     def __repr__(self) -> str:
         return f"CAM(expression={str(self.expression)!r}, layer={self.target_layer!r})"
@@ -157,13 +237,17 @@ def explain(
     score_top_k: int | None = None,
     batch_size: int = 32,
 ) -> dict[str, Tensor]:
-    """Heatmaps ``{label: (N, H, W)}`` for several methods/expressions, sharing one terminal cache."""
+    """Heatmaps ``{label: (N, H, W)}`` for several methods/expressions, sharing one terminal cache.
+
+    ``images`` are checked as for :class:`CAM` (:func:`check_images`); every map is finite and in [0, 1].
+    """
     if isinstance(model, LoadedModel):
         target_layer = model.layer if target_layer is None else target_layer
         model = model.module
     if target_layer is None:
         raise ValueError("target_layer is required for a plain nn.Module")
     resolved = [resolve_method(m) for m in methods]
+    images = check_images(images, model)
     cache = TerminalCache(model, target_layer, images, targets, ExtractOptions(batch_size, score_top_k))
-    maps = explain_cache(cache, [node for _, node in resolved])
-    return {label: m for (label, _), m in zip(resolved, maps, strict=True)}
+    maps = _run(images, lambda: explain_cache(cache, [node for _, node in resolved]))
+    return {label: _check_maps(m, label) for (label, _), m in zip(resolved, maps, strict=True)}

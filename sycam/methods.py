@@ -56,14 +56,15 @@ def resolve_method(spec: str | Node) -> tuple[str, Node]:
     if isinstance(spec, Node):
         return str(spec), spec
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a method must be a name ({', '.join(METHODS)}) or an expression, got {spec!r}")
+        raise ExpressionError(f"empty method: give a name ({', '.join(METHODS)}) or an expression", str(spec), 0)
     key = _key(spec)
     if key in METHODS:
         return METHODS[key].name, METHODS[key].node
     try:
         node = parse(spec)
     except ExpressionError as exc:
-        if spec.strip().replace("-", "").replace("+", "").replace("_", "").isalnum() and "(" not in spec:
+        if exc.reason.startswith("unknown name") and "(" not in spec \
+                and spec.strip().replace("-", "").replace("+", "").replace("_", "").isalnum():
             raise ExpressionError(
                 f"unknown method {spec.strip()!r} (methods: {', '.join(METHODS)}) and not an expression: {exc.reason}",
                 exc.text,

@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from .data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .errors import SycamError
 
 
-class ModelError(ValueError):
+class ModelError(SycamError, ValueError):
     """A model, layer or weights problem, with a message fit for one line of output."""
 
 
@@ -27,6 +28,9 @@ class ModelError(ValueError):
 # --------------------------------------------------------------------------------------------------
 
 _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)|\[(-?\d+)\]|\.(-?\d+)|\.")
+
+
+_LAYER_PATH = re.compile(r"(?:[^.\[\]\s]+|\[-?\d+\])(?:\.[^.\[\]\s]+|\[-?\d+\])*")
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -38,6 +42,9 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         raise ModelError("the target layer is not a submodule of the model")
     if not isinstance(layer, str) or not layer.strip():
         raise ModelError(f"target layer must be a module or a path like 'layer4[-1]', got {layer!r}")
+    if not _LAYER_PATH.fullmatch(layer.strip()):
+        raise ModelError(f"malformed layer path {layer!r}: expected names and indices like 'layer4[-1]' or "
+                         "'features.29'")
     current: nn.Module = model
     names: list[str] = []
     for token in re.findall(r"[^.\[\]]+|\[-?\d+\]", layer.strip()):

@@ -6,18 +6,17 @@ given, so heatmaps may live on any device.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from ._io import write_atomic  # re-exported: the one atomic writer lives in sycam._io
 
 __all__ = [
     "COLORMAPS",
@@ -312,41 +311,6 @@ def grid(
                 thumb = thumb.resize(size, Image.Resampling.BILINEAR)
             canvas.paste(thumb, (x0 + (cell_w - size[0]) // 2, y0 + (cell_h - size[1]) // 2))
     return canvas
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes | str | Callable[[BinaryIO], object]) -> Path:
-    """Write a file atomically: into a temporary file in the same folder, then rename over ``path``.
-
-    ``data`` is bytes, text (written as UTF-8) or a function that writes to a binary file object. On any
-    error the temporary file is removed and ``path`` is left as it was (absent, or its old content).
-    Missing parent folders are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, str):
-                f.write(data.encode("utf-8"))
-            elif isinstance(data, bytes | bytearray | memoryview):
-                f.write(data)
-            else:
-                data(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions of a new file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:

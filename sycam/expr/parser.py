@@ -10,6 +10,10 @@ Grammar (whitespace is ignored)::
 A unary minus before a number is part of the literal (``-1`` is the constant −1); before anything else
 it is the ``neg`` operator. Errors are :class:`ExpressionError` with the 0-based column of the fault
 and a caret line pointing at it.
+
+Limits: an expression is at most :data:`MAX_LENGTH` characters and its tree at most :data:`MAX_DEPTH`
+levels deep (brackets, function calls, unary minus and chained operators all count), so no input can
+reach Python's recursion limit here or in the printers and the evaluator, which recurse over the tree.
 """
 
 from __future__ import annotations
@@ -18,11 +22,17 @@ import math
 import re
 from dataclasses import dataclass
 
+from ..errors import SycamError
 from .ast import TERMINALS, Call, Const, Node, Terminal
 from .ops import FUNCTIONS, INFIX, OPS, Kind
 
+#: the longest expression text accepted (characters)
+MAX_LENGTH = 4000
+#: the deepest expression tree accepted (levels); the search's grammars stay far below it
+MAX_DEPTH = 64
 
-class ExpressionError(ValueError):
+
+class ExpressionError(SycamError, ValueError):
     """A syntax or type error in an expression, with the position it was found at."""
 
     def __init__(self, message: str, text: str, position: int) -> None:
@@ -33,7 +43,13 @@ class ExpressionError(ValueError):
         super().__init__(f"{message} at position {position}\n  {text}\n  {caret}")
 
     def one_line(self) -> str:
-        return f"{self.reason} at position {self.position} in {self.text!r}"
+        """The message on one line: ``reason at position N in 'text'`` (a long text shows 60 characters
+        around the position)."""
+        text = self.text
+        if len(text) > 80:
+            start = max(0, min(self.position - 30, len(text) - 60))
+            text = ("…" if start else "") + text[start:start + 60] + ("…" if start + 60 < len(text) else "")
+        return f"{self.reason} at position {self.position} in {text!r}"
 
 
 _TOKEN = re.compile(
@@ -71,6 +87,8 @@ class _Parser:
         self.i = 0
         self.terminals = terminals
         self.positions: dict[int, int] = {}  # id(node) -> column, for type errors
+        self.depth: dict[int, int] = {}  # id(node) -> tree depth, to refuse over-deep trees early
+        self.nesting = 0  # brackets, calls and unary minus open at the current token
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -93,7 +111,17 @@ class _Parser:
 
     def mark(self, node: Node, pos: int) -> Node:
         self.positions.setdefault(id(node), pos)
+        depth = 1 + max((self.depth.get(id(a), 1) for a in getattr(node, "args", ())), default=0)
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"expression too deep (more than {MAX_DEPTH} levels of operators)", self.text, pos)
+        self.depth[id(node)] = depth
         return node
+
+    def enter(self, tok: _Tok) -> None:
+        """One more open bracket, call or unary minus; refused beyond :data:`MAX_DEPTH`."""
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)", tok)
 
     def parse(self) -> Node:
         if self.peek().kind == "end":
@@ -125,27 +153,29 @@ class _Parser:
             nxt = self.peek()
             if nxt.kind == "num":
                 self.take()
-                return self.mark(Const(-float(nxt.text)), tok.pos)
-            return self.mark(Call("neg", (self.unary(),)), tok.pos)
+                return self.atom_number(nxt, negative=True, pos=tok.pos)
+            self.enter(tok)
+            node = self.mark(Call("neg", (self.unary(),)), tok.pos)
+            self.nesting -= 1
+            return node
         return self.atom()
 
     def atom(self) -> Node:
         tok = self.take()
         if tok.kind == "num":
-            value = float(tok.text)
-            if not math.isfinite(value):
-                raise self.error("number out of range", tok)
-            return self.mark(Const(value), tok.pos)
+            return self.atom_number(tok)
         if tok.kind == "name":
             if tok.text in self.terminals:
                 return self.mark(Terminal(tok.text), tok.pos)
             if tok.text in FUNCTIONS:
                 self.expect("(", f"'(' after {tok.text}")
+                self.enter(tok)
                 args = [self.expr()]
                 while self.peek().kind == "sym" and self.peek().text == ",":
                     self.take()
                     args.append(self.expr())
                 self.expect(")", "')' or ','")
+                self.nesting -= 1
                 arity = OPS[tok.text].arity
                 if len(args) != arity:
                     raise self.error(f"{tok.text} takes {arity} argument(s), got {len(args)}", tok)
@@ -153,11 +183,19 @@ class _Parser:
             known = ", ".join(sorted(self.terminals)) + "; functions " + ", ".join(sorted(FUNCTIONS))
             raise self.error(f"unknown name {tok.text!r} (terminals {known})", tok)
         if tok.kind == "sym" and tok.text == "(":
+            self.enter(tok)
             node = self.expr()
             self.expect(")", "')'")
+            self.nesting -= 1
             return node
         found = "end of expression" if tok.kind == "end" else repr(tok.text)
         raise self.error(f"expected a number, terminal, function or '(', found {found}", tok)
+
+    def atom_number(self, tok: _Tok, negative: bool = False, pos: int | None = None) -> Node:
+        value = float(tok.text)
+        if not math.isfinite(value):
+            raise self.error("number out of range", tok)
+        return self.mark(Const(-value if negative else value), tok.pos if pos is None else pos)
 
 
 def _check(node: Node, parser: _Parser) -> Kind:
@@ -180,6 +218,9 @@ def parse(text: str, terminals: dict[str, Kind] | None = None) -> Node:
     """Parse and type-check ``text``; raise :class:`ExpressionError` pointing at the fault."""
     if not isinstance(text, str):
         raise TypeError(f"expression must be a string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression too long ({len(text)} characters; the limit is {MAX_LENGTH})",
+                              text[:40] + "…", 0)
     parser = _Parser(text, TERMINALS if terminals is None else terminals)
     node = parser.parse()
     _check(node, parser)

@@ -37,12 +37,13 @@ import torch
 from torch import Tensor
 
 from ..data.samples import Samples
+from ..errors import SycamError
 
 GroundTruth = Literal["none", "mask"]
 Cost = Literal["cached", "model"]
 
 
-class MetricError(ValueError):
+class MetricError(SycamError, ValueError):
     """Bad metric name, parameters or inputs."""
 
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import SycamError
 from ..expr import OPS, TERMINAL_DOCS, TERMINALS, Call, Const, Kind, Node, Terminal, kind_of
 
 FORMS = ("channel", "pixel")
 DEFAULT_CONSTANTS = (1.0, 2.0, 3.0, 0.5)
 
 
-class GrammarError(ValueError):
+class GrammarError(SycamError, ValueError):
     """A malformed grammar or grammar file."""
 
 

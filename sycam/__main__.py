@@ -1,0 +1,7 @@
+"""``python -m sycam``: the command line (see :mod:`sycam.cli`)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""The ``sycam`` command line: parse, call the library, print. One module per subcommand.
+
+Exit status: 0 success; 2 bad input (one line ``sycam: error: ...`` on stderr, or the parser's one-line
+``sycam CMD: error: ...``); 1 the system refused (disk full, permissions); 130 interrupted (Ctrl-C), with
+what was kept. Every error a user can cause is a :class:`sycam.errors.SycamError` and is printed as one
+line, never a traceback. ``docs/errors.md`` lists the messages.
+
+Example::
+
+    sycam demo
+    sycam synthesize --data demo --metric energy_pointing_game --out runs/epg
+    python -m sycam list metrics
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .. import _progress
+from ..errors import SycamError
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OS,
+    EXIT_USAGE,
+    CLIError,
+    HelpFormatter,
+    Parser,
+    current_folder,
+    err,
+    set_quiet,
+)
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+DESCRIPTION = """\
+Metric-guided synthesis of class activation maps: search a small language of CAM expressions for the
+one that scores best on a metric, and compare it with the classic methods on held-out images.
+
+examples:
+  sycam demo                                   the embedded example, offline, about 3 minutes on a CPU
+  sycam list metrics                           what can be optimized
+  sycam synthesize --data demo --metric iou --out runs/iou
+  sycam explain --method "mean(G) * relu(D)" cat.jpg --out explained
+
+`sycam COMMAND --help` explains each command, with examples.
+"""
+
+
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The argument parser of every subcommand; given the command line ``argv``, the demo's defaults (which
+    import the search) are read only when it runs ``demo``."""
+    from .. import __version__
+    from . import evaluate, explain, listing, synthesize
+
+    command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else "demo"
+
+    parser = Parser(prog="sycam", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sycam {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    synthesize.add_parsers(sub, demo_defaults=command == "demo")
+    evaluate.add_parsers(sub)
+    explain.add_parsers(sub)
+    listing.add_parsers(sub)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    one_line = getattr(exc, "one_line", None)
+    text = one_line() if callable(one_line) else str(exc)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    quiet = bool(getattr(args, "quiet", False))
+    set_quiet(quiet)
+    _progress.configure(not quiet)
+    try:
+        return int(args.func(args) or 0)
+    except SycamError as exc:
+        err(_one_line(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        folder = current_folder()
+        kept = folder.kept if folder is not None else []
+        where = f" in {folder.root}" if folder is not None else ""
+        what = f"kept {', '.join(kept)}{where} (continue with --resume)" if kept else "nothing was kept"
+        err(f"interrupted: {what}")
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        name = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        err(f"{exc.strerror or type(exc).__name__}{name}")
+        return EXIT_OS
+    finally:
+        _progress.configure(False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

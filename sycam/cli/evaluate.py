@@ -1,0 +1,130 @@
+"""``sycam evaluate``: score methods and expressions with metrics; a table, a CSV, JSON and a report."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import time
+from typing import Any
+
+from ._common import (
+    CLIError,
+    HelpFormatter,
+    add_data_args,
+    add_model_args,
+    add_output_args,
+    gallery,
+    info,
+    load_model,
+    load_samples,
+    method_list,
+    non_empty,
+    nonneg_int,
+    output_folder,
+    pick,
+    split_list,
+)
+
+DESCRIPTION = """\
+Score classic methods and CAM expressions with one or more metrics on a data set (no search). Prints a
+table and writes evaluation.json, evaluation.csv, evaluation.md and report.html into --out.
+
+examples:
+  sycam evaluate --data demo --metrics energy_pointing_game,deletion_auc --out runs/eval
+  sycam evaluate --data boxes.csv --methods "gradcam,mean(G) * relu(D)" --metrics iou --out runs/mine
+"""
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``evaluate``."""
+    p = sub.add_parser("evaluate", help="score methods and expressions with metrics (a table and a report)",
+                       description=DESCRIPTION, formatter_class=HelpFormatter)
+    add_model_args(p)
+    add_data_args(p)
+    g = p.add_argument_group("what to score")
+    g.add_argument("--methods", type=non_empty("method names or expressions"), default="all",
+                   metavar="LIST", help="comma-separated method names (`sycam list methods`) or expressions; all: "
+                   "every classic method")
+    g.add_argument("--metrics", type=non_empty("metric names"), required=True, metavar="LIST",
+                   help="comma-separated metric names (`sycam list metrics`) or module:function")
+    g.add_argument("--gallery", type=nonneg_int, default=4, metavar="N", help="samples shown in the report")
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score every method with every metric; write the outputs; print the table."""
+    from ..heatmap import explain
+    from ..methods import resolve_method
+    from ..metrics import get_metric
+    from ..report import write_evaluation_report
+    from ..scoring import evaluate_methods
+    from ..terminals import ExtractOptions
+
+    methods = dict(resolve_method(m) for m in method_list(args.methods))
+    metric_names = split_list(args.metrics)
+    metrics = {name: get_metric(name) for name in metric_names}
+    with output_folder(args, "evaluate") as out:
+        model = load_model(args)
+        samples = load_samples(args, model)
+        for name, metric in metrics.items():  # before the terminals are computed (scoring checks only later)
+            if metric.requires == "mask" and samples.masks is None:
+                raise CLIError(f"metric {name} needs ground truth (boxes or masks), but {args.data} has none")
+        t0 = time.perf_counter()
+        results = evaluate_methods(model.module, model.layer, samples, methods, metrics,
+                                   ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k),
+                                   progress=lambda m: info(f"scoring {m} ..."))
+        evaluation = {
+            "metrics": {n: m.describe() for n, m in metrics.items()},
+            "results": {name: dict(scores) for name, scores in results.items()},
+            # per-image evidence (scoring.Evaluation; absent from a plain dict before the search branch lands)
+            "per_image": getattr(results, "per_image", {}),
+            "ids": getattr(results, "ids", {}),
+            "degenerate": getattr(results, "degenerate", {}),
+            "model": {"name": model.name, "layer": model.layer, "weights": model.weights},
+            "data": {"source": str(args.data), "n": len(samples)},
+            "settings": {"methods": {k: str(v) for k, v in methods.items()}, "batch_size": args.batch_size,
+                         "score_top_k": args.score_top_k, "seed": args.seed, "limit": args.limit},
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        text = markdown_table(results, metric_names, metrics)
+        out.write("evaluation.json", json.dumps(evaluation, indent=1))
+        out.write("evaluation.md", text)
+        out.write("evaluation.csv", csv_table(results, metric_names))
+        items: list[Any] = []
+        if args.gallery:
+            picked = pick(samples, args.gallery)
+            maps = explain(model, picked.images.to(model.device), list(methods.values()), targets=picked.labels,
+                           score_top_k=args.score_top_k)
+            items = gallery(model, picked, {name: maps[str(node)] for name, node in methods.items()}, "")
+        write_evaluation_report(out.path("report.html"), evaluation, items)
+    print(text, end="")
+    info(f"wrote {out.root / 'evaluation.json'}, evaluation.csv, evaluation.md and report.html")
+    return 0
+
+
+def markdown_table(results: dict[str, dict[str, float]], metric_names: list[str], metrics: dict[str, Any]) -> str:
+    """``| method | metric ↑ | ... |`` with 4 decimals (n/a for a missing score)."""
+    heads = ["method", *[f"{m} {'↑' if metrics[m].higher_is_better else '↓'}" for m in metric_names]]
+
+    def fmt(x: Any) -> str:
+        return "n/a" if x is None or x != x else f"{x:.4f}"
+
+    rows = [[name, *[fmt(vals.get(m)) for m in metric_names]] for name, vals in results.items()]
+    widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
+    line = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
+    lines = [line.format(*heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += [line.format(*r) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(results: dict[str, dict[str, float]], metric_names: list[str]) -> str:
+    """``method,metric,...`` rows, full precision."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", *metric_names])
+    for name, vals in results.items():
+        w.writerow([name, *[vals.get(m) for m in metric_names]])
+    return buf.getvalue()
