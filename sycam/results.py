@@ -12,7 +12,9 @@ from typing import Any, NotRequired, TypedDict
 SYNTHESIZED = "synthesized"
 #: the name of the control in ``per_image`` and ``degenerate``
 CONTROL = "control"
+#: the display name of the control
 CONTROL_TITLE = "Grad-CAM thresholded to the winner's sparsity"
+#: the split names, in the order the report shows them
 SPLITS = ("synthesis", "validation", "test")
 
 
@@ -45,6 +47,8 @@ class BaselineResult(TypedDict):
 
 
 class LeaderboardRow(TypedDict):
+    """One row of the leaderboard: a scored candidate (or a baseline) ranked by its synthesis score, best first."""
+
     rank: int
     expression: str
     size: int
@@ -67,6 +71,9 @@ class ConstraintResult(TypedDict):
 
 
 class ParetoPoint(TypedDict):
+    """A candidate on the Pareto front of a multi-objective search (no other candidate is at least as good on
+    every objective and better on one)."""
+
     expression: str
     size: int
     scores: dict[str, float | None]  #: synthesis score per objective
@@ -82,11 +89,15 @@ class Comparison(TypedDict):
 
 
 class ControlResult(TypedDict):
+    """The control: Grad-CAM thresholded to the winner's sparsity, to tell a better map from a sparser one."""
+
     name: str  #: CONTROL_TITLE
     scores: dict[str, float | None]  #: split → primary objective score
 
 
 class Timings(TypedDict, total=False):
+    """Wall-clock seconds per phase of a run."""
+
     terminals: float
     baselines: float
     search: float

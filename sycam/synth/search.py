@@ -62,7 +62,14 @@ __all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "Synthesi
 
 @dataclass
 class SynthesisConfig:
-    """Settings of one synthesis run (all recorded in the results)."""
+    """Settings of one synthesis run (all recorded in the results); :meth:`check` validates them.
+
+    The defaults search the whole built-in grammar up to size 7 for at most 5000 scored candidates, with λ
+    set by the best exact classic method. A reproducible, constrained run::
+
+        SynthesisConfig(grammar=Grammar.load("grammar.txt"), max_candidates=2000,
+                        constraints=("mask_auc >= gradcam", "deletion_auc <= 0.2"))
+    """
 
     grammar: Grammar = field(default_factory=Grammar)
     threshold: float | None = None  #: λ of the first objective; None → the best exact classic method's score
@@ -115,6 +122,7 @@ class SynthesisConfig:
             raise bad("constraints", self.constraints, "a tuple of strings")
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings that shape the result, JSON-ready (``settings.synthesis`` in ``results.json``)."""
         return {
             "grammar": self.grammar.as_dict(), "threshold": self.threshold,
             "stop_at_threshold": self.stop_at_threshold, "max_candidates": self.max_candidates,
@@ -288,6 +296,7 @@ class Search:
 
     @property
     def primary(self) -> Metric:
+        """The first objective: it orders the leaderboard and sets the per-image evidence and the comparison."""
         return self.objectives[0]
 
     # -- 1. terminals ---------------------------------------------------------------------------------
