@@ -31,8 +31,6 @@ class Method:
         return parse(self.expression)
 
 
-#: The built-in methods by key (``gradcam``, ``gradcam++``, ``xgradcam``, ``scorecam``, ``ablationcam``,
-#: ``hirescam``, ``layercam``), in display order.
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
@@ -51,6 +49,8 @@ METHODS: dict[str, Method] = {
         Method("layercam", "relu(G)", "LayerCAM", "Jiang et al., TIP 2021 (pixel form)"),
     ]
 }
+"""The built-in methods by key (``gradcam``, ``gradcam++``, ``xgradcam``, ``scorecam``, ``ablationcam``, ``hirescam``,
+``layercam``), in display order."""
 
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "gradcam_pp": "gradcam++"}
 

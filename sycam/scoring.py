@@ -23,8 +23,8 @@ from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
 
-#: The key of the untransformed inputs among a workspace's caches (metric views have their own names).
 BASE = ""
+"""The key of the untransformed inputs among a workspace's caches (metric views have their own names)."""
 
 
 class EngineContext:
@@ -39,9 +39,9 @@ class EngineContext:
                  view_layer_maps: Callable[[str], Tensor] | None = None) -> None:
         self._samples = samples
         self._view_layer_maps = view_layer_maps
-        #: stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
-        #: deletion/insertion end points) per key, so a fresh context per candidate chunk recomputes nothing
         self.memo_key = memo_key
+        """stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
+        deletion/insertion end points) per key, so a fresh context per candidate chunk recomputes nothing"""
         self._model = model
         self._view_maps = view_maps
         self._explain = explain

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-#: What a caller may pass as ``targets``: ``None`` (predicted class), one class index for all samples, one
-#: index per sample (list or tensor), one callable for all samples, or one callable per sample.
 TargetSpec = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]]
+"""What a caller may pass as ``targets``: ``None`` (predicted class), one class index for all samples, one index per
+sample (list or tensor), one callable for all samples, or one callable per sample."""
 
 
 class Targets:

@@ -65,8 +65,8 @@ COLORMAPS: dict[str, tuple[_Channel, _Channel, _Channel]] = {
     "gray": (((0.0, 0.0), (1.0, 1.0)),) * 3,
 }
 
-#: Outline colour of ground-truth boxes and mask contours (bright green: visible on photos).
 GT_COLOR: tuple[int, int, int] = (0, 230, 64)
+"""Outline colour of ground-truth boxes and mask contours (bright green: visible on photos)."""
 
 
 def _to_numpy(x: Tensor | np.ndarray) -> np.ndarray:

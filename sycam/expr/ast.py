@@ -13,21 +13,21 @@ from dataclasses import dataclass, field
 
 from .ops import OPS, Kind
 
-#: The terminals of the language and their kinds (spec §3). Values come from a terminal cache.
 TERMINALS: dict[str, Kind] = {
     "A": Kind.MAP,
     "G": Kind.MAP,
     "S": Kind.VECTOR,
     "D": Kind.VECTOR,
 }
+"""The terminals of the language and their kinds (spec §3). Values come from a terminal cache."""
 
-#: One-line description of each terminal: what it holds, its shape, and what computing it costs.
 TERMINAL_DOCS: dict[str, str] = {
     "A": "activations of the target layer, K×h×w (1 forward)",
     "G": "gradient ∂y_c/∂A of the target score, K×h×w (1 backward)",
     "S": "Score-CAM channel scores y_c(x ⊙ minmax(upsample(A_k))), K (K forwards)",
     "D": "Ablation-CAM drops (y_c − y_c[A_k := ablated]) / y_c, K (K tail forwards)",
 }
+"""One-line description of each terminal: what it holds, its shape, and what computing it costs."""
 
 
 class Node:

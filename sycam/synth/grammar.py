@@ -21,10 +21,10 @@ from pathlib import Path
 
 from ..expr import OPS, TERMINAL_DOCS, TERMINALS, Call, Const, Kind, Node, Terminal, kind_of
 
-#: The heatmap forms a grammar may allow.
 FORMS = ("channel", "pixel")
-#: The constants a grammar offers when it names none.
+"""The heatmap forms a grammar may allow."""
 DEFAULT_CONSTANTS = (1.0, 2.0, 3.0, 0.5)
+"""The constants a grammar offers when it names none."""
 
 
 class GrammarError(ValueError):

@@ -72,27 +72,45 @@ class SynthesisConfig:
     """
 
     grammar: Grammar = field(default_factory=Grammar)
-    threshold: float | None = None  #: λ of the first objective; None → the best exact classic method's score
-    stop_at_threshold: bool = False  #: stop at the first correct candidate
-    max_candidates: int | None = 5000  #: candidates scored (after pruning), exactly; None: no limit
-    time_limit: float | None = None  #: seconds of search (terminal extraction excluded); not reproducible
-    equivalence: str = "heatmap"  #: heatmap | metric | none
-    tolerance: float = 1e-4  #: of the equivalence oracle
-    #: candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its
-    #: caches), 32 on an accelerator
+    """the search space (terminals, constants, operators, form, maximum size)"""
+    threshold: float | None = None
+    """λ of the first objective; None → the best exact classic method's score"""
+    stop_at_threshold: bool = False
+    """stop at the first correct candidate"""
+    max_candidates: int | None = 5000
+    """candidates scored (after pruning), exactly; None: no limit"""
+    time_limit: float | None = None
+    """seconds of search (terminal extraction excluded); not reproducible"""
+    equivalence: str = "heatmap"
+    """how the equivalence oracle prunes (:mod:`sycam.synth.oracles`): "heatmap" (layer maps agree within
+    ``tolerance`` on every image and view), "metric" (objective values agree within ``tolerance``) or "none"
+    (no pruning)"""
+    tolerance: float = 1e-4
+    """largest absolute difference at which two candidates count as equivalent"""
     batch: int | None = None
+    """candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its caches), 32
+    on an accelerator"""
     leaderboard_size: int = 20
+    """candidates kept on the leaderboard (the pool the winner is chosen from without several objectives)"""
     baselines: tuple[str, ...] = tuple(METHODS)
-    seed_baselines: bool = True  #: score the classic methods the grammar's terminals/operators allow first
+    """the classic methods scored beside the search (keys of :data:`sycam.methods.METHODS`)"""
+    seed_baselines: bool = True
+    """score the classic methods the grammar's terminals/operators allow first"""
     checkpoint: Path | None = None
+    """file the scored values are saved to during the search (:mod:`sycam.synth.checkpoint`); None: none"""
     resume: bool = False
-    checkpoint_every: float = 30.0  #: seconds between checkpoints
-    progress: bool = False  #: unused; progress follows ``sycam._progress.configure`` (kept for callers)
+    """take the values stored in ``checkpoint`` instead of scoring them again (same settings required)"""
+    checkpoint_every: float = 30.0
+    """seconds between checkpoints"""
+    progress: bool = False
+    """unused; progress follows ``sycam._progress.configure`` (kept for callers)"""
     max_bank_bytes: int = 2 << 30
-    #: "METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)
+    """memory cap of the learner's bank of sub-expression values; past it, new candidates are still scored but no
+    longer stored for composition (the result is then marked incomplete)"""
     constraints: tuple[str, ...] = ()
-    #: share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)
+    """"METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)"""
     max_degenerate_fraction: float = 0.0
+    """share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)"""
 
     def check(self) -> None:
         """Raise :class:`SynthesisError` for a setting out of range."""
@@ -137,7 +155,8 @@ class SynthesisConfig:
 class SynthesisResult:
     """What a search found; :meth:`to_dict` is the ``results.json`` schema (:class:`sycam.results.SynthesisResults`)."""
 
-    metric: Metric  #: the first objective
+    metric: Metric
+    """the first objective"""
     best: Candidate
     baselines: dict[str, dict[str, Any]]
     leaderboard: list[Candidate]
@@ -267,8 +286,8 @@ class Search:
         self.config, self.options, self.on_progress = config, options, on_progress
         self.objectives = list(metrics)
         self.constraint_specs = parse_constraints(config.constraints)
-        #: every metric a candidate is scored on: the objectives, then the constraints' other metrics
         self.columns = _columns(self.objectives, self.constraint_specs, config, synthesis)
+        """every metric a candidate is scored on: the objectives, then the constraints' other metrics"""
         self.names = [m.name for m in self.columns]
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []

@@ -19,14 +19,17 @@ class Candidate:
     expression: str
     size: int
     synthesis_score: float
-    order: int  #: position in the scoring order (ties: smaller, then earlier wins)
-    seed: str | None = None  #: the classic method this candidate is, when it was seeded
+    order: int
+    """position in the scoring order (ties: smaller, then earlier wins)"""
+    seed: str | None = None
+    """the classic method this candidate is, when it was seeded"""
     test_score: float | None = None
-    scores: dict[str, float] = field(default_factory=dict)  #: synthesis score of every metric (by name)
+    scores: dict[str, float] = field(default_factory=dict)
+    """synthesis score of every metric (by name)"""
     validation_score: float | None = None
     test_scores: dict[str, float] = field(default_factory=dict)
-    #: every constraint holds on the synthesis split (None: not checked, the candidate could not enter the pool)
     holds: bool | None = True
+    """every constraint holds on the synthesis split (None: not checked, the candidate could not enter the pool)"""
 
 
 
