@@ -124,6 +124,11 @@ def overlay(
             bilinearly (``align_corners=False``) to the image first.
         alpha: weight of the heatmap, in [0, 1].
         colormap: a colormap name, see :func:`colormap`.
+
+    Example::
+
+        maps = sycam.CAM(model, method="gradcam")(samples.images, targets=samples.labels)
+        overlay(samples.pixels()[0], maps[0], alpha=0.4).save("gradcam.png")
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
