@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 import pkgutil
+import re
 import sys
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "api"
+#: reST's "text::" (a colon, then an indented literal block; Markdown already reads the block as code), not a
+#: directive such as ".. math::"
+_LITERAL_MARKER = re.compile(r"^(?![ \t]*\.\. [\w-]+::)(.*\S)::[ \t]*$", re.MULTILINE)
 
 
 def public_modules() -> list[str]:
@@ -38,6 +44,7 @@ def build(out: Path = DEFAULT_OUT, *, search: bool = True, show_source: bool = T
     """
     import pdoc
     import pdoc.doc
+    import pdoc.docstrings
     import pdoc.render
 
     if str(ROOT) not in sys.path:
@@ -52,15 +59,32 @@ def build(out: Path = DEFAULT_OUT, *, search: bool = True, show_source: bool = T
     pdoc.render.configure(docformat="google", math=True, search=search, show_source=show_source,
                           footer_text=f"sycam {sycam.__version__}")
     out.mkdir(parents=True, exist_ok=True)
-    # pdoc.pdoc() would walk each package's ``__all__`` again and re-add modules; render the list instead.
-    modules = {name: pdoc.doc.Module.from_name(name) for name in public_modules()}
-    for module in modules.values():
-        path = out / f"{module.fullname.replace('.', '/')}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(pdoc.render.html_module(module, modules), encoding="utf-8")
-    (out / "index.html").write_text(pdoc.render.html_index(modules), encoding="utf-8")
-    if search:
-        (out / "search.js").write_text(pdoc.render.search_index(modules), encoding="utf-8")
+    convert = pdoc.docstrings.convert
+
+    def convert_literal_markers(docstring: str, docformat: str, source_file: Path | None) -> str:
+        return convert(_LITERAL_MARKER.sub(r"\1:", docstring), docformat, source_file)
+
+    pdoc.docstrings.convert = convert_literal_markers  # pdoc keeps reST's "Example::" as is
+    try:
+        return _render(pdoc, out, search)
+    finally:
+        pdoc.docstrings.convert = convert
+
+
+def _render(pdoc: ModuleType, out: Path, search: bool) -> Path:
+    with warnings.catch_warnings():
+        # ``results.SynthesisResults`` inherits its "lambda" keys from a functional-form TypedDict (a keyword
+        # cannot be a class-body name); pdoc documents them but cannot find their source line and says so.
+        warnings.filterwarnings("ignore", message=r"Cannot determine where sycam\.results\.\w+\.lambda")
+        # pdoc.pdoc() would walk each package's ``__all__`` again and re-add modules; render the list instead.
+        modules = {name: pdoc.doc.Module.from_name(name) for name in public_modules()}
+        for module in modules.values():
+            path = out / f"{module.fullname.replace('.', '/')}.html"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(pdoc.render.html_module(module, modules), encoding="utf-8")
+        (out / "index.html").write_text(pdoc.render.html_index(modules), encoding="utf-8")
+        if search:
+            (out / "search.js").write_text(pdoc.render.search_index(modules), encoding="utf-8")
     return out / "index.html"
 
 
