@@ -158,28 +158,52 @@ class SynthesisResult:
     metric: Metric
     """the first objective"""
     best: Candidate
+    """the winner (see the module doc for the rule), with its scores on every split"""
     baselines: dict[str, dict[str, Any]]
+    """classic method key → its expression, title, exactness and scores (``results.json``'s ``baselines``)"""
     leaderboard: list[Candidate]
+    """the best admissible candidates on the first objective, best first"""
     history: list[tuple[int, float]]
+    """``(candidates scored, best synthesis score so far)`` after each admissible candidate (the report's curve)"""
     threshold: float | None
+    """λ of the first objective (None: no exact baseline to take it from)"""
     threshold_source: str
+    """where λ came from: "user", "best_baseline" or "none" (no λ)"""
     counters: dict[str, Any]
+    """the candidate counters, which add up (:meth:`Search.counters`)"""
     timings: dict[str, float]
+    """seconds per phase"""
     settings: dict[str, Any]
+    """provenance: the caller's settings, the config, the extraction options, the metrics, the synthesis ids"""
     notes: list[str]
+    """what a reader of the result should know: a capped Score-CAM terminal, a resume, an interrupt, a full
+    bank, how the winner was chosen on validation"""
     stopped_because: str
+    """search space exhausted | max candidates | beat λ | time limit | interrupted"""
     metrics: list[Metric] = field(default_factory=list)
+    """every objective, the first one first"""
     thresholds: dict[str, float | None] = field(default_factory=dict)
+    """λ per objective, by metric name"""
     lambda_baseline: str | None = None
+    """the baseline whose score is λ of the first objective"""
     accepted: bool = False
+    """the winner beats λ on every objective and every constraint holds"""
     constraints: list[tuple[Constraint, float]] = field(default_factory=list)
+    """each constraint with its resolved bound"""
     pareto: list[Candidate] = field(default_factory=list)
+    """the Pareto front of admissible candidates (several objectives only)"""
     per_image: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """split → method → primary score per image, in ``ids`` order"""
     ids: dict[str, list[str]] = field(default_factory=dict)
+    """split → sample ids"""
     degenerate: dict[str, dict[str, int]] = field(default_factory=dict)
+    """method → split → images whose heatmap is degenerate (constant, all-zero or non-finite)"""
     comparison: dict[str, Any] | None = None
+    """winner minus the best exact baseline on the test split with a paired bootstrap CI and the verdict"""
     control: dict[str, Any] | None = None
+    """Grad-CAM thresholded to the winner's sparsity, scored on each split"""
     incomplete: bool = False
+    """a bank cap, a time limit or an interrupt cut the search"""
 
     @property
     def optimism(self) -> float | None:
