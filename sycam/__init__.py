@@ -9,6 +9,23 @@ The public API, imported lazily so that ``import sycam`` stays fast::
     sycam.load_data, sycam.split, sycam.split_three, sycam.shared_sources, sycam.Samples  # data
     sycam.get_metric, sycam.list_metrics                    # metrics
     sycam.synthesize, sycam.SynthesisConfig, sycam.Grammar  # the search
+
+A heatmap from a CAM expression, then a search for the expression that scores best under a metric::
+
+    import sycam
+
+    model = sycam.load_model("efficientnet_lite0")
+    maps = sycam.CAM(model, method="mean(G)")(images, targets=[285, 967])   # (N, H, W) in [0, 1]
+
+    samples = sycam.load_data("demo", model.preprocess, model.classes)
+    synthesis, test = sycam.split(samples, test_fraction=0.5, seed=0)
+    result = sycam.synthesize(model.module, model.layer, synthesis, test,
+                              sycam.get_metric("energy_pointing_game"),
+                              sycam.SynthesisConfig(grammar=sycam.Grammar(max_size=5), max_candidates=2000))
+    result.best.expression, result.best.test_score
+
+Related modules: :mod:`sycam.stats` (paired bootstrap CI and verdict), :mod:`sycam.results` (the
+``results.json`` schema), :mod:`sycam.report` (HTML reports), :mod:`sycam.viz` (pictures).
 """
 
 from __future__ import annotations

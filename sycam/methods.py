@@ -13,6 +13,13 @@ from .expr import ExpressionError, Node, parse
 
 @dataclass(frozen=True)
 class Method:
+    """A named CAM method: its key, its expression in the language, a display title and a citation.
+
+    >>> from sycam.methods import METHODS
+    >>> METHODS["gradcam"].expression, METHODS["gradcam"].title
+    ('mean(G)', 'Grad-CAM')
+    """
+
     name: str
     expression: str
     title: str
@@ -20,6 +27,7 @@ class Method:
 
     @property
     def node(self) -> Node:
+        """The parsed :attr:`expression`."""
         return parse(self.expression)
 
 
@@ -41,6 +49,8 @@ METHODS: dict[str, Method] = {
         Method("layercam", "relu(G)", "LayerCAM", "Jiang et al., TIP 2021 (pixel form)"),
     ]
 }
+"""The built-in methods by key (``gradcam``, ``gradcam++``, ``xgradcam``, ``scorecam``, ``ablationcam``, ``hirescam``,
+``layercam``), in display order."""
 
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "gradcam_pp": "gradcam++"}
 
@@ -52,7 +62,13 @@ def _key(name: str) -> str:
 
 def resolve_method(spec: str | Node) -> tuple[str, Node]:
     """``(label, expression)`` for a method name (case-insensitive; ``grad-cam`` = ``gradcam``) or an
-    expression text. Raises :class:`~sycam.expr.ExpressionError` for a bad expression."""
+    expression text. Raises :class:`~sycam.expr.ExpressionError` for a bad expression.
+
+    The label is the method key for a known method and the canonical text for an expression::
+
+        >>> resolve_method("Grad-CAM")[0], resolve_method("mean(G)*2")[0]
+        ('gradcam', 'mean(G) * 2')
+    """
     if isinstance(spec, Node):
         return str(spec), spec
     if not isinstance(spec, str) or not spec.strip():

@@ -8,12 +8,14 @@ for the control. Splits are ``"synthesis"``, ``"validation"`` and ``"test"`` (pr
 
 from typing import Any, NotRequired, TypedDict
 
-#: the name of the winner in ``per_image`` and ``degenerate``
 SYNTHESIZED = "synthesized"
-#: the name of the control in ``per_image`` and ``degenerate``
+"""the name of the winner in ``per_image`` and ``degenerate``"""
 CONTROL = "control"
+"""the name of the control in ``per_image`` and ``degenerate``"""
 CONTROL_TITLE = "Grad-CAM thresholded to the winner's sparsity"
+"""the display name of the control"""
 SPLITS = ("synthesis", "validation", "test")
+"""the split names, in the order the report shows them"""
 
 
 class BestResult(TypedDict):
@@ -25,26 +27,35 @@ class BestResult(TypedDict):
     synthesis_score: float | None
     validation_score: float | None
     test_score: float | None
-    is_baseline: str | None  #: the classic method the winner is, when it is one
-    scores: dict[str, float | None]  #: synthesis score on every objective and constraint metric
-    test_scores: dict[str, float | None]  #: test score on every objective
-    accepted: bool  #: beats λ on every objective and every constraint holds
+    is_baseline: str | None
+    """the classic method the winner is, when it is one"""
+    scores: dict[str, float | None]
+    """synthesis score on every objective and constraint metric"""
+    test_scores: dict[str, float | None]
+    """test score on every objective"""
+    accepted: bool
+    """beats λ on every objective and every constraint holds"""
 
 
 class BaselineResult(TypedDict):
     """A classic method scored beside the search."""
 
     expression: str
-    title: str  #: display name; an approximation says so: "Score-CAM (top-16 channels)"
-    exact: bool  #: False for an approximation, which never sets λ nor enters a comparison
+    title: str
+    """display name; an approximation says so: "Score-CAM (top-16 channels)"."""
+    exact: bool
+    """False for an approximation, which never sets λ nor enters a comparison"""
     synthesis_score: float | None
     validation_score: float | None
     test_score: float | None
-    scores: dict[str, float | None]  #: synthesis score on every objective and constraint metric
+    scores: dict[str, float | None]
+    """synthesis score on every objective and constraint metric"""
     test_scores: dict[str, float | None]
 
 
 class LeaderboardRow(TypedDict):
+    """One row of the leaderboard: a scored candidate (or a baseline) ranked by its synthesis score, best first."""
+
     rank: int
     expression: str
     size: int
@@ -60,16 +71,23 @@ class ConstraintResult(TypedDict):
     text: str
     metric: str
     op: str
-    rhs: str  #: "best", a baseline name, or the number as text
-    bound: float | None  #: the resolved right side
-    synthesis_value: float | None  #: the winner's synthesis score on the metric
+    rhs: str
+    """"best", a baseline name, or the number as text"""
+    bound: float | None
+    """the resolved right side"""
+    synthesis_value: float | None
+    """the winner's synthesis score on the metric"""
     holds: bool
 
 
 class ParetoPoint(TypedDict):
+    """A candidate on the Pareto front of a multi-objective search (no other candidate is at least as good on
+    every objective and better on one)."""
+
     expression: str
     size: int
-    scores: dict[str, float | None]  #: synthesis score per objective
+    scores: dict[str, float | None]
+    """synthesis score per objective"""
 
 
 class Comparison(TypedDict):
@@ -78,36 +96,47 @@ class Comparison(TypedDict):
     baseline: str
     diff: float | None
     ci95: list[float | None]
-    verdict: str  #: "better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)
+    verdict: str
+    """"better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)"""
 
 
 class ControlResult(TypedDict):
-    name: str  #: CONTROL_TITLE
-    scores: dict[str, float | None]  #: split → primary objective score
+    """The control: Grad-CAM thresholded to the winner's sparsity, to tell a better map from a sparser one."""
+
+    name: str
+    """CONTROL_TITLE"""
+    scores: dict[str, float | None]
+    """split → primary objective score"""
 
 
 class Timings(TypedDict, total=False):
+    """Wall-clock seconds per phase of a run."""
+
     terminals: float
     baselines: float
     search: float
     validation: float
     test: float
-    report: float  #: added by the CLI
+    report: float
+    """added by the CLI"""
 
 
-#: ``lambda`` is a Python keyword: these two keys are declared in the functional form and inherited
 _LambdaKeys = TypedDict("_LambdaKeys", {"lambda": float | None, "lambda_source": str})
+"""``lambda`` is a Python keyword: these two keys are declared in the functional form and inherited"""
 
 
 class SynthesisResults(_LambdaKeys):
     """``results.json``. The counters satisfy ``candidates_enumerated == candidates_scored + equivalent_pruned
     + rejected_total + subexpressions_pruned + form_skipped + duplicates_of_seeds + unscored``."""
 
-    metric: dict[str, Any]  #: the primary objective's describe()
-    metrics: list[dict[str, Any]]  #: every objective's describe()
+    metric: dict[str, Any]
+    """the primary objective's describe()"""
+    metrics: list[dict[str, Any]]
+    """every objective's describe()"""
     model: dict[str, Any]
     data: dict[str, Any]
-    lambdas: dict[str, float | None]  #: λ per objective (``lambda`` is the primary objective's)
+    lambdas: dict[str, float | None]
+    """λ per objective (``lambda`` is the primary objective's)"""
     lambda_baseline: str | None
     accepted: bool
     best: BestResult
@@ -115,16 +144,20 @@ class SynthesisResults(_LambdaKeys):
     leaderboard: list[LeaderboardRow]
     history: list[list[float | None]]
     constraints: list[ConstraintResult]
-    pareto: NotRequired[list[ParetoPoint]]  #: only with several objectives
+    pareto: NotRequired[list[ParetoPoint]]
+    """only with several objectives"""
     per_image: dict[str, dict[str, list[float]]]
     ids: dict[str, list[str]]
     degenerate: dict[str, dict[str, int]]
     comparison: Comparison | None
     control: ControlResult | None
     validation_score: float | None
-    optimism: float | None  #: synthesis − validation score of the winner (None without validation)
-    incomplete: bool  #: a bank cap, a time limit or an interrupt cut the search
-    stopped_because: str  #: search space exhausted | max candidates | beat λ | time limit | interrupted
+    optimism: float | None
+    """synthesis − validation score of the winner (None without validation)"""
+    incomplete: bool
+    """a bank cap, a time limit or an interrupt cut the search"""
+    stopped_because: str
+    """search space exhausted | max candidates | beat λ | time limit | interrupted"""
     candidates_enumerated: int
     candidates_scored: int
     equivalent_pruned: int
@@ -134,9 +167,10 @@ class SynthesisResults(_LambdaKeys):
     form_skipped: int
     duplicates_of_seeds: int
     unscored: int
-    constraint_failed: int  #: scored candidates for which a constraint fails (a subset of the scored)
-    #: scored candidates whose constraints were not checked: they could not enter the leaderboard or the front
+    constraint_failed: int
+    """scored candidates for which a constraint fails (a subset of the scored)"""
     constraint_unchecked: int
+    """scored candidates whose constraints were not checked: they could not enter the leaderboard or the front"""
     bank_size: int
     n_synthesis: int
     n_validation: int

@@ -23,20 +23,25 @@ from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
 
-BASE = ""  # the key of the untransformed inputs among a workspace's caches
+BASE = ""
+"""The key of the untransformed inputs among a workspace's caches (metric views have their own names)."""
 
 
 class EngineContext:
-    """The :class:`~sycam.metrics.base.MetricContext` the engine hands to metrics."""
+    """The :class:`~sycam.metrics.base.MetricContext` the engine hands to metrics.
+
+    Built by :meth:`Workspace.context` for one batch of candidates; the callables it wraps render (or
+    re-explain) exactly those candidates, so a metric never sees expressions, only maps and a model.
+    """
 
     def __init__(self, samples: Samples, model: nn.Module, view_maps: Callable[[str], Tensor],
                  explain: Callable[[Tensor], Tensor], batch_size: int = 64, memo_key: object = None,
                  view_layer_maps: Callable[[str], Tensor] | None = None) -> None:
         self._samples = samples
         self._view_layer_maps = view_layer_maps
-        #: stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
-        #: deletion/insertion end points) per key, so a fresh context per candidate chunk recomputes nothing
         self.memo_key = memo_key
+        """stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
+        deletion/insertion end points) per key, so a fresh context per candidate chunk recomputes nothing"""
         self._model = model
         self._view_maps = view_maps
         self._explain = explain
@@ -44,9 +49,12 @@ class EngineContext:
 
     @property
     def samples(self) -> Samples:
+        """The N samples being scored (on the model's device)."""
         return self._samples
 
     def view_maps(self, view: str) -> Tensor:
+        """Finished heatmaps ``(*B, N, H, W)`` of the candidate(s) on the cached view ``view``
+        (:data:`BASE` for the untransformed inputs)."""
         return self._view_maps(view)
 
     def view_layer_maps(self, view: str) -> Tensor:
@@ -58,12 +66,16 @@ class EngineContext:
 
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
+        """Model outputs ``(M, classes)`` for inputs ``(M, 3, H, W)``: eval mode, no gradients, in chunks of
+        ``batch_size`` on the samples' device."""
         device = self._samples.device
         with eval_mode(self._model):
             outs = [self._model(images[sl].to(device)) for sl in _chunks(images.shape[0], self.batch_size)]
         return torch.cat(outs)
 
     def explain(self, images: Tensor) -> Tensor:
+        """Heatmaps ``(*B, N, H, W)`` of the candidate(s) recomputed on new inputs ``(*B, N, 3, H, W)``;
+        sample ``i`` keeps its label as target (used by metrics that perturb the input, e.g. robustness)."""
         return self._explain(images)
 
 
@@ -80,6 +92,14 @@ class Workspace:
     @classmethod
     def build(cls, model: nn.Module, layer: str | nn.Module, samples: Samples, metrics: Iterable[Metric] = (),
               options: ExtractOptions | None = None) -> Workspace:
+        """Move ``samples`` to the model's device and extract the terminals of the samples and of every view
+        that ``metrics`` declare (:meth:`Metric.views`), targeting each sample's label.
+
+        Example::
+
+            ws = Workspace.build(net, "layer4", samples, [get_metric("deletion_auc")])
+            scores = ws.score([parse("mean(G)"), parse("relu(G)")], get_metric("deletion_auc"))  # (2, N)
+        """
         options = options or ExtractOptions()
         param = next(model.parameters(), None)
         device = param.device if param is not None else samples.device
@@ -95,6 +115,7 @@ class Workspace:
 
     @property
     def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the input images, the resolution heatmaps are rendered at."""
         return (int(self.samples.images.shape[-2]), int(self.samples.images.shape[-1]))
 
     def values(self, names: Iterable[str], view: str = BASE) -> dict[str, Tensor]:

@@ -69,6 +69,11 @@ def verdict(lo: float, hi: float, higher_is_better: bool) -> str:
 
     ``better``: the interval excludes zero on the good side (``lo > 0`` when higher is better, ``hi < 0`` when
     lower is better); ``worse``: it excludes zero on the bad side; otherwise (or NaN) not distinguishable.
+
+    >>> verdict(0.01, 0.05, higher_is_better=True), verdict(0.01, 0.05, higher_is_better=False)
+    ('better', 'worse')
+    >>> verdict(-0.02, 0.03, higher_is_better=True)
+    'not distinguishable'
     """
     if math.isnan(lo) or math.isnan(hi):
         return "not distinguishable"
@@ -82,7 +87,11 @@ def verdict(lo: float, hi: float, higher_is_better: bool) -> str:
 def within_noise(a: Sequence[float], b: Sequence[float]) -> bool:
     r"""Whether two methods' paired scores differ by no more than one standard error of the mean difference:
     :math:`|\bar d| \le s_d / \sqrt m` (``s_d`` the sample standard deviation of ``d = a - b``). With one image
-    (no spread to measure) only equal scores are within noise."""
+    (no spread to measure) only equal scores are within noise.
+
+    >>> within_noise([0.50, 0.62, 0.41], [0.52, 0.60, 0.40]), within_noise([0.9, 0.8, 0.7], [0.5, 0.4, 0.3])
+    (True, False)
+    """
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     d = x - y
     if d.size == 0:

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 TargetSpec = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]]
+"""What a caller may pass as ``targets``: ``None`` (predicted class), one class index for all samples, one index per
+sample (list or tensor), one callable for all samples, or one callable per sample."""
 
 
 class Targets:
@@ -73,6 +75,7 @@ class Targets:
         return torch.stack([self.fns[int(i)](row) for row, i in zip(outputs, index.tolist(), strict=True)])
 
     def subset(self, index: Sequence[int]) -> Targets:
+        """The targets of the samples at ``index``, in that order."""
         if self.classes is not None:
             return Targets(classes=self.classes[list(index)])
         assert self.fns is not None

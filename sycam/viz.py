@@ -64,8 +64,8 @@ COLORMAPS: dict[str, tuple[_Channel, _Channel, _Channel]] = {
     "gray": (((0.0, 0.0), (1.0, 1.0)),) * 3,
 }
 
-#: Outline colour of ground-truth boxes and mask contours (bright green: visible on photos).
 GT_COLOR: tuple[int, int, int] = (0, 230, 64)
+"""Outline colour of ground-truth boxes and mask contours (bright green: visible on photos)."""
 
 
 def _to_numpy(x: Tensor | np.ndarray) -> np.ndarray:
@@ -123,6 +123,11 @@ def overlay(
             bilinearly (``align_corners=False``) to the image first.
         alpha: weight of the heatmap, in [0, 1].
         colormap: a colormap name, see :func:`colormap`.
+
+    Example::
+
+        maps = sycam.CAM(model, method="gradcam")(samples.images, targets=samples.labels)
+        overlay(samples.pixels()[0], maps[0], alpha=0.4).save("gradcam.png")
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")

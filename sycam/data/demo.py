@@ -47,7 +47,6 @@ from .samples import Samples
 
 IntBox = tuple[int, int, int, int]
 
-#: name → (scikit-image photo, tight crop x1, y1, x2, y2 in the photo, ImageNet class)
 OBJECTS: dict[str, tuple[str, IntBox, int]] = {
     "cat": ("chelsea", (0, 0, 395, 300), 285),
     "tripod": ("camera", (228, 138, 406, 508), 872),
@@ -55,7 +54,7 @@ OBJECTS: dict[str, tuple[str, IntBox, int]] = {
     "shuttle": ("astronaut", (352, 0, 470, 290), 812),
     "moped": ("stereo_motorcycle", (90, 72, 688, 452), 665),
 }
-#: texture → (scikit-image image, RGB tint multiplied into a grayscale texture; ``None`` keeps a colour one)
+"""name → (scikit-image photo, tight crop x1, y1, x2, y2 in the photo, ImageNet class)"""
 TEXTURES: dict[str, tuple[str, tuple[float, float, float] | None]] = {
     "grass": ("grass", (0.55, 0.85, 0.35)),
     "tissue": ("immunohistochemistry", None),
@@ -64,13 +63,14 @@ TEXTURES: dict[str, tuple[str, tuple[float, float, float] | None]] = {
     "brick": ("brick", (1.0, 0.55, 0.42)),
     "gravel": ("gravel", (0.92, 0.86, 0.74)),
 }
-#: the three worlds: object photos composited onto two textures each, never with anything of another world,
-#: so that a split can give every side its own photos and textures (see ``sycam.data.split``)
+"""texture → (scikit-image image, RGB tint multiplied into a grayscale texture; ``None`` keeps a colour one)"""
 WORLDS: tuple[tuple[tuple[str, ...], tuple[str, str]], ...] = (
     (("cat", "tripod"), ("grass", "tissue")),
     (("espresso", "shuttle"), ("moon", "galaxies")),
     (("moped",), ("brick", "gravel")),
 )
+"""the three worlds: object photos composited onto two textures each, never with anything of another world, so that a
+split can give every side its own photos and textures (see ``sycam.data.split``)"""
 SIZES = (0.55, 0.60, 0.65, 0.70, 0.75)  # the object's longer side, as a share of the image side
 ANCHORS = ((0.0, 0.0), (1.0, 1.0), (0.5, 0.5), (1.0, 0.0), (0.0, 1.0), (0.5, 0.0), (0.0, 0.5), (1.0, 0.5), (0.5, 1.0))
 PAIR_ANCHORS = (((0.0, 0.0), (1.0, 1.0)), ((1.0, 0.0), (0.0, 1.0)))  # the two diagonals

@@ -51,6 +51,12 @@ def load_data(
 
     Raises:
         DataError: any bad input, with a one-line message naming the file and row.
+
+    Example::
+
+        net = sycam.load_model("resnet50")
+        samples = load_data("photos", net.preprocess, net.classes)
+        voc = load_data("VOC2012/", net.preprocess, net.classes, label_map={"cat": 285}, unknown_labels="skip")
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer, got {limit!r}")

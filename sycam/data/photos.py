@@ -43,7 +43,6 @@ class Photo:
     what: str  # what the boxes hold, for the docs
 
 
-#: the photos, boxes drawn by hand on the displayed image (checked by eye in ``docs/photos_samples.png``)
 PHOTOS: tuple[Photo, ...] = (
     Photo("skimage", "data", "coffee.png", "photo:skimage/coffee", (600, 400), 967,
           ((174, 16, 411, 296),), "the cup of espresso with its handle (not the saucer and spoon)"),
@@ -62,6 +61,7 @@ PHOTOS: tuple[Photo, ...] = (
     Photo("matplotlib", "mpl-data/sample_data", "grace_hopper.jpg", "photo:matplotlib/grace_hopper.jpg",
           (512, 600), 652, ((15, 318, 512, 600), (150, 22, 372, 140)), "the uniform jacket and the cap"),
 )
+"""the photos, boxes drawn by hand on the displayed image (checked by eye in ``docs/photos_samples.png``)"""
 
 PHOTOS_NAME = "photos"
 _PIP = {"skimage": "scikit-image", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}

@@ -20,9 +20,10 @@ from torch import Tensor
 from .errors import DataError
 from .images import to_rgb
 
-#: ImageNet channel statistics (RGB), the torchvision convention
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet channel means (RGB), the torchvision convention"""
 IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet channel standard deviations (RGB), the torchvision convention"""
 
 
 def _stats(values: Sequence[float], like: Tensor) -> Tensor:

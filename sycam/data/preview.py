@@ -12,9 +12,9 @@ from PIL import Image
 
 from .demo import OBJECTS, WORLDS, Scene, demo_scenes
 
-#: one box colour per object, so that the two targets of a two-object scene can be told apart
 COLORS = {"cat": (255, 220, 0), "tripod": (255, 140, 0), "espresso": (0, 230, 255), "shuttle": (120, 255, 60),
           "moped": (255, 60, 200)}
+"""one box colour per object, so that the two targets of a two-object scene can be told apart"""
 
 
 def _drawn(scene: Scene) -> Image.Image:

@@ -33,10 +33,10 @@ from collections.abc import Sequence
 from .errors import DataError, DataWarning
 from .samples import Samples
 
-#: kinds of source in the order they are kept when the data do not allow keeping all (``image`` never drops)
 KIND_ORDER = ("image", "photo")
-#: kinds relaxed first
+"""kinds of source in the order they are kept when the data do not allow keeping all (``image`` never drops)"""
 LAST_KINDS = ("texture",)
+"""kinds relaxed first"""
 
 
 def _digest(seed: int, key: str) -> str:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 from .ops import OPS, Kind
 
-#: The terminals of the language and their kinds (spec §3). Values come from a terminal cache.
 TERMINALS: dict[str, Kind] = {
     "A": Kind.MAP,
     "G": Kind.MAP,
     "S": Kind.VECTOR,
     "D": Kind.VECTOR,
 }
+"""The terminals of the language and their kinds (spec §3). Values come from a terminal cache."""
 
 TERMINAL_DOCS: dict[str, str] = {
     "A": "activations of the target layer, K×h×w (1 forward)",
@@ -27,15 +27,25 @@ TERMINAL_DOCS: dict[str, str] = {
     "S": "Score-CAM channel scores y_c(x ⊙ minmax(upsample(A_k))), K (K forwards)",
     "D": "Ablation-CAM drops (y_c − y_c[A_k := ablated]) / y_c, K (K tail forwards)",
 }
+"""One-line description of each terminal: what it holds, its shape, and what computing it costs."""
 
 
 class Node:
-    """Base class of expression nodes."""
+    """Base class of expression nodes: :class:`Terminal`, :class:`Const` and :class:`Call`.
+
+    Nodes are frozen dataclasses, so equal trees compare and hash equal and can key caches::
+
+        >>> from sycam.expr import parse
+        >>> e = parse("mean(G) * 2")
+        >>> e.size, sorted(e.terminals()), str(e)
+        (4, ['G'], 'mean(G) * 2')
+    """
 
     __slots__ = ()
 
     @property
-    def size(self) -> int:  # number of AST nodes
+    def size(self) -> int:
+        """Number of nodes in the tree (terminals, constants and operator calls each count 1)."""
         raise NotImplementedError
 
     def terminals(self) -> frozenset[str]:
@@ -52,13 +62,17 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Terminal(Node):
+    """A leaf that reads a terminal (``A``, ``G``, ``S`` or ``D``; see :data:`TERMINALS`)."""
+
     name: str
 
     @property
     def size(self) -> int:
+        """Always 1."""
         return 1
 
     def terminals(self) -> frozenset[str]:
+        """``{name}``."""
         return frozenset({self.name})
 
     def __str__(self) -> str:
@@ -67,13 +81,17 @@ class Terminal(Node):
 
 @dataclass(frozen=True, slots=True)
 class Const(Node):
+    """A numeric literal; printed as an integer when it is one (``2``, not ``2.0``)."""
+
     value: float
 
     @property
     def size(self) -> int:
+        """Always 1."""
         return 1
 
     def terminals(self) -> frozenset[str]:
+        """The empty set."""
         return frozenset()
 
     def __str__(self) -> str:
@@ -83,6 +101,11 @@ class Const(Node):
 
 @dataclass(frozen=True, slots=True)
 class Call(Node):
+    """An operator applied to its arguments: ``Call("mean", (Terminal("G"),))`` is ``mean(G)``.
+
+    ``op`` names an entry of :data:`sycam.expr.ops.OPS`; infix operators (``+ - * /``) print in infix form.
+    """
+
     op: str
     args: tuple[Node, ...]
     _size: int = field(default=0, compare=False, hash=False, repr=False)
@@ -92,9 +115,11 @@ class Call(Node):
 
     @property
     def size(self) -> int:
+        """``1 +`` the sizes of the arguments (computed once, at construction)."""
         return self._size
 
     def terminals(self) -> frozenset[str]:
+        """Union of the arguments' terminals."""
         out: frozenset[str] = frozenset()
         for a in self.args:
             out |= a.terminals()

@@ -17,6 +17,14 @@ def evaluate(node: Node, values: Mapping[str, Tensor], memo: dict[Node, Tensor] 
     ``values`` maps terminal names to tensors: maps as ``(N, K, h, w)``, channel vectors as
     ``(N, K, 1, 1)``. Constants evaluate to 0-d tensors. ``memo`` (optional) caches sub-expression
     values across calls, keyed by the (hashable) node.
+
+    >>> import torch
+    >>> from sycam.expr import parse
+    >>> G = torch.tensor([[1.0, 3.0], [-2.0, 0.0]]).reshape(1, 1, 2, 2)   # one image, one channel, 2×2
+    >>> evaluate(parse("mean(G)"), {"G": G}).flatten().tolist()             # a channel vector (1, 1, 1, 1)
+    [0.5]
+    >>> evaluate(parse("relu(G) * 2"), {"G": G}).flatten().tolist()         # a map (1, 1, 2, 2)
+    [2.0, 6.0, 0.0, 0.0]
     """
     if memo is not None:
         hit = memo.get(node)

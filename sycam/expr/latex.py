@@ -44,9 +44,6 @@ from .ast import Call, Const, Node, Terminal
 
 __all__ = ["LATEX_OPS", "to_latex", "to_mathml"]
 
-#: How each operator is typeset: ``(class, LaTeX head, MathML head)``. For infix operators the head is
-#: the operator symbol; for functions the name (written before the bracketed argument); for big
-#: operators the symbol written above its ``ij`` subscript.
 LATEX_OPS: dict[str, tuple[str, str, str]] = {
     "+": ("sum", "+", "+"),
     "-": ("sum", "-", "\u2212"),
@@ -63,6 +60,9 @@ LATEX_OPS: dict[str, tuple[str, str, str]] = {
     "softmax": ("atom", r"\operatorname{softmax}_k", "softmax"),
     "minmax": ("atom", r"\operatorname{minmax}_k", "minmax"),
 }
+"""How each operator is typeset: ``(class, LaTeX head, MathML head)``. For infix operators the head is the operator
+symbol; for functions the name (written before the bracketed argument); for big operators the symbol written above
+its ``ij`` subscript."""
 
 # context → the operand classes that need brackets there
 _WRAP: dict[str, frozenset[str]] = {

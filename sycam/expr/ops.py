@@ -55,15 +55,20 @@ def _minmax_channels(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Op:
-    """One operator of the language."""
+    """One operator of the language: its name, arity, torch implementation, LaTeX template and typing form.
+
+    >>> from sycam.expr import OPS
+    >>> OPS["mean"].arity, OPS["mean"].form, OPS["+"].infix, OPS["+"].commutative
+    (1, 'reduce', '+', True)
+    """
 
     name: str
     arity: int
     fn: Callable[..., Tensor]
     latex: str  # format string with {0}, {1} for the operands
-    #: ``"elementwise"`` (result kind = broadcast of the operands), ``"reduce"`` (map → vector),
-    #: ``"channel"`` (vector → vector).
     form: str
+    """``"elementwise"`` (result kind = broadcast of the operands), ``"reduce"`` (map → vector),
+    ``"channel"`` (vector → vector)."""
     commutative: bool = False
     infix: str | None = None
     precedence: int = 100  # infix binding strength; functions bind tightest

@@ -18,8 +18,8 @@ __all__ = [
     "id_html",
 ]
 
-#: The key of the synthesized expression's heatmap in a gallery item's maps.
 SYNTHESIZED = "synthesized"
+"""The key of the synthesized expression's heatmap in a gallery item's maps."""
 
 
 def esc(x: object) -> str:

@@ -32,7 +32,6 @@ __all__ = [
     "write_figures",
 ]
 
-#: Section titles of the gallery's splits.
 SPLIT_TITLES = {
     "synthesis": "Synthesis split",
     "validation": "Validation split",
@@ -40,6 +39,7 @@ SPLIT_TITLES = {
     "all": "All images",
     "": "Samples",
 }
+"""Section titles of the gallery's splits."""
 
 
 @dataclass

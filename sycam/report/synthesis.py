@@ -22,10 +22,9 @@ from .tables import Col, Raw, best_rows, kv_table, table
 
 __all__ = ["SPLITS", "comparison_verdict", "counter_sum", "render_report", "write_report"]
 
-#: The splits a synthesis scores, in order, with how the report names them.
 SPLITS: dict[str, str] = {"synthesis": "Synthesis split", "validation": "Validation split", "test": "Held-out test"}
+"""The splits a synthesis scores, in order, with how the report names them."""
 
-#: The parts ``candidates_enumerated`` is split into: (results key, what it counts).
 COUNTER_PARTS: tuple[tuple[str, str], ...] = (
     ("candidates_scored", "scored"),
     ("equivalent_pruned", "pruned: heatmap equal to an earlier candidate's"),
@@ -35,6 +34,7 @@ COUNTER_PARTS: tuple[tuple[str, str], ...] = (
     ("duplicates_of_seeds", "duplicates of a seeded baseline"),
     ("unscored", "not scored: the budget ran out first"),
 )
+"""The parts ``candidates_enumerated`` is split into: (results key, what it counts)."""
 
 _VERDICT_CSS = {"better": "win", "not distinguishable": "mixed", "worse": "lose"}
 

@@ -1,5 +1,10 @@
 """Synthesis: the grammar, the learner (enumeration with a bank), the oracles, the constraints and the OGIS
-search."""
+search.
+
+:func:`synthesize` is the entry point (:class:`SynthesisConfig` its settings, :class:`SynthesisResult` what it
+returns); :class:`Search` runs the same steps one at a time. :mod:`sycam.synth.search` explains the steps and
+the winner rule, :mod:`sycam.synth.constraints` the constraint language.
+"""
 
 from .constraints import DEFAULT_GUARDS, Constraint, default_constraints, parse_constraint
 from .errors import SynthesisError

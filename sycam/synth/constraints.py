@@ -35,12 +35,12 @@ from .errors import SynthesisError
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
 
-#: objective name → the guards applied when no constraint is given (justified in the module doc)
 DEFAULT_GUARDS: dict[str, tuple[str, ...]] = {
     "energy_pointing_game": ("mask_auc >= 0.99 * gradcam", "pointing_game >= gradcam"),
     "iou": ("mask_auc >= 0.99 * gradcam",),
     "pointing_game": ("mask_auc >= 0.99 * gradcam",),
 }
+"""objective name → the guards applied when no constraint is given (justified in the module doc)"""
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _FORM = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w]*)\s*(?P<op>>=|<=|>|<)\s*(?P<rhs>.*?)\s*$")

@@ -20,7 +20,9 @@ from ..heatmap import normalize
 
 
 def threshold_to_sparsity(maps: Tensor, like: Tensor) -> Tensor:
-    """``maps`` ``(*B, N, H, W)`` thresholded per image to the fraction of zero pixels of ``like`` (same shape)."""
+    r"""``maps`` ``(*B, N, H, W)`` thresholded per image to the fraction of zero pixels of ``like`` (same shape):
+    :math:`\mathrm{norm}(\mathrm{relu}(g - g_{(k)}))` for each image :math:`g` of ``maps``, with :math:`k` the
+    number of zero pixels of ``like`` (see the module doc); where ``like`` has none, :math:`g` is only normalized."""
     flat = maps.flatten(-2)
     hw = flat.shape[-1]
     k = torch.round((like.flatten(-2) <= 0).to(flat.dtype).mean(-1) * hw).long().unsqueeze(-1)

@@ -22,7 +22,6 @@ from typing import Any
 
 from .constraints import default_constraints
 
-#: ``sycam demo``'s defaults, by ``sycam synthesize`` option dest
 DEMO: dict[str, Any] = {
     "model": "efficientnet_lite0",
     "data": "demo",
@@ -39,3 +38,4 @@ DEMO: dict[str, Any] = {
     "max_degenerate": 0.0,
     "out": "sycam-demo",
 }
+"""``sycam demo``'s defaults, by ``sycam synthesize`` option dest"""

@@ -23,7 +23,9 @@ from ..errors import SycamError
 from ..expr import OPS, TERMINAL_DOCS, TERMINALS, Call, Const, Kind, Node, Terminal, kind_of
 
 FORMS = ("channel", "pixel")
+"""The heatmap forms a grammar may allow."""
 DEFAULT_CONSTANTS = (1.0, 2.0, 3.0, 0.5)
+"""The constants a grammar offers when it names none."""
 
 
 class GrammarError(SycamError, ValueError):
@@ -36,6 +38,12 @@ class Grammar:
 
     ``form`` "channel": candidates are channel vectors α (and constants), heatmap Σ_k α_k A_k — the paper's
     form. "pixel": candidates are maps α, heatmap Σ_k α_k ⊙ A_k (covers HiResCAM, LayerCAM).
+    Invalid fields raise :class:`GrammarError`.
+
+    >>> g = Grammar(terminals=("A", "G"), operators=("+", "*", "mean", "relu"), max_size=5)
+    >>> from sycam.expr import parse
+    >>> g.admits(parse("mean(relu(G))")), g.admits(parse("softmax(S)"))
+    (True, False)
     """
 
     terminals: tuple[str, ...] = ("A", "G", "S", "D")
@@ -102,6 +110,7 @@ class Grammar:
 
     @classmethod
     def load(cls, path: str | Path, base: Grammar | None = None) -> Grammar:
+        """Read a grammar file (see the module docstring) on top of ``base``; errors name the file and line."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -126,6 +135,7 @@ class Grammar:
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, object]:
+        """The fields as JSON-ready lists (as recorded in ``results.json``)."""
         return {"forms": list(self.forms), "terminals": list(self.terminals), "constants": list(self.constants),
                 "operators": list(self.operators), "max_size": self.max_size}
 

@@ -62,30 +62,55 @@ __all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "Synthesi
 
 @dataclass
 class SynthesisConfig:
-    """Settings of one synthesis run (all recorded in the results)."""
+    """Settings of one synthesis run (all recorded in the results); :meth:`check` validates them.
+
+    The defaults search the whole built-in grammar up to size 7 for at most 5000 scored candidates, with λ
+    set by the best exact classic method. A reproducible, constrained run::
+
+        SynthesisConfig(grammar=Grammar.load("grammar.txt"), max_candidates=2000,
+                        constraints=("mask_auc >= gradcam", "deletion_auc <= 0.2"))
+    """
 
     grammar: Grammar = field(default_factory=Grammar)
-    threshold: float | None = None  #: λ of the first objective; None → the best exact classic method's score
-    stop_at_threshold: bool = False  #: stop at the first correct candidate
-    max_candidates: int | None = 5000  #: candidates scored (after pruning), exactly; None: no limit
-    time_limit: float | None = None  #: seconds of search (terminal extraction excluded); not reproducible
-    equivalence: str = "heatmap"  #: heatmap | metric | none
-    tolerance: float = 1e-4  #: of the equivalence oracle
-    #: candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its
-    #: caches), 32 on an accelerator
+    """the search space (terminals, constants, operators, form, maximum size)"""
+    threshold: float | None = None
+    """λ of the first objective; None → the best exact classic method's score"""
+    stop_at_threshold: bool = False
+    """stop at the first correct candidate"""
+    max_candidates: int | None = 5000
+    """candidates scored (after pruning), exactly; None: no limit"""
+    time_limit: float | None = None
+    """seconds of search (terminal extraction excluded); not reproducible"""
+    equivalence: str = "heatmap"
+    """how the equivalence oracle prunes (:mod:`sycam.synth.oracles`): "heatmap" (layer maps agree within
+    ``tolerance`` on every image and view), "metric" (objective values agree within ``tolerance``) or "none"
+    (no pruning)"""
+    tolerance: float = 1e-4
+    """largest absolute difference at which two candidates count as equivalent"""
     batch: int | None = None
+    """candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its caches), 32
+    on an accelerator"""
     leaderboard_size: int = 20
+    """candidates kept on the leaderboard (the pool the winner is chosen from without several objectives)"""
     baselines: tuple[str, ...] = tuple(METHODS)
-    seed_baselines: bool = True  #: score the classic methods the grammar's terminals/operators allow first
+    """the classic methods scored beside the search (keys of :data:`sycam.methods.METHODS`)"""
+    seed_baselines: bool = True
+    """score the classic methods the grammar's terminals/operators allow first"""
     checkpoint: Path | None = None
+    """file the scored values are saved to during the search (:mod:`sycam.synth.checkpoint`); None: none"""
     resume: bool = False
-    checkpoint_every: float = 30.0  #: seconds between checkpoints
-    progress: bool = False  #: unused; progress follows ``sycam._progress.configure`` (kept for callers)
+    """take the values stored in ``checkpoint`` instead of scoring them again (same settings required)"""
+    checkpoint_every: float = 30.0
+    """seconds between checkpoints"""
+    progress: bool = False
+    """unused; progress follows ``sycam._progress.configure`` (kept for callers)"""
     max_bank_bytes: int = 2 << 30
-    #: "METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)
+    """memory cap of the learner's bank of sub-expression values; past it, new candidates are still scored but no
+    longer stored for composition (the result is then marked incomplete)"""
     constraints: tuple[str, ...] = ()
-    #: share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)
+    """"METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)"""
     max_degenerate_fraction: float = 0.0
+    """share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)"""
 
     def check(self) -> None:
         """Raise :class:`SynthesisError` for a setting out of range."""
@@ -115,6 +140,7 @@ class SynthesisConfig:
             raise bad("constraints", self.constraints, "a tuple of strings")
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings that shape the result, JSON-ready (``settings.synthesis`` in ``results.json``)."""
         return {
             "grammar": self.grammar.as_dict(), "threshold": self.threshold,
             "stop_at_threshold": self.stop_at_threshold, "max_candidates": self.max_candidates,
@@ -129,30 +155,55 @@ class SynthesisConfig:
 class SynthesisResult:
     """What a search found; :meth:`to_dict` is the ``results.json`` schema (:class:`sycam.results.SynthesisResults`)."""
 
-    metric: Metric  #: the first objective
+    metric: Metric
+    """the first objective"""
     best: Candidate
+    """the winner (see the module doc for the rule), with its scores on every split"""
     baselines: dict[str, dict[str, Any]]
+    """classic method key → its expression, title, exactness and scores (``results.json``'s ``baselines``)"""
     leaderboard: list[Candidate]
+    """the best admissible candidates on the first objective, best first"""
     history: list[tuple[int, float]]
+    """``(candidates scored, best synthesis score so far)`` after each admissible candidate (the report's curve)"""
     threshold: float | None
+    """λ of the first objective (None: no exact baseline to take it from)"""
     threshold_source: str
+    """where λ came from: "user", "best_baseline" or "none" (no λ)"""
     counters: dict[str, Any]
+    """the candidate counters, which add up (:meth:`Search.counters`)"""
     timings: dict[str, float]
+    """seconds per phase"""
     settings: dict[str, Any]
+    """provenance: the caller's settings, the config, the extraction options, the metrics, the synthesis ids"""
     notes: list[str]
+    """what a reader of the result should know: a capped Score-CAM terminal, a resume, an interrupt, a full
+    bank, how the winner was chosen on validation"""
     stopped_because: str
+    """search space exhausted | max candidates | beat λ | time limit | interrupted"""
     metrics: list[Metric] = field(default_factory=list)
+    """every objective, the first one first"""
     thresholds: dict[str, float | None] = field(default_factory=dict)
+    """λ per objective, by metric name"""
     lambda_baseline: str | None = None
+    """the baseline whose score is λ of the first objective"""
     accepted: bool = False
+    """the winner beats λ on every objective and every constraint holds"""
     constraints: list[tuple[Constraint, float]] = field(default_factory=list)
+    """each constraint with its resolved bound"""
     pareto: list[Candidate] = field(default_factory=list)
+    """the Pareto front of admissible candidates (several objectives only)"""
     per_image: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """split → method → primary score per image, in ``ids`` order"""
     ids: dict[str, list[str]] = field(default_factory=dict)
+    """split → sample ids"""
     degenerate: dict[str, dict[str, int]] = field(default_factory=dict)
+    """method → split → images whose heatmap is degenerate (constant, all-zero or non-finite)"""
     comparison: dict[str, Any] | None = None
+    """winner minus the best exact baseline on the test split with a paired bootstrap CI and the verdict"""
     control: dict[str, Any] | None = None
+    """Grad-CAM thresholded to the winner's sparsity, scored on each split"""
     incomplete: bool = False
+    """a bank cap, a time limit or an interrupt cut the search"""
 
     @property
     def optimism(self) -> float | None:
@@ -259,8 +310,8 @@ class Search:
         self.config, self.options, self.on_progress = config, options, on_progress
         self.objectives = list(metrics)
         self.constraint_specs = parse_constraints(config.constraints)
-        #: every metric a candidate is scored on: the objectives, then the constraints' other metrics
         self.columns = _columns(self.objectives, self.constraint_specs, config, synthesis)
+        """every metric a candidate is scored on: the objectives, then the constraints' other metrics"""
         self.names = [m.name for m in self.columns]
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
@@ -288,6 +339,7 @@ class Search:
 
     @property
     def primary(self) -> Metric:
+        """The first objective: it orders the leaderboard and sets the per-image evidence and the comparison."""
         return self.objectives[0]
 
     # -- 1. terminals ---------------------------------------------------------------------------------

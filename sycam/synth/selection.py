@@ -17,16 +17,25 @@ class Candidate:
     """A scored candidate. ``synthesis_score`` (and the other ``*_score``) are on the first objective."""
 
     expression: str
+    """canonical text of the expression"""
     size: int
+    """number of nodes of the expression"""
     synthesis_score: float
-    order: int  #: position in the scoring order (ties: smaller, then earlier wins)
-    seed: str | None = None  #: the classic method this candidate is, when it was seeded
+    """aggregate score on the synthesis split"""
+    order: int
+    """position in the scoring order (ties: smaller, then earlier wins)"""
+    seed: str | None = None
+    """the classic method this candidate is, when it was seeded"""
     test_score: float | None = None
-    scores: dict[str, float] = field(default_factory=dict)  #: synthesis score of every metric (by name)
+    """aggregate score on the test split (None: not scored there)"""
+    scores: dict[str, float] = field(default_factory=dict)
+    """synthesis score of every metric (by name)"""
     validation_score: float | None = None
+    """aggregate score on the validation split (None: not scored there)"""
     test_scores: dict[str, float] = field(default_factory=dict)
-    #: every constraint holds on the synthesis split (None: not checked, the candidate could not enter the pool)
+    """test score of every objective (by name)"""
     holds: bool | None = True
+    """every constraint holds on the synthesis split (None: not checked, the candidate could not enter the pool)"""
 
 
 
