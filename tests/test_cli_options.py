@@ -231,14 +231,7 @@ def test_custom_metric_that_raises_is_one_line(tmp_path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
-def _search_api_landed() -> bool:
-    from sycam.synth import SynthesisConfig
-
-    return "constraints" in SynthesisConfig.__dataclass_fields__
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _search_api_landed(), reason="needs the search branch's SynthesisConfig(constraints=...)")
 def test_sigint_during_a_real_search_exits_130(tmp_path) -> None:
     """A real SIGINT to a real run (covered fast by the two interrupt tests above)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}

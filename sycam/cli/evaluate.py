@@ -79,10 +79,9 @@ def run(args: argparse.Namespace) -> int:
         evaluation = {
             "metrics": {n: m.describe() for n, m in metrics.items()},
             "results": {name: dict(scores) for name, scores in results.items()},
-            # per-image evidence (scoring.Evaluation; absent from a plain dict before the search branch lands)
-            "per_image": getattr(results, "per_image", {}),
-            "ids": getattr(results, "ids", {}),
-            "degenerate": getattr(results, "degenerate", {}),
+            "per_image": results.per_image,
+            "ids": results.ids,
+            "degenerate": results.degenerate,
             "model": {"name": model.name, "layer": model.layer, "weights": model.weights},
             "data": {"source": str(args.data), "n": len(samples)},
             "settings": {"methods": {k: str(v) for k, v in methods.items()}, "batch_size": args.batch_size,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ._common import (
-    CLIError,
     HelpFormatter,
     Repeat,
     add_model_args,
@@ -60,35 +59,12 @@ def add_parsers(sub: Any) -> None:
 
 
 def read_image(path: str) -> Any:
-    """Open an image file as 8-bit RGB, upright (EXIF orientation applied), high-bit-depth greys scaled (not
-    clipped to white); one-line errors for unreadable files and decompression bombs.
+    """Open an image named on the command line as 8-bit RGB through the data layer's one reader (EXIF
+    orientation applied, high-bit-depth greys scaled, decompression bombs refused, one-line errors)."""
+    from ..data.images import read_image as read
+    from ..data.images import to_rgb
 
-    (The data layer has its own reader for manifests; this one serves the images named on the command line.)
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return _to_rgb(ImageOps.exif_transpose(im))
-    except FileNotFoundError:
-        raise CLIError(f"image not found: {path}") from None
-    except Image.DecompressionBombError as exc:
-        raise CLIError(f"cannot read image {path}: {exc}") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise CLIError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
-
-
-def _to_rgb(image: Any) -> Any:
-    """8-bit RGB; 16-bit and 32-bit grey images are scaled to 0–255 by their bit depth."""
-    import numpy as np
-    from PIL import Image
-
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or float(arr.max(initial=0)) > 255 else 255.0
-        image = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    return image.convert("RGB")
+    return to_rgb(read(path, where="explain"))
 
 
 def _unique_names(paths: list[str]) -> list[str]:
