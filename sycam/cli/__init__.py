@@ -45,6 +45,7 @@ examples:
 
 `sycam COMMAND --help` explains each command, with examples.
 """
+"""The ``sycam --help`` text: what sycam does, and a few example command lines."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> Parser:

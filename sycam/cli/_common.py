@@ -89,6 +89,7 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: ``sycam CMD: error: ... (see 'sycam CMD --help')``."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
+        """Print ``PROG: error: message (see 'PROG --help')`` on stderr and exit with status 2 (usage)."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 

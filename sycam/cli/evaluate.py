@@ -35,6 +35,7 @@ examples:
   sycam evaluate --data demo --metrics energy_pointing_game,deletion_auc --out runs/eval
   sycam evaluate --data boxes.csv --methods "gradcam,mean(G) * relu(D)" --metrics iou --out runs/mine
 """
+"""The ``sycam evaluate --help`` text: what the command writes, and examples."""
 
 
 def add_parsers(sub: Any) -> None:

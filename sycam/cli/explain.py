@@ -36,8 +36,10 @@ examples:
   sycam explain --method gradcam --method "mean(G) * relu(D)" --target 285 cat.jpg --out explained
   sycam explain --model resnet50 --method scorecam --crop photos/*.jpg --out explained
 """
+"""The ``sycam explain --help`` text: what the command writes, and examples."""
 
-MAX_SIDE = 1024  #: overlays of larger originals are drawn on a copy scaled down to this longest side
+MAX_SIDE = 1024
+"""Overlays of larger originals are drawn on a copy scaled down to this longest side (pixels)."""
 
 
 def add_parsers(sub: Any) -> None:

@@ -15,8 +15,10 @@ examples:
   sycam list metrics
   sycam list grammar --terminals A,G --max-size 4
 """
+"""The ``sycam list --help`` text, with examples."""
 
 WHAT = ("models", "methods", "metrics", "operators", "terminals", "grammar")
+"""What ``sycam list`` can list (its positional argument)."""
 
 
 def add_parsers(sub: Any) -> None:

@@ -37,6 +37,7 @@ from ._common import (
 )
 
 CHECKPOINT = "checkpoint.json"
+"""The file in the output folder that a search writes as it goes, and that ``--resume`` reads back."""
 
 SYNTHESIZE_DESCRIPTION = """\
 Search the grammar of CAM expressions for the one that scores best on a metric over the synthesis split,
@@ -52,6 +53,7 @@ examples:
   sycam synthesize --data demo --metric iou --constraint "energy_pointing_game >= gradcam" --out runs/c
   sycam synthesize --data demo --metric iou --out runs/epg --resume --max-candidates 20000
 """
+"""The ``sycam synthesize --help`` text: what the search does and writes, and examples."""
 
 
 def _demo_description(demo: Mapping[str, Any]) -> str:

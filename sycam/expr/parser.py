@@ -26,10 +26,10 @@ from ..errors import SycamError
 from .ast import TERMINALS, Call, Const, Node, Terminal
 from .ops import FUNCTIONS, INFIX, OPS, Kind
 
-#: the longest expression text accepted (characters)
 MAX_LENGTH = 4000
-#: the deepest expression tree accepted (levels); the search's grammars stay far below it
+"""The longest expression text accepted (characters)."""
 MAX_DEPTH = 64
+"""The deepest expression tree accepted (levels); the search's grammars stay far below it."""
 
 
 class ExpressionError(SycamError, ValueError):
@@ -37,8 +37,11 @@ class ExpressionError(SycamError, ValueError):
 
     def __init__(self, message: str, text: str, position: int) -> None:
         self.text = text
+        """The expression text that was parsed."""
         self.position = position
+        """The 0-based column of the fault in :attr:`text`."""
         self.reason = message
+        """What is wrong, without the position (e.g. ``"unexpected character '$'"``)."""
         caret = " " * position + "^"
         super().__init__(f"{message} at position {position}\n  {text}\n  {caret}")
 

@@ -59,7 +59,6 @@ __all__ = [
     "load_custom_metric",
 ]
 
-#: The built-in metrics by name.
 METRICS: dict[str, type[Metric]] = {
     cls.name: cls
     for cls in (
@@ -80,6 +79,7 @@ METRICS: dict[str, type[Metric]] = {
         Invariance,
     )
 }
+"""The built-in metric classes by :attr:`~Metric.name` (:func:`list_metrics` lists them in this order)."""
 
 
 def _param_names(cls: type) -> list[str]:

@@ -93,13 +93,19 @@ class Metric(ABC):
     """Base class of all metrics. Subclasses set the class attributes and implement :meth:`score`."""
 
     name: ClassVar[str]
+    """The registry name, e.g. ``"deletion_auc"`` (results and the command line refer to the metric by it)."""
     higher_is_better: ClassVar[bool]
+    """The direction: True when a larger score is better. :meth:`better` and :meth:`sort_key` read it."""
     requires: ClassVar[GroundTruth] = "none"
+    """``"mask"`` when the score needs ground-truth regions (``ctx.samples.masks``), else ``"none"``."""
     cost: ClassVar[Cost] = "cached"
+    """``"cached"`` (tensor arithmetic on maps of fixed inputs) or ``"model"`` (forward passes that depend on
+    the candidate); see the module docstring."""
     family: ClassVar[str] = ""
-    #: Whether :meth:`evaluate_lowres` computes the score exactly from layer-resolution maps (cheaper than
-    #: rendering full maps); False: it renders the full maps and calls :meth:`evaluate`.
+    """The group the metric is listed under (``"ground truth"``, ``"faithfulness"``, ``"robustness"``, ...)."""
     lowres: ClassVar[bool] = False
+    """Whether :meth:`evaluate_lowres` computes the score exactly from layer-resolution maps (cheaper than
+    rendering full maps); False: it renders the full maps and calls :meth:`evaluate`."""
 
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
         """Transformed inputs ``(N, 3, H, W)`` whose heatmaps this metric reads, by name (cached once by
@@ -261,6 +267,8 @@ class Metric(ABC):
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def describe(self) -> dict[str, Any]:
+        """The metric as results record it: ``name``, ``higher_is_better``, ``requires``, ``cost``,
+        ``family`` and ``params`` (:meth:`params`)."""
         return {
             "name": self.name,
             "higher_is_better": self.higher_is_better,
@@ -316,9 +324,11 @@ class StaticContext:
 
     @property
     def samples(self) -> Samples:
+        """The samples given to the constructor."""
         return self._samples
 
     def view_maps(self, view: str) -> Tensor:
+        """The precomputed heatmaps ``(*B, N, H, W)`` of view ``view``; :class:`MetricError` if none were given."""
         try:
             return self._views[view]
         except KeyError:
@@ -326,12 +336,16 @@ class StaticContext:
 
     @torch.no_grad()
     def logits(self, images: Tensor) -> Tensor:
+        """``model(images)`` ``(M, classes)`` in chunks of ``batch_size``, without gradients;
+        :class:`MetricError` if no model was given."""
         if self._model is None:
             raise MetricError("this metric needs a model, but none was given")
         chunks = [self._model(images[i : i + self.batch_size]) for i in range(0, images.shape[0], self.batch_size)]
         return torch.cat(chunks) if chunks else images.new_zeros((0, 0))
 
     def explain(self, images: Tensor) -> Tensor:
+        """``explainer(images)``: heatmaps ``(*B, N, H, W)`` of inputs ``(*B, N, 3, H, W)``; :class:`MetricError`
+        if no explainer was given."""
         if self._explainer is None:
             raise MetricError("this metric re-explains inputs, but no explainer was given")
         return self._explainer(images)

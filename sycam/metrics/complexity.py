@@ -10,6 +10,7 @@ from .base import Metric, MetricContext
 from .lowres import affine, resize_for
 
 FAMILY = "complexity"
+"""The :attr:`~sycam.metrics.base.Metric.family` of the metrics of this module."""
 
 
 class Sparseness(Metric):
@@ -33,6 +34,8 @@ class Sparseness(Metric):
         return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image the Gini index :math:`G(L)` of the ``HW`` map values (formula above), ``(*B, N)`` in
+        [0, 1 - 1/HW]; higher is better. Rows are sorted in chunks of bounded size."""
         maps = check_maps(maps, ctx, self.name)
         lead = maps.shape[:-2]
         flat = maps.reshape(-1, maps.shape[-2] * maps.shape[-1]).abs()
@@ -67,6 +70,7 @@ class Complexity(Metric):
         return 1.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`C(L) = \frac{1}{HW}\sum_p |L_p|`, ``(*B, N)`` in [0, 1]; lower is better."""
         maps = check_maps(maps, ctx, self.name)
         return maps.abs().mean((-2, -1))
 

@@ -114,9 +114,11 @@ class CustomMetric(Metric):
         self._params = dict(params)
 
     def params(self) -> dict[str, Any]:
+        """``{"function": <name>, **params}``: the function's name and the keyword arguments it is called with."""
         return {"function": self.name, **self._params}
 
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
+        """The function's ``views(samples)`` as a dict, or no views when it has no ``views`` attribute."""
         return {} if self._views is None else dict(self._views(samples))
 
     def worst(self) -> float:
@@ -126,6 +128,9 @@ class CustomMetric(Metric):
         return super().worst()
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Per image ``fn(maps, ctx, **params)``, ``(*B, N)``; the direction is the function's
+        ``higher_is_better``. An exception from the function, or a result of another shape, raises a one-line
+        :class:`MetricError` naming the metric (and, for an exception, its file)."""
         maps = check_maps(maps, ctx, self.name)
         if self.requires == "mask" and ctx.samples.masks is None:
             raise MetricError(f"{self.name} needs ground-truth masks or boxes, but the samples have none")
@@ -183,6 +188,7 @@ class ContextModel(nn.Module):
         self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
+        """``ctx.logits(x)`` ``(M, classes)``, with ``x`` ``(M, 3, H, W)`` moved to the samples' device and dtype."""
         images = self._ctx.samples.images
         return self._ctx.logits(x.to(images.device, images.dtype))
 
@@ -241,9 +247,12 @@ class QuantusMetric(Metric):
 
     @property
     def quantus_metric(self) -> Any:
+        """The wrapped Quantus metric object."""
         return self._metric
 
     def params(self) -> dict[str, Any]:
+        """The Quantus class name, ``softmax`` and the object's own ``get_params`` (private keys dropped,
+        values made JSON-friendly)."""
         raw = getattr(self._metric, "get_params", {}) or {}
         keep = {k: _plain(v) for k, v in raw.items() if not k.startswith("_")}
         return {"metric": type(self._metric).__name__, "softmax": self._softmax, **keep}
@@ -258,6 +267,9 @@ class QuantusMetric(Metric):
             ) from None
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Per image the Quantus metric's own score, ``(*B, N)``, from one Quantus call per candidate; the
+        direction is Quantus's ``score_direction``. A score that is not one number per sample (a curve)
+        raises :class:`MetricError`."""
         maps = check_maps(maps, ctx, self.name)
         s = ctx.samples
         if self.requires == "mask" and s.masks is None:

@@ -46,8 +46,11 @@ from .base import Metric, MetricContext, MetricError, degenerate
 from .lowres import full_maps, resize_for
 
 GEOMETRIC = {"hflip": None, "vflip": None, "rot90": None, "rot180": None, "rot270": None, "shift": 16, "scale": 0.8}
+"""The geometric transforms :class:`Equivariance` accepts, with their default values (None: takes no value)."""
 PHOTOMETRIC = {"brightness": 0.1, "contrast": 0.75, "noise": 0.03, "blur": 1.0}
+"""The photometric transforms :class:`Invariance` accepts, with their default values."""
 SIMILARITIES = ("pearson", "mae")
+"""The values of the ``similarity`` option (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,13 @@ class Transform:
 
     @property
     def view_name(self) -> str:
+        """The name of this transform's view: ``"transform:<key>"``, plus ``",seed=<seed>"`` for ``noise``."""
         extra = f",seed={self.seed}" if self.name == "noise" else ""
         return f"transform:{self.key}{extra}"
 
     def check_size(self, h: int, w: int, metric: str) -> None:
+        """Raise :class:`MetricError` if the transform cannot apply to ``h × w`` inputs: ``rot90`` and ``rot270``
+        need square inputs, and a ``shift`` must be smaller than the image."""
         if self.name in ("rot90", "rot270") and h != w:
             raise MetricError(f"{metric}: {self.name} needs square inputs, got {h}x{w}")
         if self.name == "shift" and not (self.value is not None and self.value < min(h, w)):
@@ -202,6 +208,7 @@ class _TransformMetric(Metric):
         self.similarity = check_choice(self.name, "similarity", similarity, SIMILARITIES)
 
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
+        """The transformed inputs ``(N, 3, H, W)``, one view per chosen transform, by :attr:`Transform.view_name`."""
         h, w = samples.images.shape[-2:]
         for t in self._transforms:
             t.check_size(h, w, self.name)
@@ -225,6 +232,8 @@ class _TransformMetric(Metric):
         return -1.0 if self.similarity == "pearson" else 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Per image the mean over the chosen transforms of their similarity (:meth:`per_transform`),
+        ``(*B, N)``; higher is better. A NaN similarity counts as :meth:`worst`."""
         # A map of a view with a non-finite value (e.g. a division by zero on that input only) is a failure
         # there: that transform's similarity is the worst, never NaN.
         sims = torch.stack(list(self.per_transform(maps, ctx).values()))
@@ -250,6 +259,8 @@ class Equivariance(_TransformMetric):
         super().__init__(transforms, similarity)
 
     def per_transform(self, maps: Tensor, ctx: MetricContext) -> dict[str, Tensor]:
+        r"""Per transform ``T`` (by its key): :math:`\mathrm{sim}(L(Tx), T(L(x)))` ``(*B, N)`` over the pixels
+        valid in both."""
         maps = check_maps(maps, ctx, self.name)
         h, w = maps.shape[-2:]
         out = {}
@@ -275,9 +286,9 @@ class Invariance(_TransformMetric):
     summary = "similarity of L(Tx) and L(x) under brightness, contrast, noise and blur"
     _allowed = PHOTOMETRIC
     _default = ("brightness", "blur")
-    #: Exact at layer resolution for ``similarity="pearson"`` when the context offers ``view_layer_maps(name)``;
-    #: otherwise :meth:`score_lowres` renders the full maps.
     lowres = True
+    """Exact at layer resolution for ``similarity="pearson"`` when the context offers ``view_layer_maps(name)``;
+    otherwise :meth:`score_lowres` renders the full maps."""
 
     def __init__(
         self, transforms: str | Sequence[str] | None = None, similarity: str = "pearson", seed: int = 0
@@ -286,6 +297,7 @@ class Invariance(_TransformMetric):
         self.seed = self._seed
 
     def per_transform(self, maps: Tensor, ctx: MetricContext) -> dict[str, Tensor]:
+        r"""Per transform ``T`` (by its key): :math:`\mathrm{sim}(L(Tx), L(x))` ``(*B, N)`` over all pixels."""
         maps = check_maps(maps, ctx, self.name)
         valid = torch.ones(maps.shape[-2:], dtype=torch.bool, device=maps.device)
         return {t.key: similarity(self._view(ctx, t, maps), maps, valid, self.similarity) for t in self._transforms}

@@ -37,13 +37,17 @@ from ._util import (
 from .base import Metric, MetricContext, MetricError, degenerate
 
 FAMILY = "faithfulness"
+"""The :attr:`~sycam.metrics.base.Metric.family` of the metrics of this module."""
 OUTPUTS = ("prob", "logit")
+"""The values of the ``output`` option (see the module docstring)."""
 SPACES = ("input", "pixels")
+"""The values of the ``space`` option of the masking metrics (see the module docstring)."""
 BASELINES = ("zero", "black", "blur", "mean")
-#: Perturbed inputs built and handed to ``ctx.logits`` at once by the deletion/insertion curves.
+"""The values of the ``baseline`` option of the deletion/insertion curves (see ``baseline_images``)."""
 CURVE_CHUNK = 64
-#: Scored perturbed inputs remembered per context (about 100 bytes each); the memory is cleared beyond this.
+"""Perturbed inputs built and handed to ``ctx.logits`` at once by the deletion/insertion curves."""
 MAX_CACHED_FORWARDS = 1_000_000
+"""Scored perturbed inputs remembered per context (about 100 bytes each); the memory is cleared beyond this."""
 
 
 def relative_drop(clean: Tensor, masked: Tensor, output: str) -> Tensor:
@@ -129,6 +133,8 @@ class AverageDrop(_MaskedConfidence):
         return 1.0 if self.output == "prob" else math.inf
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`\max(0, y - o) / y` (``|y|`` for logits; 0 where ``y = 0``), ``(*B, N)``; lower is
+        better."""
         maps = check_maps(maps, ctx, self.name)
         clean = self.clean_scores(ctx)
         return relative_drop(clean, self.masked_scores(maps, ctx), self.output).to(maps.device)
@@ -152,6 +158,7 @@ class IncreaseInConfidence(_MaskedConfidence):
         return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`\mathbb{1}[o > y]` (1.0 or 0.0), ``(*B, N)``; higher is better."""
         maps = check_maps(maps, ctx, self.name)
         clean = self.clean_scores(ctx)
         return (self.masked_scores(maps, ctx) > clean).to(maps.dtype).to(maps.device)
@@ -204,6 +211,8 @@ class ADCC(_MaskedConfidence):
         return {"coherency": coherency, "complexity": complexity, "average_drop": drop, "adcc": adcc}
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`3\,(1/\mathrm{Coh} + 1/(1 - \mathrm{Com}) + 1/(1 - \mathrm{AD}))^{-1}` (0 when a term
+        is 0), ``(*B, N)`` in [0, 1]; higher is better. See :meth:`components`."""
         return self.components(maps, ctx)["adcc"]
 
 
@@ -370,6 +379,8 @@ class _PerturbationCurve(_ModelMetric):
         return buf
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Per image the trapezoidal area under the target score over the perturbed fraction in [0, 1]
+        (:meth:`curves`), ``(*B, N)``; lower is better for deletion, higher for insertion."""
         fractions, curve = self.curves(maps, ctx)
         return torch.trapezoid(curve, fractions, dim=-1).to(maps.dtype)
 

@@ -30,6 +30,7 @@ from .base import Metric, MetricContext
 from .lowres import full_maps, projected_masks, resize_for
 
 FAMILY = "ground truth"
+"""The :attr:`~sycam.metrics.base.Metric.family` of the metrics of this module."""
 
 
 class EnergyPointingGame(Metric):
@@ -57,6 +58,8 @@ class EnergyPointingGame(Metric):
         return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`\sum_p L_p M_p / \sum_p L_p` (0 for an all-zero map), ``(*B, N)`` in [0, 1]; higher
+        is better. NaN where the mask is empty."""
         maps = check_maps(maps, ctx, self.name)
         masks = gt_masks(ctx, self.name)
         inside = (maps * masks.to(maps.dtype)).sum((-2, -1))
@@ -140,6 +143,9 @@ class PointingGame(Metric):
         return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Per image the hit value of the map's maximal pixels against the ground truth dilated by
+        ``tolerance`` (:meth:`hit_region`), counted by the ``ties`` rule, ``(*B, N)`` in [0, 1]; higher is
+        better. NaN where the mask is empty."""
         maps = check_maps(maps, ctx, self.name)
         masks = gt_masks(ctx, self.name)
         region = self.hit_region(masks).flatten(-2)  # (N, HW)
@@ -252,6 +258,8 @@ class IoU(Metric):
         return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`|\{L \ge t\} \cap M| / |\{L \ge t\} \cup M|`, ``(*B, N)`` in [0, 1]; higher is better.
+        NaN where the mask is empty."""
         maps = check_maps(maps, ctx, self.name)
         masks = gt_masks(ctx, self.name)
         pred = maps >= self.threshold
@@ -310,6 +318,8 @@ class MaskAUC(Metric):
         return 0.0
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        """Per image the ROC AUC of the map values against the mask (:func:`roc_auc_rows`), ``(*B, N)`` in
+        [0, 1]; higher is better, 0.5 is chance. NaN where the mask is empty or covers the whole image."""
         maps = check_maps(maps, ctx, self.name)
         masks = gt_masks(ctx, self.name)
         lead = maps.shape[:-2]

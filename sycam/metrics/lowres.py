@@ -134,17 +134,23 @@ def clones(u: Tensor, sub: Tensor) -> Clones | None:
 class Resize:
     """The bilinear resize ``(h, w) -> (H, W)`` as matrices, with the subgrid that carries its extremes."""
 
-    uh: Tensor  # (H, h)
-    uw: Tensor  # (W, w)
-    rows: Tensor  # subgrid rows of the output
-    cols: Tensor  # subgrid columns of the output
+    uh: Tensor
+    """:math:`U_h` ``(H, h)``: the row resize matrix (float64)."""
+    uw: Tensor
+    """:math:`U_w` ``(W, w)``: the column resize matrix (float64)."""
+    rows: Tensor
+    """The subgrid rows of the output (indices into ``H``; see :func:`extreme_rows`)."""
+    cols: Tensor
+    """The subgrid columns of the output (indices into ``W``)."""
 
     @property
     def size(self) -> tuple[int, int]:
+        """``(H, W)``: the output size."""
         return int(self.uh.shape[0]), int(self.uw.shape[0])
 
     @property
     def pixels(self) -> int:
+        """``H · W``: the number of output pixels."""
         return self.size[0] * self.size[1]
 
     @functools.cached_property

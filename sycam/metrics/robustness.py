@@ -16,9 +16,10 @@ from .base import Metric, MetricContext, MetricError
 from .lowres import affine, resize_for
 
 FAMILY = "robustness"
-#: Floor of the root mean square of ``L(x)`` in the denominator. Since ``|L(x+δ) - L(x)| <= 1`` per pixel,
-#: a sensitivity never exceeds ``1 / EPS``, the worst value.
+"""The :attr:`~sycam.metrics.base.Metric.family` of the metrics of this module."""
 EPS = 1e-8
+"""Floor of the root mean square of ``L(x)`` in the denominator. Since ``|L(x+δ) - L(x)| <= 1`` per pixel,
+a sensitivity never exceeds ``1 / EPS``, the worst value."""
 
 
 def uniform_noise_views(samples: Samples, n: int, radius: float, seed: int) -> dict[str, Tensor]:
@@ -40,9 +41,9 @@ class _Sensitivity(Metric):
     higher_is_better = False
     cost = "cached"
     family = FAMILY
-    #: Exact at layer resolution when the context offers ``view_layer_maps(name)`` (the candidates' layer
-    #: maps on a view, ``(*B, N, h, w)``); otherwise it renders the full maps.
     lowres = True
+    """Exact at layer resolution when the context offers ``view_layer_maps(name)`` (the candidates' layer
+    maps on a view, ``(*B, N, h, w)``); otherwise it renders the full maps."""
 
     def __init__(self, n: int = 8, radius: float = 0.05, seed: int = 0) -> None:
         self.n = check_number(self.name, "n", n, low=1, integer=True)
@@ -50,9 +51,11 @@ class _Sensitivity(Metric):
         self.seed = check_number(self.name, "seed", seed, integer=True)
 
     def view_names(self) -> list[str]:
+        """The names of the ``n`` noise views, as :func:`uniform_noise_views` names them."""
         return [f"uniform(r={self.radius:g},seed={self.seed})#{j}" for j in range(self.n)]
 
     def views(self, samples: Samples) -> Mapping[str, Tensor]:
+        """The ``n`` seeded uniform-noise copies of the inputs (:func:`uniform_noise_views`)."""
         return uniform_noise_views(samples, self.n, self.radius, self.seed)
 
     def worst(self) -> float:
@@ -134,9 +137,12 @@ class MaxSensitivity(_Sensitivity):
     summary = "largest relative change of the map under small uniform input noise"
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`\max_j \|L(x+δ_j) - L(x)\|_F / \max(\|L(x)\|_F, 10^{-8}\sqrt{HW})` over the
+        ``n`` views, ``(*B, N)`` in [0, 1e8]; lower is better."""
         return self.sensitivities(maps, ctx).amax(0)
 
     def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        """:meth:`score` from layer maps, exactly (the maximum of :meth:`sensitivities_lowres`)."""
         return self.sensitivities_lowres(layer_maps, size, ctx).amax(0)
 
 
@@ -152,7 +158,10 @@ class AvgSensitivity(_Sensitivity):
     summary = "mean relative change of the map under small uniform input noise"
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
+        r"""Per image :math:`\frac{1}{n}\sum_j \|L(x+δ_j) - L(x)\|_F / \max(\|L(x)\|_F, 10^{-8}\sqrt{HW})`,
+        ``(*B, N)`` in [0, 1e8]; lower is better."""
         return self.sensitivities(maps, ctx).mean(0)
 
     def score_lowres(self, layer_maps: Tensor, size: tuple[int, int], ctx: MetricContext) -> Tensor:
+        """:meth:`score` from layer maps, exactly (the mean of :meth:`sensitivities_lowres`)."""
         return self.sensitivities_lowres(layer_maps, size, ctx).mean(0)
