@@ -89,6 +89,29 @@ class MetricContext(Protocol):
         ...
 
 
+def score_better(a: SupportsFloat, b: SupportsFloat | None, higher_is_better: bool) -> bool:
+    """The one ordering rule for scores of a metric with direction ``higher_is_better`` (see
+    :meth:`Metric.better`, which calls it; code that holds only a results file's direction calls it too)."""
+    fa = float(a)
+    if math.isnan(fa):
+        return False
+    if b is None:
+        return True
+    fb = float(b)
+    if math.isnan(fb):
+        return True
+    return fa > fb if higher_is_better else fa < fb
+
+
+def score_sort_key(score: SupportsFloat, higher_is_better: bool) -> float:
+    """Ascending key, best first, NaN last: ``-score`` when higher is better, ``score`` otherwise, ``+inf``
+    for NaN (see :meth:`Metric.sort_key`, which calls it)."""
+    f = float(score)
+    if math.isnan(f):
+        return math.inf
+    return -f if higher_is_better else f
+
+
 class Metric(ABC):
     """Base class of all metrics. Subclasses set the class attributes and implement :meth:`score`."""
 
@@ -243,24 +266,13 @@ class Metric(ABC):
         >>> m.better(0.1, 0.2), m.better(0.2, 0.2), m.better(float("nan"), 0.2), m.better(0.2, None)
         (True, False, False, True)
         """
-        fa = float(a)
-        if math.isnan(fa):
-            return False
-        if b is None:
-            return True
-        fb = float(b)
-        if math.isnan(fb):
-            return True
-        return fa > fb if self.higher_is_better else fa < fb
+        return score_better(a, b, self.higher_is_better)
 
     def sort_key(self, score: SupportsFloat) -> float:
         """A key that sorts scores best first in ascending order, NaN last: ``-score`` when higher is
         better, ``score`` when lower is better, ``+inf`` for NaN. ``sorted(xs, key=m.sort_key)[0]`` is the
         best; ``better(a, b)`` implies ``sort_key(a) < sort_key(b)``."""
-        f = float(score)
-        if math.isnan(f):
-            return math.inf
-        return -f if self.higher_is_better else f
+        return score_sort_key(score, self.higher_is_better)
 
     def params(self) -> dict[str, Any]:
         """The metric's configuration, recorded with every result (rankings depend on it)."""

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
+from .._io import write_atomic
 from .format import arrow, direction, esc, fmt
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
 from .page import page
-from .synthesis import _write_atomic
 from .tables import Col, kv_table, table
 
 __all__ = ["EvaluationResults", "render_evaluation_report", "write_evaluation_report"]
@@ -155,4 +155,4 @@ def write_evaluation_report(
     {metric: float}}}``; optional ``methods`` (name → expression), ``per_image``, ``ids``, ``degenerate``,
     ``notes``, ``settings``, ``versions``, ``timings`` are shown too.
     """
-    return _write_atomic(path, render_evaluation_report(evaluation, gallery, thumb, alpha, colormap))
+    return write_atomic(path, render_evaluation_report(evaluation, gallery, thumb, alpha, colormap))

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from .._io import write_atomic
 from ..results import SynthesisResults
+from ..stats import verdict
 from .format import SYNTHESIZED, arrow, direction, esc, finite, fmt, fmt_seconds, fmt_signed
 from .formula import formula_html
 from .gallery import GalleryItem, attach_scores, gallery_html
@@ -39,23 +41,11 @@ COUNTER_PARTS: tuple[tuple[str, str], ...] = (
 _VERDICT_CSS = {"better": "win", "not distinguishable": "mixed", "worse": "lose"}
 
 
-def _write_atomic(path: str | Path, text: str) -> Path:
-    try:  # the cli helper moves the atomic writer to sycam._io this round
-        from .._io import write_atomic  # type: ignore[import-not-found]
-    except ImportError:
-        from ..viz import write_atomic
-    return write_atomic(path, text)
-
-
 def comparison_verdict(comparison: Mapping[str, Any], higher_is_better: bool) -> str:
-    """``"better"``, ``"not distinguishable"`` or ``"worse"``: from the 95% CI by
-    :func:`sycam.stats.verdict` when that module is present, else the verdict the results file recorded."""
+    """``"better"``, ``"not distinguishable"`` or ``"worse"``: from the 95% CI by :func:`sycam.stats.verdict`
+    (the one verdict rule; the CLI prints the same, recorded by the search), else the recorded verdict."""
     ci = comparison.get("ci95") or []
-    try:
-        from ..stats import verdict  # type: ignore[import-not-found]
-    except ImportError:
-        verdict = None
-    if verdict is not None and len(ci) == 2 and finite(ci[0]) and finite(ci[1]):
+    if len(ci) == 2 and finite(ci[0]) and finite(ci[1]):
         return str(verdict(float(ci[0]), float(ci[1]), higher_is_better))
     return str(comparison.get("verdict", "not distinguishable"))
 
@@ -671,4 +661,4 @@ def write_report(
     (``thumb``-pixel thumbnails at 2× resolution, per-image scores, degenerate maps flagged, ground truth on
     every picture, a colour bar), the splits and what they share, timings, settings, versions and notes.
     """
-    return _write_atomic(path, render_report(results, gallery, thumb, alpha, colormap))
+    return write_atomic(path, render_report(results, gallery, thumb, alpha, colormap))

@@ -7,9 +7,11 @@ its first column (the method) sticky, so a phone shows which row a number belong
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..metrics.base import score_sort_key
 from .format import esc, finite, fmt
 
 __all__ = ["Col", "Raw", "best_rows", "kv_table", "table"]
@@ -35,11 +37,9 @@ class Col:
 
 def best_rows(values: Sequence[object], higher_is_better: bool) -> set[int]:
     """Indices of the best finite values (all of them on ties); NaN and missing are never best."""
-    scores = [float(v) for v in values if finite(v)]  # type: ignore[arg-type]
-    if not scores:
-        return set()
-    top = max(scores) if higher_is_better else min(scores)
-    return {i for i, v in enumerate(values) if finite(v) and float(v) == top}  # type: ignore[arg-type]
+    keys = [score_sort_key(float(v), higher_is_better) if finite(v) else math.inf for v in values]  # type: ignore[arg-type]
+    top = min(keys, default=math.inf)
+    return set() if top == math.inf else {i for i, k in enumerate(keys) if k == top}
 
 
 def _cell(value: object, col: Col, best: bool) -> str:

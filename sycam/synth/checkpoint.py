@@ -24,12 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._io import write_atomic
 from .errors import SynthesisError
-
-try:  # the atomic writer moves to sycam._io this round
-    from .._io import write_atomic  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - until the move is merged
-    from ..viz import write_atomic
 
 FORMAT = "sycam-checkpoint"
 VERSION = 2
