@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import SycamError
-from .expr import Node, evaluate, kind_of
+from .expr import Node, evaluate
 from .methods import resolve_method
 from .models import LoadedModel
 from .targets import TargetSpec
@@ -164,6 +164,17 @@ def _check_maps(maps: Tensor, label: str) -> Tensor:
     return maps
 
 
+def unwrap_model(model: nn.Module | LoadedModel, target_layer: str | nn.Module | None) -> tuple[nn.Module,
+                                                                                              str | nn.Module]:
+    """The plain module and target layer of ``model``: a :class:`~sycam.models.LoadedModel` brings its default
+    layer (``target_layer`` overrides it); a plain ``nn.Module`` needs ``target_layer`` (else :class:`InputError`)."""
+    if isinstance(model, LoadedModel):
+        return model.module, model.layer if target_layer is None else target_layer
+    if target_layer is None:
+        raise InputError("target_layer is required for a plain nn.Module (e.g. 'layer4[-1]')")
+    return model, target_layer
+
+
 class CAM:
     """A CAM method given as an expression (or a built-in name), pytorch-grad-cam style.
 
@@ -197,15 +208,8 @@ class CAM:
         score_top_k: int | None = None,
         batch_size: int = 32,
     ) -> None:
-        if isinstance(model, LoadedModel):
-            target_layer = model.layer if target_layer is None else target_layer
-            model = model.module
-        if target_layer is None:
-            raise ValueError("target_layer is required for a plain nn.Module")
-        self.model = model
-        self.target_layer = target_layer
+        self.model, self.target_layer = unwrap_model(model, target_layer)
         self.name, self.expression = resolve_method(method)
-        self.kind = kind_of(self.expression)  # every kind renders; a constant weights all channels equally
         self.options = ExtractOptions(batch_size=batch_size, score_top_k=score_top_k)
 
     def __call__(self, images: Tensor, targets: TargetSpec = None) -> Tensor:
@@ -241,11 +245,7 @@ def explain(
 
     ``images`` are checked as for :class:`CAM` (:func:`check_images`); every map is finite and in [0, 1].
     """
-    if isinstance(model, LoadedModel):
-        target_layer = model.layer if target_layer is None else target_layer
-        model = model.module
-    if target_layer is None:
-        raise ValueError("target_layer is required for a plain nn.Module")
+    model, target_layer = unwrap_model(model, target_layer)
     resolved = [resolve_method(m) for m in methods]
     images = check_images(images, model)
     cache = TerminalCache(model, target_layer, images, targets, ExtractOptions(batch_size, score_top_k))
