@@ -33,7 +33,7 @@ def ctx_for(samples: Samples, **kw: object) -> StaticContext:
     return StaticContext(samples, **kw)  # type: ignore[arg-type]
 
 
-class TinyNet(nn.Module):
+class PoolNet(nn.Module):
     """conv3x3(3→4) → ReLU → global average pool → linear(4→3); seeded, eval mode."""
 
     def __init__(self, seed: int = 0, classes: int = 3) -> None:

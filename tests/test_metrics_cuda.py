@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metrics_helpers import TinyNet, channel_mean_explainer, make_samples, random_maps
+from metrics_helpers import PoolNet, channel_mean_explainer, make_samples, random_maps
 
 from sycam.metrics import METRICS, StaticContext, get_metric
 
@@ -30,7 +30,7 @@ def test_cuda_matches_cpu(name: str) -> None:
     metric = get_metric(name, **SMALL.get(name, {}))
     maps = random_maps(2, n, h, w, seed=2)
     views = {k: random_maps(2, n, h, w, seed=3 + i) for i, k in enumerate(metric.views(samples))}
-    model = TinyNet()
+    model = PoolNet()
     cpu = metric.score(maps, StaticContext(samples, model=model, views=views, explainer=channel_mean_explainer))
 
     dev = torch.device("cuda")
@@ -39,7 +39,7 @@ def test_cuda_matches_cpu(name: str) -> None:
         torch.testing.assert_close(gpu_views[k].cpu(), v, rtol=1e-5, atol=1e-5)
     ctx = StaticContext(
         samples.to(dev),
-        model=TinyNet().to(dev),
+        model=PoolNet().to(dev),
         views={k: v.to(dev) for k, v in views.items()},
         explainer=channel_mean_explainer,
     )
@@ -69,7 +69,7 @@ def test_cuda_evaluate_and_lowres_match_cpu(name: str) -> None:
 
     def ctx_on(dev: str) -> StaticContext:
         views = {k: finish(v, (h, w)).to(dev) for k, v in view_raw.items()}
-        return Ctx(samples.to(dev), model=TinyNet().to(dev), views=views, explainer=channel_mean_explainer)
+        return Ctx(samples.to(dev), model=PoolNet().to(dev), views=views, explainer=channel_mean_explainer)
 
     cpu = metric.evaluate(full, ctx_on("cpu"))
     gpu_metric = get_metric(name, **SMALL.get(name, {}))

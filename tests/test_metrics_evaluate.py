@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from metrics_helpers import TinyNet, channel_mean_explainer, make_samples, random_maps
+from metrics_helpers import PoolNet, channel_mean_explainer, make_samples, random_maps
 
 from sycam.metrics import METRICS, Metric, MetricError, StaticContext, get_metric, load_custom_metric
 from sycam.metrics.base import degenerate
@@ -58,7 +58,7 @@ def gt_masks() -> torch.Tensor:
 
 
 SAMPLES = make_samples(N, H, W, masks=gt_masks(), labels=[0, 1, 2], seed=4)
-MODEL = TinyNet()
+MODEL = PoolNet()
 
 
 def context(metric: Metric, lead: tuple[int, ...] = (), seed: int = 100) -> StaticContext:

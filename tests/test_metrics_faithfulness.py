@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 import torch
-from metrics_helpers import TinyNet, channel_mean_explainer, ctx_for, make_samples, mean_logit_model, random_maps
+from metrics_helpers import PoolNet, channel_mean_explainer, ctx_for, make_samples, mean_logit_model, random_maps
 
 from sycam.metrics import (
     ADCC,
@@ -74,7 +74,7 @@ def test_pixel_space_masking() -> None:
 
 
 def test_clean_pass_is_memoized_per_context() -> None:
-    counting = CountingModel(TinyNet())
+    counting = CountingModel(PoolNet())
     samples = make_samples(3, 6, 6)
     ctx = ctx_for(samples, model=counting)
     metric = AverageDrop()
@@ -87,7 +87,7 @@ def test_clean_pass_is_memoized_per_context() -> None:
 
 
 def test_contexts_sharing_a_memo_key_share_the_clean_pass() -> None:
-    counting = CountingModel(TinyNet())
+    counting = CountingModel(PoolNet())
     samples = make_samples(3, 6, 6)
     owner = CountingModel(None)  # any weakly referable object standing for (model, samples)
     metric = DeletionAUC(steps=3)
@@ -158,7 +158,7 @@ def test_baselines() -> None:
 
 
 def test_curves_batch_candidates_images_and_steps_into_chunked_calls() -> None:
-    counting = CountingModel(TinyNet())
+    counting = CountingModel(PoolNet())
     samples = make_samples(3, 8, 8)
     ctx = StaticContext(samples, model=counting, batch_size=1000)
     metric = DeletionAUC(steps=5)
@@ -227,7 +227,7 @@ def test_adcc_coherency_is_rescaled_pearson() -> None:
     samples = make_samples(2, 5, 5, seed=5)
     maps = torch.rand(2, 5, 5, generator=g)
     other = torch.rand(2, 5, 5, generator=g)
-    ctx = ctx_for(samples, model=TinyNet(), explainer=lambda images: other.expand(*images.shape[:-3], 5, 5))
+    ctx = ctx_for(samples, model=PoolNet(), explainer=lambda images: other.expand(*images.shape[:-3], 5, 5))
     coh = ADCC().components(maps, ctx)["coherency"]
     for i in range(2):
         rho = torch.corrcoef(torch.stack([maps[i].flatten(), other[i].flatten()]))[0, 1]
@@ -261,13 +261,13 @@ def test_shared_perturbed_forwards_give_the_same_scores_with_fewer_forwards(cls:
     base = random_maps(3, 8, 8, seed=3)
     maps = torch.stack([base, base.sqrt(), random_maps(3, 8, 8, seed=4), base * 0.5, base]).contiguous()
     maps[2, 1] = base[1]  # one image shared with another candidate
-    counting = CountingModel(TinyNet())
+    counting = CountingModel(PoolNet())
     metric = cls(steps=4, blur_sigma=1.0)
     got = metric.score(maps, ctx_for(samples, model=counting))
     # Interior points: candidates 0, 1, 3, 4 and image 1 of candidate 2 share their sets: 3 + 2 images x 3 steps.
     assert sum(counting.calls) == 3 + 3 + (3 + 2) * 3
     for b in range(maps.shape[0]):  # each candidate alone, with a fresh metric: the same scores
-        alone = cls(steps=4, blur_sigma=1.0).score(maps[b], ctx_for(samples, model=TinyNet()))
+        alone = cls(steps=4, blur_sigma=1.0).score(maps[b], ctx_for(samples, model=PoolNet()))
         torch.testing.assert_close(got[b], alone, rtol=1e-6, atol=1e-6)  # batch composition: float rounding
 
 
@@ -282,14 +282,14 @@ def test_equivalence_key_is_the_step_bin_per_pixel() -> None:
     assert key[3].tolist() == [[0, 0, 0, 0]]  # degenerate: scored worst, never equal to a real map's key
     assert AverageDrop().equivalence_key(maps) is None
     samples = make_samples(1, 2, 2, seed=1)
-    ctx = ctx_for(samples, model=TinyNet())
+    ctx = ctx_for(samples, model=PoolNet())
     s = metric.evaluate(maps, ctx)
     assert s[0].item() == s[1].item() and s[3].item() == 1.0
 
 
 def test_curve_metrics_pickle_without_their_scratch_buffer() -> None:
     metric = DeletionAUC(steps=2)
-    metric.score(random_maps(1, 2, 4, 4), ctx_for(make_samples(2, 4, 4), model=TinyNet()))
+    metric.score(random_maps(1, 2, 4, 4), ctx_for(make_samples(2, 4, 4), model=PoolNet()))
     assert metric._buf is not None
     again = pickle.loads(pickle.dumps(metric))
     assert again._buf is None and again.params() == metric.params()

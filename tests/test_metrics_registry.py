@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from metrics_helpers import TinyNet, channel_mean_explainer, ctx_for, make_samples, random_maps
+from metrics_helpers import PoolNet, channel_mean_explainer, ctx_for, make_samples, random_maps
 
 from sycam.metrics import (
     METRICS,
@@ -67,7 +67,7 @@ def gt_masks() -> torch.Tensor:
 
 
 SAMPLES = make_samples(N, H, W, masks=gt_masks(), labels=[0, 1, 2], seed=4)
-MODEL = TinyNet()
+MODEL = PoolNet()
 
 
 def view_maps(metric: Metric, lead: tuple[int, ...], seed: int) -> dict[str, torch.Tensor]:

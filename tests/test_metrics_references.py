@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from metrics_helpers import TinyNet, channel_mean_explainer, ctx_for, make_samples, random_maps
+from metrics_helpers import PoolNet, channel_mean_explainer, ctx_for, make_samples, random_maps
 
 from sycam.metrics import (
     ADCC,
@@ -46,7 +46,7 @@ def masks() -> torch.Tensor:
 
 
 SAMPLES = make_samples(N, H, W, masks=masks(), labels=[0, 1, 2, 1], seed=12)
-MODEL = TinyNet(seed=1)
+MODEL = PoolNet(seed=1)
 
 
 def quantus_scores(metric: Any, maps: torch.Tensor, **kw: Any) -> np.ndarray:
