@@ -312,7 +312,7 @@ def score_cam_scores(
     announce(f"Score-CAM terminal S: {total} forwards of {tuple(size)} inputs ({n} images x {k} channels, "
              f"{n * k - pairs_n.numel()} constant or skipped channels share one forward per image{capped})")
     with eval_mode(model), progress(total, "Score-CAM S", "fwd") as bar:
-        first = min(batch_size, max(pairs_n.numel(), 1))
+        first = min(batch_size, 4, max(pairs_n.numel(), 1))  # a small batch keeps tracing and the check cheap
         fast = _fast_forward(model, lambda: (inputs(slice(0, first))[0] if pairs_n.numel() else images[:first],),
                              total, options, images.device)
         scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar).to(acts.dtype)
@@ -361,7 +361,7 @@ def ablation_drops(
                 cut_values = [torch.cat([c[i] for c in cut]) for i in range(split.n_cut)]
 
             def example() -> tuple[Tensor, ...]:
-                a, ni = ablated(slice(0, min(batch_size, total)))
+                a, ni = ablated(slice(0, min(batch_size, 4, total)))
                 return (a, *[v[ni] for v in cut_values[1:]])
 
             # only a tail with convolutions or BatchNorm has something to fold: a pooling + linear head

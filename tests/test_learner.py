@@ -146,3 +146,13 @@ def test_bank_holds_many_more_entries_than_full_map_values_would_allow() -> None
     assert held > 200
     # every entry stored as a full map would take held * map_bytes
     assert learner.stats.bank_bytes + learner.stats.cache_bytes < held * map_bytes / 5
+
+
+@pytest.mark.parametrize("forms", [("channel", "pixel"), ("channel",)])
+def test_counters_add_up(forms) -> None:
+    """Every enumerated expression is yielded, pruned as a duplicate, or rejected with a reason."""
+    grammar = Grammar(terminals=("A", "G", "D"), constants=(2.0,), max_size=4, forms=forms)
+    learner = Learner(grammar, _leaves())
+    yielded = sum(1 for _ in learner.entries())
+    st = learner.stats
+    assert st.enumerated == yielded + st.subexpr_pruned + sum(st.rejected.values())

@@ -160,7 +160,7 @@ class Entry:
     is ``fn(*children values)``, computed on first use and kept in a bounded cache.
     """
 
-    __slots__ = ("_cache", "_recipe", "_values", "kind", "node", "uid")
+    __slots__ = ("_cache", "_recipe", "_values", "kind", "node", "nonneg", "uid")
 
     def __init__(self, node: Node, kind: Kind, values: tuple[Tensor, ...] | None = None, *,
                  recipe: tuple[Callable[..., Tensor], tuple[Entry, ...]] | None = None,
@@ -173,6 +173,7 @@ class Entry:
         self._recipe = recipe
         self._cache = cache
         self.uid = next(_UIDS)
+        self.nonneg = False  #: known ≥ 0 everywhere (set on admission): then relu(x) and |x| equal x
 
     @property
     def size(self) -> int:
@@ -287,10 +288,13 @@ class Learner:
 
     def _admit(self, entry: Entry, values: tuple[Tensor, ...], op: str | None = None) -> bool:
         """Check finiteness, non-zeroness and exact distinctness; hold the entry. False when pruned/rejected."""
+        if op == "abs":
+            entry.nonneg = True
         if op not in _SAFE_UNARY:
             bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
             finite = op in _FINITE or all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds)
             nonzero = any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds)
+            entry.nonneg = all(bool(lo >= 0) for lo, _ in bounds)
             if not finite:
                 self._reject("non-finite value")
                 return False
@@ -357,6 +361,10 @@ class Learner:
                 for op in unary:
                     kind = op.result_kind((child.kind,))
                     if kind is None or not self._useful(kind, size):
+                        continue
+                    if child.nonneg and op.name in ("relu", "abs"):  # equal to the child, which is held
+                        self.stats.enumerated += 1
+                        self.stats.subexpr_pruned += 1
                         continue
                     entry = self._build(op.name, (child,), kind)
                     if entry is not None:
