@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from sycam.data import load_data, split
+from sycam.data import load_data
 from sycam.heatmap import explain
 from sycam.methods import METHODS
 from sycam.metrics import get_metric
@@ -58,16 +58,32 @@ def main() -> None:
         report["speedup_vs_pytorch_grad_cam_gpu"] = speed
     except ImportError:
         report["gpu_vs_pytorch_grad_cam_maxdiff"] = "pytorch-grad-cam not available"
-    syn, test = split(samples, 0.5, 0)
-    t0 = time.perf_counter()
-    result = synthesize(gpu.module, gpu.layer, syn, test, get_metric("energy_pointing_game"),
-                        SynthesisConfig(grammar=Grammar(max_size=5), max_candidates=3000, time_limit=60),
-                        ExtractOptions(score_top_k=16))
-    d = result.to_dict()
-    report["synthesis"] = {"best": d["best"], "candidates_scored": d["candidates_scored"],
-                           "timings": d["timings"], "wall_s": round(time.perf_counter() - t0, 2),
-                           "candidates_per_s": round(d["candidates_scored"] / max(d["timings"]["search"], 1e-9), 1)}
+    report["synthesis"] = {dev: _demo_search(samples, dev) for dev in ("cuda", "cpu")}
+    same = report["synthesis"]["cuda"]["best"] == report["synthesis"]["cpu"]["best"]
+    report["synthesis_same_winner_gpu_cpu"] = same
     print(json.dumps(report))
+
+
+def _demo_search(samples, device: str) -> dict[str, object]:
+    """The demo's search (sycam.synth.demo.DEMO's settings) on ``device``: winner, scores, rate."""
+    from sycam.data import split_three
+    from sycam.synth.demo import DEMO
+
+    model = load_model(DEMO["model"]).to(device)
+    syn, val, test = split_three(samples, DEMO["validation_fraction"], DEMO["test_fraction"], DEMO["seed"])
+    grammar = Grammar(terminals=tuple(DEMO["terminals"].split(",")), max_size=DEMO["max_size"])
+    config = SynthesisConfig(grammar=grammar, max_candidates=DEMO["max_candidates"],
+                             constraints=tuple(DEMO["constraint"]))
+    t0 = time.perf_counter()
+    result = synthesize(model.module, model.layer, syn.to(device), test.to(device),
+                        [get_metric(m) for m in DEMO["metric"]], config,
+                        ExtractOptions(score_top_k=DEMO["score_top_k"]), validation=val.to(device))
+    d = result.to_dict()
+    return {"best": d["best"]["expression"], "synthesis_score": d["best"]["synthesis_score"],
+            "test_score": d["best"]["test_score"], "comparison": d.get("comparison"),
+            "candidates_scored": d["candidates_scored"], "timings": d["timings"],
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "candidates_per_s": round(d["candidates_scored"] / max(d["timings"]["search"], 1e-9), 1)}
 
 
 if __name__ == "__main__":
