@@ -82,35 +82,51 @@ def ci_row(a: Sequence[float], b: Sequence[float], hib: bool) -> str:
     return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict(lo, hi, hib)}"
 
 
-def evaluate_photos(model: Any, winner: str, metric_names: Sequence[str], synthesis: Any,
-                    score_top_k: int | None) -> dict[str, Any]:
-    """Every classic method and ``winner`` on the photos set: all 8 and those the synthesis split never saw."""
+def evaluate_set(model: Any, samples: Any, label: str, methods: dict[str, str], metric_names: Sequence[str],
+                 subset: list[int] | None, score_top_k: int | None) -> dict[str, Any]:
+    """Every method in ``methods`` on ``samples`` under each metric, with the winner (``synthesized``) minus
+    each method as a paired bootstrap 95 % CI, on all samples and on ``subset`` (e.g. unseen photos)."""
     from sycam.expr import parse
     from sycam.scoring import evaluate_methods
 
-    photos = load_data("photos", model.preprocess, model.classes)
-    seen = set(shared_sources(synthesis, photos)) if synthesis is not None else set()
-    unseen_idx = [i for i, src in enumerate(photos.sources) if not seen & set(src)]
-    methods = {name: parse(expr) for name, expr in METHODS.items()}
-    methods["synthesized"] = parse(winner)
     metrics = {n: get_metric(n) for n in metric_names}
-    ev = evaluate_methods(model.module, model.layer, photos, methods, metrics,
+    ev = evaluate_methods(model.module, model.layer, samples, {k: parse(v) for k, v in methods.items()}, metrics,
                           ExtractOptions(score_top_k=score_top_k))
-    out: dict[str, Any] = {"ids": list(photos.ids), "seen": sorted(seen), "unseen_idx": unseen_idx,
-                           "per_image": ev.per_image, "degenerate": ev.degenerate}
     for mname in metric_names:
         hib = metrics[mname].higher_is_better
         per = ev.per_image[mname]
-        print(f"\nphotos, {mname} ({'higher' if hib else 'lower'} is better); winner − method, paired bootstrap 95% CI")
-        print(f"{'method':<14}{'all 8':>8}{'unseen':>8}   {'winner − method (all 8)':<40}{'winner − method (unseen)'}")
+        sub = subset if subset is not None else []
+        print(f"\n{label}, {mname} ({'higher' if hib else 'lower'} is better); winner − method, paired bootstrap "
+              "95% CI")
+        head = f"{'method':<14}{'all ' + str(len(samples)):>8}"
+        if subset is not None:
+            head += f"{'unseen ' + str(len(sub)):>10}"
+        print(f"{head}   {'winner − method (all)':<40}{'winner − method (unseen)' if subset is not None else ''}")
         for name, vals in per.items():
-            un = [vals[i] for i in unseen_idx]
-            w_all, w_un = per["synthesized"], [per["synthesized"][i] for i in unseen_idx]
-            mean_all, mean_un = sum(vals) / len(vals), sum(un) / max(len(un), 1)
-            c_all = "" if name == "synthesized" else ci_row(w_all, vals, hib)
-            c_un = "" if name == "synthesized" or len(un) < 2 else ci_row(w_un, un, hib)
-            print(f"{name:<14}{mean_all:>8.3f}{mean_un:>8.3f}   {c_all:<40}{c_un}")
-    print("degenerate photo maps:", {k: v for k, v in ev.degenerate.items() if v})
+            line = f"{name:<14}{sum(vals) / len(vals):>8.3f}"
+            if subset is not None:
+                line += f"{sum(vals[i] for i in sub) / max(len(sub), 1):>10.3f}"
+            c_all = "" if name == "synthesized" else ci_row(per["synthesized"], vals, hib)
+            c_un = "" if name == "synthesized" or len(sub) < 2 else ci_row([per["synthesized"][i] for i in sub],
+                                                                            [vals[i] for i in sub], hib)
+            print(f"{line}   {c_all:<44}{c_un}")
+    print(f"{label}: degenerate maps {ev.degenerate}")
+    return {"ids": list(samples.ids), "per_image": ev.per_image, "degenerate": ev.degenerate}
+
+
+def evaluate_photos(model: Any, winner: str, metric_names: Sequence[str], chosen_on: Sequence[Any],
+                    score_top_k: int | None) -> dict[str, Any]:
+    """Every classic method and ``winner`` on the photos set: all 8, and the *unseen* ones: photos that no split
+    the winner was chosen on (``chosen_on``: synthesis and validation) was made from."""
+    photos = load_data("photos", model.preprocess, model.classes)
+    seen = {src for part in chosen_on for src in shared_sources(part, photos)}
+    unseen_idx = [i for i, src in enumerate(photos.sources) if not seen & set(src)]
+    print(f"\nphotos: {len(photos)}; the synthesis and validation splits share {sorted(seen)}; unseen: "
+          f"{[photos.ids[i] for i in unseen_idx]}")
+    methods = {name: m.expression for name, m in METHODS.items()}
+    methods["synthesized"] = winner
+    out = evaluate_set(model, photos, "photos", methods, metric_names, unseen_idx, score_top_k)
+    out.update(seen=sorted(seen), unseen_idx=unseen_idx)
     return out
 
 
@@ -201,9 +217,13 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                                "validation": best["validation_score"], "test": best["test_score"],
                                "comparison": r["comparison"], "incomplete": r["incomplete"],
                                "stopped_because": r["stopped_because"], "timings": r["timings"], "wall_s": wall}
+    names = [m.name for m in metrics] + [g for g in guards if g not in [m.name for m in metrics]]
+    if guards:  # the guard metrics on the test split (the results hold the objective's only)
+        evaluate_set(model, test, "test split (guards)", {"gradcam": "mean(G)", "synthesized": best["expression"]},
+                     guards, None, s.get("score_top_k"))
     if not args.no_photos:
-        names = [m.name for m in metrics] + [g for g in guards if g not in [m.name for m in metrics]]
-        summary["photos"] = evaluate_photos(model, best["expression"], names, synthesis, s.get("score_top_k"))
+        summary["photos"] = evaluate_photos(model, best["expression"], names, [synthesis, validation],
+                                             s.get("score_top_k"))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -306,7 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         torch.set_num_threads(args.threads)
         model = load_model(DEMO["model"])
-        evaluate_photos(model, args.expression, args.metrics.split(","), None, DEMO.get("score_top_k"))
+        demo = load_data(DEMO["data"], model.preprocess, model.classes)
+        synthesis, validation, _ = split_three(demo, DEMO["validation_fraction"], DEMO["test_fraction"], DEMO["seed"])
+        evaluate_photos(model, args.expression, args.metrics.split(","), [synthesis, validation],
+                        DEMO.get("score_top_k"))
     return 0
 
 

@@ -56,3 +56,16 @@ def test_settings_build_a_valid_config() -> None:
                              max_degenerate_fraction=float(DEMO["max_degenerate"]))
     config.check()
     assert config.time_limit is None and config.max_candidates == DEMO["max_candidates"]
+
+
+#: candidates scored when the demo's search space is exhausted (grammar defaults, measured on the demo data with
+#: ``python benchmarks/demo_experiments.py demo``: "stopped because 'search space exhausted'; candidates scored N")
+MEASURED_SPACE = {("A,G,D", 4): 362}
+
+
+def test_budget_covers_the_whole_search_space() -> None:
+    """The demo searches its grammar completely (never stops at an arbitrary point of the enumeration); a new
+    grammar needs its space measured first."""
+    key = (str(DEMO["terminals"]), int(DEMO["max_size"]))
+    assert key in MEASURED_SPACE, f"measure the search space of {key} and add it to MEASURED_SPACE"
+    assert DEMO["max_candidates"] >= MEASURED_SPACE[key]
