@@ -130,6 +130,21 @@ def evaluate_photos(model: Any, winner: str, metric_names: Sequence[str], chosen
     return out
 
 
+def near_blank(model: Any, parts: dict[str, Any], expressions: Sequence[str], score_top_k: int | None,
+               below: float = 0.5) -> dict[str, dict[str, int]]:
+    """Per split, how many heatmaps of each expression have a maximum below ``below``: maps meant to be
+    normalized to [0, 1] whose normalization failed (a raw map so small that ``heatmap.normalize``'s absolute
+    1e-7 dominates its range), which look blank to a viewer yet are not ``degenerate`` (not exactly constant)."""
+    from sycam.heatmap import explain
+
+    out: dict[str, dict[str, int]] = {}
+    for name, part in parts.items():
+        maps = explain(model, part.images, list(expressions), targets=part.labels, score_top_k=score_top_k)
+        out[name] = {e: int((m.flatten(1).amax(1) < below).sum()) for e, m in maps.items()}
+        print(f"near-blank maps (max < {below}) on {name} ({len(part)} images): {out[name]}", flush=True)
+    return out
+
+
 def save_grid(model: Any, winner: str, parts: dict[str, Any], path: Path, score_top_k: int | None,
               per_part: int = 4) -> None:
     """A PNG grid: image with its box, Grad-CAM and the winner overlaid, on a few samples of each part."""
@@ -221,6 +236,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     if guards:  # the guard metrics on the test split (the results hold the objective's only)
         evaluate_set(model, test, "test split (guards)", {"gradcam": "mean(G)", "synthesized": best["expression"]},
                      guards, None, s.get("score_top_k"))
+    photos = load_data("photos", model.preprocess, model.classes)
+    summary["near_blank"] = near_blank(model, {"synthesis": synthesis, "validation": validation, "test": test,
+                                               "photos": photos}, ["gradcam", best["expression"]],
+                                       s.get("score_top_k"))
     if not args.no_photos:
         summary["photos"] = evaluate_photos(model, best["expression"], names, [synthesis, validation],
                                              s.get("score_top_k"))
@@ -317,12 +336,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ph.add_argument("expression")
     ph.add_argument("--metrics", default="energy_pointing_game,mask_auc,pointing_game")
     ph.add_argument("--threads", type=int, default=1)
+    bl = sub.add_parser("blank", help="count near-blank heatmaps (max < 0.5) of expressions on the demo splits")
+    bl.add_argument("expressions", nargs="+")
+    bl.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.cmd == "demo":
         run_demo(args)
     elif args.cmd == "optimism":
         run_optimism(args)
+    elif args.cmd == "blank":
+        torch.set_num_threads(args.threads)
+        model = load_model(DEMO["model"])
+        demo = load_data(DEMO["data"], model.preprocess, model.classes)
+        parts = split_three(demo, DEMO["validation_fraction"], DEMO["test_fraction"], DEMO["seed"])
+        near_blank(model, {**dict(zip(("synthesis", "validation", "test"), parts, strict=True)),
+                           "photos": load_data("photos", model.preprocess, model.classes)},
+                   ["gradcam", *args.expressions], DEMO.get("score_top_k"))
     else:
         torch.set_num_threads(args.threads)
         model = load_model(DEMO["model"])
