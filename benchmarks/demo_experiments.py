@@ -279,7 +279,7 @@ def run_optimism(args: argparse.Namespace) -> dict[str, Any]:
     print(f"worlds: {[len(w) for w in worlds]} samples")
     for n in [int(x) for x in args.sizes.split(",")]:
         for held in [int(x) for x in args.held_out.split(",")]:
-            for draw in range(args.draws):
+            for draw in range(args.first_draw, args.first_draw + args.draws):
                 pool = sorted(i for k, w in enumerate(index) if k != held for i in w)
                 if n > len(pool):
                     continue
@@ -331,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     o.add_argument("--sizes", default="8,16,24")
     o.add_argument("--held-out", default="0,1,2", help="worlds held out (0-based)")
     o.add_argument("--draws", type=int, default=1)
+    o.add_argument("--first-draw", type=int, default=0, help="seed offset of the subsample draws")
     o.add_argument("--threads", type=int, default=1)
     ph = sub.add_parser("photos", help="one expression vs the classic methods on the photos set")
     ph.add_argument("expression")
