@@ -337,15 +337,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ph.add_argument("expression")
     ph.add_argument("--metrics", default="energy_pointing_game,mask_auc,pointing_game")
     ph.add_argument("--threads", type=int, default=1)
+    ci = sub.add_parser("ci", help="paired bootstrap CIs of the winner minus every method, on every split of a "
+                        "results.json")
+    ci.add_argument("results")
     bl = sub.add_parser("blank", help="count near-blank heatmaps (max < 0.5) of expressions on the demo splits")
     bl.add_argument("expressions", nargs="+")
     bl.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(getattr(args, "threads", 1)))
     if args.cmd == "demo":
         run_demo(args)
     elif args.cmd == "optimism":
         run_optimism(args)
+    elif args.cmd == "ci":
+        r = json.loads(Path(args.results).read_text())
+        hib = r["metric"]["higher_is_better"]
+        for split, per in r["per_image"].items():
+            for name in per:
+                if name != "synthesized":
+                    print(f"{split:<11}{len(per[name]):>3} images  winner − {name:<12}"
+                          f"{ci_row(per['synthesized'], per[name], hib)}")
     elif args.cmd == "blank":
         torch.set_num_threads(args.threads)
         model = load_model(DEMO["model"])
