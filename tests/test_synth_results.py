@@ -56,7 +56,8 @@ def test_constraint_parsing() -> None:
     with pytest.raises(SynthesisError, match="not among the baselines"):
         parse_constraint("m >= layercam").bound(values, values, higher)
     assert default_constraints(["energy_pointing_game", "iou"]) == ("mask_auc >= 0.99 * gradcam",
-                                                                      "pointing_game >= gradcam")
+                                                                      "pointing_game >= gradcam",
+                                                                      "iou >= 0.99 * gradcam")
 
 
 @pytest.mark.parametrize(("text", "message"), [
