@@ -81,10 +81,11 @@ def run_search(model: torch.nn.Module, layer: str, samples: Samples, metric: Met
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "checkpoint.json"
         config = SynthesisConfig(grammar=Grammar(terminals=terminals), max_candidates=budget, batch=batch,
-                                 baselines=baselines, checkpoint=checkpoint, checkpoint_every=math.inf)
+                                 baselines=baselines, checkpoint=checkpoint, checkpoint_every=1e9)
         result = synthesize(model, layer, samples, None, metric, config, options)
         scored = json.loads(checkpoint.read_text())["scored"]
-    return {k: (math.nan if v is None else float(v)) for k, v in scored.items()}, result
+    first = (v[0] if isinstance(v, list) else v for v in scored.values())  # the objective's column
+    return {k: (math.nan if v is None else float(v)) for k, v in zip(scored, first, strict=True)}, result
 
 
 def weights_nk(w: Tensor, n: int, k: int) -> Tensor:

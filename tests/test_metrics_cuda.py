@@ -11,6 +11,16 @@ from sycam.metrics import METRICS, StaticContext, get_metric
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
+
+@pytest.fixture(autouse=True)
+def full_precision():
+    """CPU and GPU compared in full float32: cuDNN's default TF32 convolutions (Ampere and newer) differ from
+    the CPU by ~1e-3 relative, enough to move a deletion/insertion AUC by 2e-4 (seen on an H200)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
 SMALL = {
     "deletion_auc": {"steps": 8},
     "insertion_auc": {"steps": 8, "blur_sigma": 2.0},
@@ -50,7 +60,7 @@ def test_cuda_matches_cpu(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(METRICS))
 def test_cuda_evaluate_and_lowres_match_cpu(name: str) -> None:
-    from sycam.heatmap import finish, normalize
+    from sycam.heatmap import finish, finish_layer, normalize
 
     n, h, w = 3, 32, 32
     masks = torch.zeros(n, h, w, dtype=torch.bool)
@@ -78,4 +88,8 @@ def test_cuda_evaluate_and_lowres_match_cpu(name: str) -> None:
     assert gpu.device.type == low.device.type == "cuda"
     assert cpu[0, 1].item() == metric.worst()
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(low.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    # a metric without an exact low-resolution path renders the layer maps on the GPU; rank-based metrics
+    # (deletion/insertion) may then order near-tied pixels differently from the CPU render, so that path
+    # is compared with the GPU's own render
+    ref = cpu if metric.lowres else gpu_metric.evaluate(finish_layer(layer.cuda(), (h, w)), ctx_on("cuda")).cpu()
+    torch.testing.assert_close(low.cpu(), ref, rtol=1e-4, atol=1e-4)
