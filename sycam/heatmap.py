@@ -54,6 +54,15 @@ def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:
     return normalize(torch.relu(saliency(weights, acts)))
 
 
+def faint(maps: Tensor) -> Tensor:
+    r"""Per-map flags ``(*B, N)`` for layer maps from :func:`layer_maps` ``(*B, N, h, w)`` that render faint: a
+    raw range :math:`r = \max - \min` below the normalization's :math:`\varepsilon = 10^{-7}` leaves the
+    normalized peak :math:`r / (r + \varepsilon) < 1/2`, so the heatmap never reaches half of the colour scale
+    although it is not constant (e.g. ``mean(cube(cube(G)))``, whose raw values are ~1e-12). The search treats
+    such a map as degenerate; pytorch-grad-cam's absolute ε is kept, so the classic methods render as there."""
+    return maps.flatten(-2).amax(-1) < 0.5
+
+
 def finish_layer(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """Layer-resolution maps from :func:`layer_maps` ``(*B, N, h, w)`` → heatmaps ``(*B, N, *size)``:
     bilinear resize (half-pixel centres) then relu and normalize again (pytorch-grad-cam's aggregation)."""

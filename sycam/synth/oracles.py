@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..heatmap import layer_maps
+from ..heatmap import faint, layer_maps
 from ..metrics.base import Metric, degenerate
 from .constraints import Constraint
 from .learner import fingerprint
@@ -95,12 +95,14 @@ class CorrectnessOracle:
         """The reason to reject a candidate from its layer maps per input set (base first), or None.
 
         ``"non-finite heatmap"`` on any set, ``"constant heatmap"`` when degenerate on every synthesis image,
-        ``"degenerate heatmap"`` when degenerate on more than ``max_degenerate`` of them."""
+        ``"degenerate heatmap"`` when degenerate or faint (:func:`~sycam.heatmap.faint`: rendered below half the
+        colour scale) on more than ``max_degenerate`` of them."""
         if not all(bool(torch.isfinite(m).all()) for m in maps):
             return "non-finite heatmap"
-        bad = int(degenerate(maps[0]).sum())
-        if bad == maps[0].shape[0]:
+        blank = degenerate(maps[0])
+        if bool(blank.all()):
             return "constant heatmap"
+        bad = int((blank | faint(maps[0])).sum())
         if bad > self.max_degenerate:
             return "degenerate heatmap"
         return None
