@@ -8,7 +8,8 @@ The public API, imported lazily so that ``import sycam`` stays fast::
     sycam.parse                                             # the expression language
     sycam.load_data, sycam.split, sycam.split_three, sycam.shared_sources, sycam.Samples  # data
     sycam.get_metric, sycam.list_metrics                    # metrics
-    sycam.synthesize, sycam.SynthesisConfig, sycam.Grammar  # the search
+    sycam.synthesize, sycam.SynthesisConfig, sycam.Grammar, sycam.default_constraints  # the search
+    sycam.SycamError                                        # base of every user-facing error
 
 A heatmap from a CAM expression, then a search for the expression that scores best under a metric::
 
@@ -53,6 +54,8 @@ _EXPORTS = {
     "synthesize": "sycam.synth",
     "SynthesisConfig": "sycam.synth",
     "Grammar": "sycam.synth",
+    "default_constraints": "sycam.synth",
+    "SycamError": "sycam.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
