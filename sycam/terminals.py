@@ -35,7 +35,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,11 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
 # --------------------------------------------------------------------------------------------------
 
 
+TRACE_ERRORS: tuple[type[Exception], ...] = (fx.proxy.TraceError, TypeError, NotImplementedError)
+"""What ``torch.fx`` raises on a model it cannot trace symbolically (data-dependent control flow, unsupported
+calls); any other error is a bug and propagates."""
+
+
 class _CutTracer(fx.Tracer):
     """Traces through the target layer's ancestors only; every other module stays one opaque call."""
 
@@ -120,6 +125,9 @@ class TailSplit:
 
     @classmethod
     def build(cls, model: nn.Module, layer_name: str) -> TailSplit:
+        """Trace ``model`` (opening only the layer's ancestors) and cut it at ``layer_name`` into the head and
+        the tail that reads the layer's output plus the skip tensors crossing it; raises one of
+        :data:`TRACE_ERRORS` when the model cannot be traced."""
         parts = layer_name.split(".")
         ancestors = {".".join(parts[:i]) for i in range(1, len(parts))}
         graph = _CutTracer(ancestors).trace(model)
@@ -393,30 +401,6 @@ def ablation_drops(
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 
 
-def extract_terminals(
-    model: nn.Module,
-    layer: str | nn.Module,
-    images: Tensor,
-    targets: TargetSpec | Targets,
-    names: Iterable[str] = ("A", "G"),
-    options: ExtractOptions | None = None,
-) -> Terminals:
-    """Compute the requested terminals for ``images`` (a pure function; see :class:`TerminalCache`)."""
-    cache = TerminalCache(model, layer, images, targets, options)
-    cache.get(names)
-    return cache.snapshot()
-
-
-@dataclass
-class Terminals:
-    """Computed terminal values for N images: maps ``(N, K, h, w)`` and vectors ``(N, K)``."""
-
-    values: dict[str, Tensor]
-    logits: Tensor
-    targets: Targets
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 class TerminalCache:
     """Lazily computed, cached terminals of one model layer on one batch of images.
 
@@ -453,18 +437,23 @@ class TerminalCache:
         self._logits: Tensor | None = None
         self._split: TailSplit | bool | None = None  # False: tracing failed
         self.timings: dict[str, float] = {}
+        """Seconds spent per stage (``forward_backward``, ``S``, ``D``)."""
+        self.notes: list[str] = []
+        """What was done differently from the fast path, and why (one line each)."""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     @property
     def targets(self) -> Targets:
+        """The resolved targets (class per image), after the first forward."""
         self._ensure_forward()
         assert self._targets is not None
         return self._targets
 
     @property
     def logits(self) -> Tensor:
+        """The model's outputs ``(N, classes)`` on the images (from the same forward as A and G)."""
         self._ensure_forward()
         assert self._logits is not None
         return self._logits
@@ -540,13 +529,12 @@ class TerminalCache:
         if self._split is None:
             try:
                 self._split = TailSplit.build(self.model, self.layer_name)
-            except Exception:  # untraceable model: fall back to full forwards with the layer output replaced
+            except TRACE_ERRORS as exc:  # untraceable model: full forwards with the layer output replaced
                 self._split = False
+                self.notes.append(f"Ablation-CAM reruns the whole network: torch.fx could not split it at "
+                                  f"{self.layer_name} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
         return self._split or None
 
     def values(self, names: Iterable[str]) -> dict[str, Tensor]:
         """Terminals shaped for expression evaluation: vectors as ``(N, K, 1, 1)``."""
         return {n: (v[:, :, None, None] if v.dim() == 2 else v) for n, v in self.get(names).items()}
-
-    def snapshot(self) -> Terminals:
-        return Terminals(dict(self._values), self.logits, self.targets, dict(self.timings))

@@ -177,6 +177,7 @@ class Entry:
 
     @property
     def size(self) -> int:
+        """The expression's size in AST nodes (the enumeration order's first key)."""
         return self.node.size
 
     @property
@@ -205,6 +206,8 @@ class Entry:
 
 @dataclass
 class LearnerStats:
+    """Counters of one enumeration: ``enumerated == yielded + subexpr_pruned + sum(rejected.values())``."""
+
     enumerated: int = 0  #: expressions built and typed correctly
     subexpr_pruned: int = 0  #: equal in value to a smaller (or earlier) sub-expression
     rejected: dict[str, int] = field(default_factory=dict)  #: non-finite or identically zero values
