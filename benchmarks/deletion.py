@@ -91,6 +91,11 @@ def _run_mode(mode: str, n: int, candidates: int, max_size: int) -> dict[str, An
     }
 
 
+def _per_cpu_s(r: dict[str, Any]) -> float:
+    """Candidates per CPU second (user + system) of the search: robust to other processes on the machine."""
+    return r["candidates_considered"] / max(r["user_s"] + r["sys_s"], 1e-9)
+
+
 def main() -> None:
     """Run the modes (each in a child process), print the table and the JSON line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,6 +104,8 @@ def main() -> None:
     p.add_argument("--max-size", type=int, default=4)
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--load", default=None, metavar="DIR",
+                   help="summarize MODE.json files (the last line of a --child MODE run) instead of running")
     args = p.parse_args()
     if args.child:
         print(json.dumps(_run_mode(args.child, args.n, args.candidates, args.max_size)))
@@ -108,11 +115,16 @@ def main() -> None:
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     rows: dict[str, dict[str, Any]] = {}
     for mode in args.modes.split(","):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, "--n", str(args.n), "--candidates",
-                              str(args.candidates), "--max-size", str(args.max_size)], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        rows[mode] = json.loads(out.strip().splitlines()[-1])
-        r = rows[mode]
+        if args.load:
+            with open(os.path.join(args.load, f"{mode}.json")) as f:
+                rows[mode] = json.loads(f.read().strip().splitlines()[-1])
+            r = rows[mode]
+        else:
+            out = subprocess.run([sys.executable, __file__, "--child", mode, "--n", str(args.n), "--candidates",
+                                  str(args.candidates), "--max-size", str(args.max_size)], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            rows[mode] = json.loads(out.strip().splitlines()[-1])
+            r = rows[mode]
         print(f"{mode:>10}: {r['candidates_considered']} candidates ({r['candidates_scored']} scored, "
               f"{r['scored_by_key']} of them by key, {r['raced_out']} raced out) in {r['search_s']:.1f} s = "
               f"{r['candidates_per_s']:.3f}/s; {r['forwards_per_candidate']:.1f} forwards per candidate; "
@@ -124,11 +136,13 @@ def main() -> None:
         for mode, r in rows.items():
             lb = dict((e, s) for e, s in ref["leaderboard"])
             r["speedup"] = r["candidates_per_s"] / ref["candidates_per_s"]
+            r["speedup_cpu"] = _per_cpu_s(r) / _per_cpu_s(ref)
             r["forward_reduction"] = ref["forwards_per_candidate"] / max(r["forwards_per_candidate"], 1e-9)
             r["same_winner"] = r["winner"] == ref["winner"]
             r["max_score_diff"] = max((abs(s - lb[e]) for e, s in r["leaderboard"] if e in lb), default=0.0)
             r["same_leaderboard"] = [e for e, _ in r["leaderboard"]] == [e for e, _ in ref["leaderboard"]]
-            print(f"{mode:>10}: {r['speedup']:.1f}x candidates/s, {r['forward_reduction']:.1f}x fewer forwards per "
+            print(f"{mode:>10}: {r['speedup']:.1f}x candidates/s ({r['speedup_cpu']:.1f}x per CPU second), "
+                  f"{r['forward_reduction']:.1f}x fewer forwards per "
                   f"candidate, same winner: {r['same_winner']}, same leaderboard: {r['same_leaderboard']}, "
                   f"largest score difference {r['max_score_diff']:.2e}")
     print(json.dumps(summary))
