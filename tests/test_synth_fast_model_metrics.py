@@ -17,7 +17,7 @@ from sycam.metrics.faithfulness import DeletionAUC
 from sycam.scoring import Workspace, reduce_allocation_churn
 from sycam.synth import SynthesisConfig, SynthesisError
 from sycam.synth.grammar import Grammar
-from sycam.synth.racing import Race, blocks, score_range
+from sycam.synth.racing import Race, best_per_image, blocks, score_range
 from sycam.synth.search import Search
 from sycam.terminals import ExtractOptions
 
@@ -124,7 +124,7 @@ def test_race_bound_and_blocks() -> None:
     assert score_range(get_metric("energy_pointing_game")) is None
     ws = Workspace.build(tiny_net(), LAYER, tiny_samples(4))
     race = Race.build(ws, CornerMass())
-    assert race is not None and race.best == 0.0
+    assert race is not None and race.best.tolist() == [0.0] * 4
     assert race.optimistic_mean(1.0, 2) == pytest.approx(0.25)  # two images unseen, each could score 0
     assert race.cannot_beat(0.3, 0.2) and not race.cannot_beat(0.2, 0.2) and not race.cannot_beat(0.1, 0.2)
 
@@ -139,3 +139,31 @@ def test_reduce_allocation_churn_is_idempotent() -> None:
     first = reduce_allocation_churn()
     assert reduce_allocation_churn() == first
     assert isinstance(torch.zeros(1 << 20).sum().item(), float)  # the allocator still works
+
+
+@pytest.mark.parametrize("name", ["deletion_auc", "insertion_auc"])
+def test_best_per_image_bounds_every_map(name: str) -> None:
+    metric = get_metric(name, steps=5)
+    ws = Workspace.build(tiny_net(), LAYER, tiny_samples(4), [metric])
+    best = best_per_image(metric, ws)
+    assert best is not None and best.shape == (4,)
+    maps = torch.rand(16, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    scores = metric.evaluate(maps, ws.context([])).double()
+    if metric.higher_is_better:
+        assert bool((scores <= best + 1e-6).all()) and bool((best < 1).all())
+    else:
+        assert bool((scores >= best - 1e-6).all()) and bool((best > 0).all())
+
+
+def test_racing_deletion_matches_the_exact_run() -> None:
+    base = SynthesisConfig(grammar=GRAMMAR, max_candidates=40, baselines=("gradcam",), batch=4, leaderboard_size=3)
+    exact = _search(DeletionAUC(steps=6), base, n=8)
+    raced = _search(DeletionAUC(steps=6), replace(base, racing=True), n=8)
+    assert raced.winner.expression == exact.winner.expression
+    assert [e for e, _ in _board(raced)] == [e for e, _ in _board(exact)]
+    for (_, a), (_, b) in zip(_board(raced), _board(exact), strict=True):
+        assert a == pytest.approx(b, abs=1e-6)
+    exact_scores = {x.expression: x.synthesis_score for x in exact.scored}
+    for text, bar in raced.raced:
+        assert bar is not None and DeletionAUC().better(bar, exact_scores[text])
+    _identity(raced.counters())

@@ -7,10 +7,13 @@ of them. A candidate is scored block by block; each image is scored once, by the
 of the exact run. After a block, with ``m`` of the ``N`` images scored (sum ``s``), the best mean the
 candidate can still reach is
 
-.. math:: \\bar s_{\\text{best}} = \\frac{s + (N - m)\\, v_{\\text{best}}}{N},
+.. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
 
-where ``v_best`` is the best value one image can score (0 for ``deletion_auc``, 1 for ``insertion_auc`` with
-``output="prob"``; a metric states its range in :func:`score_range`). This is a worst-case bound, not a
+where ``v_best`` is the best value one image can score (a metric states its range in :func:`score_range`).
+For ``deletion_auc`` and ``insertion_auc`` with ``output="prob"`` the best value is per image
+(:func:`best_per_image`): the curve's end points (the clean input and the all-baseline input) do not depend on
+the candidate, so with every inner point at its best (probability 0 for deletion, 1 for insertion) the
+trapezoid gives the best AUC image ``i`` can reach. This is a worst-case bound, not a
 probabilistic one: when ``\\bar s_{\\text{best}}`` is worse than the leaderboard's last entry by more than the
 rounding margin, the candidate could not have entered the leaderboard (nor become the best, nor the winner)
 in the exact run, and it is counted ``raced_out`` instead of ``candidates_scored``. While the leaderboard is
@@ -56,6 +59,43 @@ def score_range(metric: Metric) -> tuple[float, float] | None:
     return None
 
 
+def best_per_image(metric: Metric, ws: Workspace) -> Tensor | None:
+    r"""The best score ``(N,)`` each image of ``ws`` can reach under ``metric``, whatever the map: for deletion
+    (insertion) AUC with ``output="prob"`` the trapezoid of the curve whose candidate-independent end points
+    ``f_0`` (clean input; all-baseline for insertion) and ``f_S`` (all-baseline; clean for insertion) are
+    forwarded once and whose inner points are 0 (1):
+
+    .. math:: v_i = \tfrac{x_1 - x_0}{2}(f_{0,i} + y) + \sum_{k=1}^{S-2} (x_{k+1} - x_k)\, y
+              + \tfrac{x_S - x_{S-1}}{2}(y + f_{S,i}), \quad y \in \{0, 1\},\ x_k = c_k / P.
+
+    Otherwise the best end of :func:`score_range` for every image; None when that is unknown."""
+    rng = score_range(metric)
+    if rng is None:
+        return None
+    n = len(ws.samples)
+    best = torch.full((n,), rng[1] if metric.higher_is_better else rng[0], dtype=torch.float64)
+    if metric.name not in ("deletion_auc", "insertion_auc") or getattr(metric, "output", None) != "prob":
+        return best
+    from ..metrics._util import target_scores
+
+    probe = copy.deepcopy(metric)
+    ctx = ws.context([])
+    s = ws.samples
+    clean = probe.clean_scores(ctx).detach().to("cpu", torch.float64)  # type: ignore[attr-defined]
+    base = probe.baseline_images(s)  # type: ignore[attr-defined]
+    on_base = target_scores(ctx.logits(base), s.labels, "prob").detach().to("cpu", torch.float64)
+    steps = int(probe.steps)  # type: ignore[attr-defined]
+    p = int(s.images.shape[-2] * s.images.shape[-1])
+    x = [c / p for c in probe.counts(p)]  # type: ignore[attr-defined]
+    first, last = (clean, on_base) if metric.name == "deletion_auc" else (on_base, clean)
+    y = 1.0 if metric.higher_is_better else 0.0
+    inner = sum(x[k + 1] - x[k] for k in range(1, steps - 1)) * y
+    value = (x[1] - x[0]) / 2 * (first + y) + inner + (x[steps] - x[steps - 1]) / 2 * (y + last)
+    if steps == 1:
+        value = (x[1] - x[0]) / 2 * (first + last)
+    return torch.minimum(value, best) if metric.higher_is_better else torch.maximum(value, best)
+
+
 def blocks(n: int, seed: int = 0, fractions: Sequence[float] = FRACTIONS) -> list[list[int]]:
     """Disjoint blocks of image positions covering ``range(n)`` in a seeded random order; block ``k`` ends at
     ``ceil(fractions[k] * n)`` (empty blocks are dropped).
@@ -84,7 +124,8 @@ class Race:
     positions: list[list[int]]
     workspaces: list[Workspace]
     metrics: list[Metric]
-    best: float
+    best: Tensor
+    """the best score each image can reach, ``(N,)`` (:func:`best_per_image`)"""
     margin: float
     n: int
 
@@ -97,13 +138,16 @@ class Race:
         parts = blocks(n, seed)
         if rng is None or len(parts) < 2:
             return None
-        best = rng[1] if metric.higher_is_better else rng[0]
+        best = best_per_image(metric, ws)
+        assert best is not None
         spaces = [Workspace(ws.model, ws.layer, ws.samples.subset(p), ws.options) for p in parts]
         return cls(metric, parts, spaces, [copy.deepcopy(metric) for _ in parts], best, MARGIN * (rng[1] - rng[0]), n)
 
-    def optimistic_mean(self, total: float, scored: int) -> float:
-        """The best full mean a candidate with ``scored`` images summing to ``total`` can still reach."""
-        return (total + (self.n - scored) * self.best) / self.n
+    def optimistic_mean(self, total: float, stages: int) -> float:
+        """The best full mean a candidate whose scores on the first ``stages`` blocks sum to ``total`` can
+        still reach (every unseen image at its best)."""
+        unseen = [i for part in self.positions[stages:] for i in part]
+        return (total + float(self.best[unseen].sum())) / self.n
 
     def cannot_beat(self, bound: float, bar: float) -> bool:
         """Whether the optimistic mean ``bound`` is worse than ``bar`` beyond the rounding margin."""
@@ -117,7 +161,6 @@ class Race:
         b = len(nodes)
         rows = torch.full((b, self.n), math.nan, dtype=torch.float64)
         alive = list(range(b))
-        scored = 0
         for k, (pos, space, metric) in enumerate(zip(self.positions, self.workspaces, self.metrics, strict=True)):
             if not alive:
                 break
@@ -130,11 +173,10 @@ class Race:
 
             got = space.evaluate_layers(metric, block, [nodes[i] for i in alive])
             rows[cand.unsqueeze(1), img.unsqueeze(0)] = got.detach().to("cpu", torch.float64)
-            scored += len(pos)
             if bar is None or k == len(self.positions) - 1:
                 continue
             seen = torch.tensor([p for part in self.positions[: k + 1] for p in part])
             totals = rows[cand][:, seen].sum(1).tolist()
             alive = [i for i, t in zip(alive, totals, strict=True)
-                     if not self.cannot_beat(self.optimistic_mean(t, scored), bar)]
+                     if not self.cannot_beat(self.optimistic_mean(t, k + 1), bar)]
         return [rows[i].to(torch.float32) if i in alive else None for i in range(b)]
