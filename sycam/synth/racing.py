@@ -1,11 +1,11 @@
 """Racing (``SynthesisConfig.racing``): score a candidate on a growing share of the synthesis images and drop
 it as soon as it provably cannot enter the leaderboard.
 
-The synthesis images are split once, in a fixed seeded order, into disjoint blocks of 25 %, 25 % and 50 %
-of them. A candidate is scored block by block; each image is scored once, by the metric's ordinary path
-(:meth:`sycam.scoring.Workspace.evaluate_layers`), so the per-image scores of a survivor are exactly those
-of the exact run. After a block, with ``m`` of the ``N`` images scored (sum ``s``), the best mean the
-candidate can still reach is
+The synthesis images are split once, in a fixed seeded order, into disjoint blocks that end at 10 %, 25 %,
+50 % and 100 % of them (rounded up). A candidate is scored block by block; each image is scored once, by
+the metric's ordinary path (:meth:`sycam.scoring.Workspace.evaluate_layers`), so the per-image scores of a
+survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum
+``s``), the best mean the candidate can still reach is
 
 .. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
 
@@ -34,7 +34,7 @@ from ..expr import Node
 from ..metrics.base import Metric
 from ..scoring import Workspace
 
-FRACTIONS = (0.25, 0.5, 1.0)
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 """Cumulative shares of the synthesis images scored at each stage of a race."""
 MARGIN = 1e-6
 """A bound must be worse than the bar by more than this share of the metric's range to drop a candidate
@@ -101,7 +101,7 @@ def blocks(n: int, seed: int = 0, fractions: Sequence[float] = FRACTIONS) -> lis
     ``ceil(fractions[k] * n)`` (empty blocks are dropped).
 
     >>> blocks(8)
-    [[0, 4], [5, 7], [1, 3, 6, 2]]
+    [[4], [0], [7, 3], [2, 5, 1, 6]]
     """
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     ends = sorted({min(n, math.ceil(f * n)) for f in fractions} | {n})
