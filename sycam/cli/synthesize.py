@@ -128,6 +128,7 @@ def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
                    help="stop the search after this long (terminal extraction excluded)")
     g.add_argument("--equivalence", choices=["heatmap", "metric", "none"], default="heatmap",
                    help="prune candidates whose heatmaps (or metric scores) equal an earlier candidate's")
+    g.add_argument("--racing", action="store_true", help="race candidates on growing image shares (same winner)")
     g.add_argument("--candidate-batch", type=positive_int, default=None, metavar="N",
                    help="candidates per metric call")
     g.add_argument("--resume", action="store_true",
@@ -244,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
             grammar=grammar, threshold=args.lambda_, stop_at_threshold=args.stop_at_lambda,
             max_candidates=args.max_candidates, time_limit=args.time_limit, equivalence=args.equivalence,
             batch=args.candidate_batch, checkpoint=out.path(CHECKPOINT), resume=args.resume, baselines=baselines,
-            constraints=tuple(as_list(args.constraint)), max_degenerate_fraction=args.max_degenerate)
+            constraints=tuple(as_list(args.constraint)),
+            max_degenerate_fraction=args.max_degenerate, racing=args.racing)
         options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k)
         settings = {"model": {"name": model.name, "layer": model.layer, "weights": model.weights},
                     "data": {"source": str(args.data), "n_synthesis": len(synthesis), "n_test": len(test),

@@ -27,9 +27,11 @@ earlier).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +44,7 @@ from .. import stats
 from .._progress import progress
 from ..data.samples import Samples
 from ..expr import Node, evaluate, kind_of, parse
-from ..heatmap import layer_maps
+from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError, degenerate
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
@@ -55,7 +57,11 @@ from .errors import SynthesisError
 from .grammar import Grammar
 from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle
+from .racing import Race
 from .selection import Candidate, choose_within_noise, pareto_add
+
+KEY_STORE_BYTES = 512 << 20
+"""Memory for the equivalence keys of scored candidates (compressed); past it, new keys are no longer kept."""
 
 __all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
 
@@ -111,6 +117,10 @@ class SynthesisConfig:
     """"METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)"""
     max_degenerate_fraction: float = 0.0
     """share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)"""
+    racing: bool = False
+    """score each candidate on a growing subset of the synthesis images and drop it as soon as it provably
+    cannot enter the leaderboard (:mod:`sycam.synth.racing`); survivors are scored on every image, so every
+    reported score, the leaderboard and the winner are those of the exact run"""
 
     def check(self) -> None:
         """Raise :class:`SynthesisError` for a setting out of range."""
@@ -136,6 +146,8 @@ class SynthesisConfig:
             raise bad("max_degenerate_fraction", f, "in [0, 1)")
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise bad("threshold (λ)", self.threshold, "finite")
+        if not isinstance(self.racing, bool):
+            raise bad("racing", self.racing, "True or False")
         if isinstance(self.constraints, str):
             raise bad("constraints", self.constraints, "a tuple of strings")
 
@@ -148,6 +160,7 @@ class SynthesisConfig:
             "batch": self.batch, "leaderboard_size": self.leaderboard_size, "baselines": list(self.baselines),
             "seed_baselines": self.seed_baselines, "constraints": list(self.constraints),
             "max_degenerate_fraction": self.max_degenerate_fraction, "max_bank_bytes": self.max_bank_bytes,
+            "racing": self.racing,
         }
 
 
@@ -334,7 +347,13 @@ class Search:
         self.pending: list[tuple[Entry, str | None]] = []
         self.stopped = "search space exhausted"
         self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0,
-                      "constraint_unchecked": 0}
+                      "constraint_unchecked": 0, "raced_out": 0, "scored_by_key": 0}
+        self._keys: dict[int, dict[bytes, tuple[bytes, Tensor]]] = {}
+        self._key_bytes = 0
+        self.race: Race | None = None
+        self.raced: list[tuple[str, float | None]] = []
+        """raced-out candidates with the bar (the leaderboard's last score) they could not beat"""
+        self._bar_at_flush: float | None = None
         self.rejected: dict[str, int] = {}
 
     @property
@@ -457,9 +476,28 @@ class Search:
             return False
         return not self.equivalence.check(str(entry.node), maps)
 
+    def _considered(self) -> int:
+        """Candidates that reached scoring: scored plus raced out (the budget counts both; racing off: scored)."""
+        return len(self.scored) + self.count["raced_out"]
+
+    def _race(self) -> Race | None:
+        """The race of the objective (``config.racing``), or None with a note saying why racing is off."""
+        why = None
+        if len(self.objectives) > 1:
+            why = "several objectives (the Pareto front has no single bar)"
+        else:
+            race = Race.build(self.ws, self.primary)
+            if race is not None:
+                self.notes.append(f"racing: candidates scored on {', '.join(str(len(p)) for p in race.positions)} "
+                                  "images in turn and dropped once they provably could not enter the leaderboard")
+                return race
+            why = f"no known per-image range of {self.primary.name} (or too few images)"
+        self.notes.append(f"racing requested but off: {why}")
+        return None
+
     def _budget_left(self) -> int | None:
         n = self.config.max_candidates
-        return None if n is None else n - len(self.scored)
+        return None if n is None else n - self._considered()
 
     def _over_time(self) -> bool:
         limit = self.config.time_limit
@@ -473,6 +511,7 @@ class Search:
             self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
         self.learner = Learner(self.config.grammar, self.leaves, self.config.max_bank_bytes)
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
+        self.race = self._race() if self.config.racing else None
         with progress(self.config.max_candidates, "synthesize", "cand") as self._bar:
             try:
                 for entry, seed in self._stream():
@@ -510,9 +549,12 @@ class Search:
             raise SynthesisError("no candidate could be scored: the grammar yields no valid heatmap "
                                  f"(rejected: {rejected})")
 
-    def _score(self, entries: Sequence[Entry], columns: Sequence[int]) -> list[list[float]]:
+    def _score(self, entries: Sequence[Entry], columns: Sequence[int],
+               race: bool = False) -> tuple[list[list[float] | None], list[bool]]:
         """Aggregate synthesis scores ``[candidate][column]`` of bank entries (values on every view), for the
-        metric columns ``columns``."""
+        metric columns ``columns``, and per candidate whether it took every score from an equivalent one
+        (no forwards). With ``race`` the first column is raced (:mod:`sycam.synth.racing`): a candidate
+        dropped there gets None."""
         nodes = [e.node for e in entries]
 
         memo: dict[str, Tensor] = {}
@@ -523,36 +565,118 @@ class Search:
                 memo[view] = torch.stack([layer_maps(e.values[i], self.acts[i]) for e in entries])
             return memo[view]
 
-        out = [self.columns[j].aggregate(self.ws.evaluate_layers(self.columns[j], layers, nodes)).tolist()
-               for j in columns]
-        return [list(row) for row in zip(*out, strict=True)]
+        per_column = [self._column(j, nodes, layers, race and k == 0) for k, j in enumerate(columns)]
+        out: list[list[float] | None] = []
+        for b in range(len(entries)):
+            rows = [col[0][b] for col in per_column]
+            out.append(None if any(r is None for r in rows)
+                       else [float(self.columns[j].aggregate(r)) for j, r in zip(columns, rows, strict=True)])
+        by_key = [all(col[1][b] for col in per_column) for b in range(len(entries))]
+        return out, by_key
+
+    def _column(self, j: int, nodes: Sequence[Node], layers: Callable[[str], Tensor],
+                race: bool) -> tuple[list[Tensor | None], list[bool]]:
+        """Per-image scores ``(N,)`` of candidates ``nodes`` under metric column ``j`` (None: raced out) and
+        whether each took them from an earlier candidate with an identical equivalence key.
+
+        Exact equivalence: when the metric gives :meth:`~sycam.metrics.base.Metric.equivalence_key`, a
+        candidate whose key equals (byte for byte) the key of a candidate scored before, in this batch or an
+        earlier one, takes its per-image scores without any forward. Keys are looked up by a BLAKE2 digest and
+        compared exactly on a hit (stored zlib-compressed, up to :data:`KEY_STORE_BYTES`)."""
+        metric = self.columns[j]
+        b = len(nodes)
+        rows: list[Tensor | None] = [None] * b
+        shared = [False] * b
+        blobs: list[bytes] | None = None
+        if type(metric).equivalence_key is not Metric.equivalence_key:
+            key = metric.equivalence_key(finish_layer(layers(BASE), self.ws.size))
+            if key is not None:
+                blobs = [key[i].contiguous().cpu().numpy().tobytes() for i in range(b)]
+        store = self._keys.setdefault(j, {})
+        digests = [hashlib.blake2b(x, digest_size=16).digest() for x in blobs] if blobs is not None else []
+        todo: list[int] = []
+        first: dict[bytes, int] = {}
+        copies: list[tuple[int, int]] = []
+        for i in range(b):
+            if blobs is None:
+                todo.append(i)
+                continue
+            d = digests[i]
+            hit = store.get(d)
+            if hit is not None and zlib.decompress(hit[0]) == blobs[i]:
+                rows[i], shared[i] = hit[1], True
+            elif d in first and blobs[first[d]] == blobs[i]:
+                copies.append((i, first[d]))
+            else:
+                first.setdefault(d, i)
+                todo.append(i)
+        if todo:
+            idx = torch.tensor(todo)
+
+            def sub(view: str) -> Tensor:
+                maps = layers(view)
+                return maps.index_select(0, idx.to(maps.device))
+
+            picked = [nodes[i] for i in todo]
+            if race and self.race is not None:
+                got: list[Tensor | None] = self.race.run(sub, picked, self._bar_at_flush)
+            else:
+                got = list(self.ws.evaluate_layers(metric, sub, picked).detach().cpu())
+            for i, r in zip(todo, got, strict=True):
+                rows[i] = r
+                if r is not None and blobs is not None and self._key_bytes < KEY_STORE_BYTES:
+                    packed = zlib.compress(blobs[i], 1)
+                    self._key_bytes += len(packed)
+                    store[digests[i]] = (packed, r)
+        for i, src in copies:
+            rows[i], shared[i] = rows[src], True
+        return rows, shared
 
     def _flush(self) -> None:
         """Score the pending candidates (stored values first) and file them; may set :attr:`stopped`.
 
-        Objectives are scored for every candidate. Constraints are checked only for a candidate that would
-        enter the leaderboard or the front (the others cannot win or be reported): their metrics are scored
-        then, once, and stored like the objectives (NaN marks a value not scored yet)."""
+        Objectives are scored for every candidate (raced, with ``config.racing``). Constraints are checked
+        only for a candidate that would enter the leaderboard or the front (the others cannot win or be
+        reported): their metrics are scored then, once, and stored like the objectives (NaN marks a value not
+        scored yet)."""
         if not self.pending:
             return
         n_obj = len(self.objectives)
         todo = [e for e, _ in self.pending if str(e.node) not in self.done]
+        raced: set[str] = set()
+        by_key: set[str] = set()
+        board = self.leaderboard
+        self._bar_at_flush = board[-1].synthesis_score if len(board) >= self.config.leaderboard_size else None
         if todo:
-            scores = self._score(todo, range(n_obj))
+            scores, shared = self._score(todo, range(n_obj), race=self.race is not None)
             extra = [math.nan] * (len(self.columns) - n_obj)
-            self.done.update((str(e.node), row + extra) for e, row in zip(todo, scores, strict=True))
+            for e, row, k in zip(todo, scores, shared, strict=True):
+                if row is None:
+                    raced.add(str(e.node))
+                else:
+                    self.done[str(e.node)] = row + extra
+                    if k:
+                        by_key.add(str(e.node))
         while self.pending:
             entry, seed = self.pending[0]
             text = str(entry.node)
+            if text in raced:
+                self.count["raced_out"] += 1
+                self.raced.append((text, self._bar_at_flush))
+                self.pending.pop(0)
+                continue
             values = self.done[text]
             if not self.equivalence.check_score(text, values[:n_obj]):
-                cand = Candidate(text, entry.size, values[0], len(self.scored), seed,
+                cand = Candidate(text, entry.size, values[0], self._considered(), seed,
                                  scores=dict(zip(self.names, values, strict=True)))
                 self.scored.append(cand)
+                self.count["scored_by_key"] += text in by_key
                 if self._could_enter(cand):
                     missing = [j for j in range(n_obj, len(self.columns)) if math.isnan(values[j])]
                     if missing:
-                        for j, v in zip(missing, self._score([entry], missing)[0], strict=True):
+                        row = self._score([entry], missing)[0][0]
+                        assert row is not None  # no race off the objectives
+                        for j, v in zip(missing, row, strict=True):
                             values[j] = v
                         cand.scores = dict(zip(self.names, values, strict=True))
                     cand.holds = self.oracle.holds(cand.scores)
@@ -561,7 +685,7 @@ class Search:
                     cand.holds = None
                     self.count["constraint_unchecked"] += bool(self.constraint_specs)
             self.pending.pop(0)
-        self._bar.update(len(self.scored) - self._bar.n)
+        self._bar.update(self._considered() - self._bar.n)
         if self.best is not None:
             self._bar.set_postfix_str(f"best={self.best.synthesis_score:.4f}")
         if self.on_progress is not None:
@@ -592,7 +716,7 @@ class Search:
             return
         if self.best is None or self.primary.better(cand.synthesis_score, self.best.synthesis_score):
             self.best = cand
-        self.history.append((len(self.scored), self.best.synthesis_score))
+        self.history.append((self._considered(), self.best.synthesis_score))
         self.leaderboard.append(cand)
         self.leaderboard.sort(key=self._rank)
         del self.leaderboard[self.config.leaderboard_size:]
@@ -719,8 +843,10 @@ class Search:
     # -- the result -------------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, Any]:
-        """Counters that add up: enumerated = scored + equivalent + rejected + merged sub-expressions + form
-        skipped + duplicates of seeds + unscored (dropped by an interrupt)."""
+        """Counters that add up: enumerated = scored + raced out + equivalent + rejected + merged
+        sub-expressions + form skipped + duplicates of seeds + unscored (dropped by an interrupt).
+        ``scored_by_key`` (a subset of the scored) took their scores from an earlier candidate with an identical
+        equivalence key, without forwards; ``raced_out`` is 0 without ``config.racing``."""
         ls = self.learner.stats
         rejected = dict(ls.rejected)
         for k, v in self.rejected.items():
@@ -728,6 +854,8 @@ class Search:
         return {
             "candidates_enumerated": ls.enumerated + self.count["seeds"],
             "candidates_scored": len(self.scored),
+            "raced_out": self.count["raced_out"],
+            "scored_by_key": self.count["scored_by_key"],
             "equivalent_pruned": self.equivalence.pruned,
             "rejected": rejected,
             "rejected_total": sum(rejected.values()),

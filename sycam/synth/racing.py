@@ -1,0 +1,182 @@
+"""Racing (``SynthesisConfig.racing``): score a candidate on a growing share of the synthesis images and drop
+it as soon as it provably cannot enter the leaderboard.
+
+The synthesis images are split once, in a fixed seeded order, into disjoint blocks that end at 10 %, 25 %,
+50 % and 100 % of them (rounded up). A candidate is scored block by block; each image is scored once, by
+the metric's ordinary path (:meth:`sycam.scoring.Workspace.evaluate_layers`), so the per-image scores of a
+survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum
+``s``), the best mean the candidate can still reach is
+
+.. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
+
+where ``v_best`` is the best value one image can score (a metric states its range in :func:`score_range`).
+For ``deletion_auc`` and ``insertion_auc`` with ``output="prob"`` the best value is per image
+(:func:`best_per_image`): the curve's end points (the clean input and the all-baseline input) do not depend on
+the candidate, so with every inner point at its best (probability 0 for deletion, 1 for insertion) the
+trapezoid gives the best AUC image ``i`` can reach. This is a worst-case bound, not a
+probabilistic one: when ``\\bar s_{\\text{best}}`` is worse than the leaderboard's last entry by more than the
+rounding margin, the candidate could not have entered the leaderboard (nor become the best, nor the winner)
+in the exact run, and it is counted ``raced_out`` instead of ``candidates_scored``. While the leaderboard is
+not full, every candidate enters it, so nothing is raced out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..expr import Node
+from ..metrics.base import Metric
+from ..scoring import Workspace
+
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+"""Cumulative shares of the synthesis images scored at each stage of a race."""
+MARGIN = 1e-6
+"""A bound must be worse than the bar by more than this share of the metric's range to drop a candidate
+(covers float32 rounding of the mean)."""
+
+
+def score_range(metric: Metric) -> tuple[float, float] | None:
+    """The ``(lowest, highest)`` value one image can score under ``metric``, or None when unknown (racing is
+    then off). A metric may state it as an attribute ``score_range``; deletion and insertion AUC with
+    ``output="prob"`` integrate a probability over [0, 1], so they lie in [0, 1].
+
+    >>> from sycam.metrics import get_metric
+    >>> score_range(get_metric("deletion_auc")), score_range(get_metric("deletion_auc", output="logit"))
+    ((0.0, 1.0), None)
+    """
+    stated = getattr(metric, "score_range", None)
+    if stated is not None:
+        lo, hi = (float(v) for v in stated)
+        return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= hi else None
+    if metric.name in ("deletion_auc", "insertion_auc") and getattr(metric, "output", None) == "prob":
+        return (0.0, 1.0)
+    return None
+
+
+def best_per_image(metric: Metric, ws: Workspace) -> Tensor | None:
+    r"""The best score ``(N,)`` each image of ``ws`` can reach under ``metric``, whatever the map: for deletion
+    (insertion) AUC with ``output="prob"`` the trapezoid of the curve whose candidate-independent end points
+    ``f_0`` (clean input; all-baseline for insertion) and ``f_S`` (all-baseline; clean for insertion) are
+    forwarded once and whose inner points are 0 (1):
+
+    .. math:: v_i = \tfrac{x_1 - x_0}{2}(f_{0,i} + y) + \sum_{k=1}^{S-2} (x_{k+1} - x_k)\, y
+              + \tfrac{x_S - x_{S-1}}{2}(y + f_{S,i}), \quad y \in \{0, 1\},\ x_k = c_k / P.
+
+    Otherwise the best end of :func:`score_range` for every image; None when that is unknown."""
+    rng = score_range(metric)
+    if rng is None:
+        return None
+    n = len(ws.samples)
+    best = torch.full((n,), rng[1] if metric.higher_is_better else rng[0], dtype=torch.float64)
+    if metric.name not in ("deletion_auc", "insertion_auc") or getattr(metric, "output", None) != "prob":
+        return best
+    from ..metrics._util import target_scores
+
+    probe = copy.deepcopy(metric)
+    ctx = ws.context([])
+    s = ws.samples
+    clean = probe.clean_scores(ctx).detach().to("cpu", torch.float64)  # type: ignore[attr-defined]
+    base = probe.baseline_images(s)  # type: ignore[attr-defined]
+    on_base = target_scores(ctx.logits(base), s.labels, "prob").detach().to("cpu", torch.float64)
+    steps = int(probe.steps)  # type: ignore[attr-defined]
+    p = int(s.images.shape[-2] * s.images.shape[-1])
+    x = [c / p for c in probe.counts(p)]  # type: ignore[attr-defined]
+    first, last = (clean, on_base) if metric.name == "deletion_auc" else (on_base, clean)
+    y = 1.0 if metric.higher_is_better else 0.0
+    inner = sum(x[k + 1] - x[k] for k in range(1, steps - 1)) * y
+    value = (x[1] - x[0]) / 2 * (first + y) + inner + (x[steps] - x[steps - 1]) / 2 * (y + last)
+    if steps == 1:
+        value = (x[1] - x[0]) / 2 * (first + last)
+    return torch.minimum(value, best) if metric.higher_is_better else torch.maximum(value, best)
+
+
+def blocks(n: int, seed: int = 0, fractions: Sequence[float] = FRACTIONS) -> list[list[int]]:
+    """Disjoint blocks of image positions covering ``range(n)`` in a seeded random order; block ``k`` ends at
+    ``ceil(fractions[k] * n)`` (empty blocks are dropped).
+
+    >>> blocks(8)
+    [[4], [0], [7, 3], [2, 5, 1, 6]]
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    ends = sorted({min(n, math.ceil(f * n)) for f in fractions} | {n})
+    out, start = [], 0
+    for end in ends:
+        if end > start:
+            out.append(order[start:end])
+        start = end
+    return out
+
+
+@dataclass
+class Race:
+    """Blocks of the synthesis images, each with its own workspace and copy of the metric (so that the
+    metric's per-context memo of forwards lives per block and is shared by every candidate raced on it).
+
+    Build with :meth:`build`; :meth:`run` races a batch of candidates against a bar."""
+
+    metric: Metric
+    positions: list[list[int]]
+    workspaces: list[Workspace]
+    metrics: list[Metric]
+    best: Tensor
+    """the best score each image can reach, ``(N,)`` (:func:`best_per_image`)"""
+    margin: float
+    n: int
+
+    @classmethod
+    def build(cls, ws: Workspace, metric: Metric, seed: int = 0) -> Race | None:
+        """A race over the samples of ``ws`` for ``metric``; None when the metric's range is unknown or there
+        are fewer than two blocks."""
+        rng = score_range(metric)
+        n = len(ws.samples)
+        parts = blocks(n, seed)
+        if rng is None or len(parts) < 2:
+            return None
+        best = best_per_image(metric, ws)
+        assert best is not None
+        spaces = [Workspace(ws.model, ws.layer, ws.samples.subset(p), ws.options) for p in parts]
+        return cls(metric, parts, spaces, [copy.deepcopy(metric) for _ in parts], best, MARGIN * (rng[1] - rng[0]), n)
+
+    def optimistic_mean(self, total: float, stages: int) -> float:
+        """The best full mean a candidate whose scores on the first ``stages`` blocks sum to ``total`` can
+        still reach (every unseen image at its best)."""
+        unseen = [i for part in self.positions[stages:] for i in part]
+        return (total + float(self.best[unseen].sum())) / self.n
+
+    def cannot_beat(self, bound: float, bar: float) -> bool:
+        """Whether the optimistic mean ``bound`` is worse than ``bar`` beyond the rounding margin."""
+        return self.metric.sort_key(bound) > self.metric.sort_key(bar) + self.margin
+
+    def run(self, layers: Callable[[str], Tensor], nodes: Sequence[Node], bar: float | None) -> list[Tensor | None]:
+        """Race candidates ``nodes`` whose layer maps ``(B, N, h, w)`` on each view are ``layers(view)``.
+
+        Returns per candidate its per-image scores ``(N,)`` in the samples' order, or None if it was dropped
+        (its optimistic mean after some block cannot beat ``bar``; ``bar=None``: nothing is dropped)."""
+        b = len(nodes)
+        rows = torch.full((b, self.n), math.nan, dtype=torch.float64)
+        alive = list(range(b))
+        for k, (pos, space, metric) in enumerate(zip(self.positions, self.workspaces, self.metrics, strict=True)):
+            if not alive:
+                break
+            cand = torch.tensor(alive)
+            img = torch.tensor(pos)
+
+            def block(view: str, cand: Tensor = cand, img: Tensor = img) -> Tensor:
+                maps = layers(view)
+                return maps.index_select(0, cand.to(maps.device)).index_select(1, img.to(maps.device))
+
+            got = space.evaluate_layers(metric, block, [nodes[i] for i in alive])
+            rows[cand.unsqueeze(1), img.unsqueeze(0)] = got.detach().to("cpu", torch.float64)
+            if bar is None or k == len(self.positions) - 1:
+                continue
+            seen = torch.tensor([p for part in self.positions[: k + 1] for p in part])
+            totals = rows[cand][:, seen].sum(1).tolist()
+            alive = [i for i, t in zip(alive, totals, strict=True)
+                     if not self.cannot_beat(self.optimistic_mean(t, k + 1), bar)]
+        return [rows[i].to(torch.float32) if i in alive else None for i in range(b)]
