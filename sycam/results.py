@@ -127,7 +127,7 @@ _LambdaKeys = TypedDict("_LambdaKeys", {"lambda": float | None, "lambda_source":
 
 class SynthesisResults(_LambdaKeys):
     """``results.json``. The counters satisfy ``candidates_enumerated == candidates_scored + equivalent_pruned
-    + rejected_total + subexpressions_pruned + form_skipped + duplicates_of_seeds + unscored``."""
+    + rejected_total + subexpressions_pruned + form_skipped + duplicates_of_seeds + unscored + raced_out``."""
 
     metric: dict[str, Any]
     """the primary objective's describe()"""
@@ -167,6 +167,10 @@ class SynthesisResults(_LambdaKeys):
     form_skipped: int
     duplicates_of_seeds: int
     unscored: int
+    raced_out: int
+    """dropped by racing: provably unable to enter the leaderboard on the images seen so far (``--racing``)"""
+    scored_by_key: int
+    """scored candidates that took an earlier candidate's scores from an identical metric equivalence key"""
     constraint_failed: int
     """scored candidates for which a constraint fails (a subset of the scored)"""
     constraint_unchecked: int

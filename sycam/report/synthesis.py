@@ -35,6 +35,7 @@ COUNTER_PARTS: tuple[tuple[str, str], ...] = (
     ("form_skipped", "skipped: wrong form for a heatmap"),
     ("duplicates_of_seeds", "duplicates of a seeded baseline"),
     ("unscored", "not scored: the budget ran out first"),
+    ("raced_out", "dropped by racing: could no longer enter the leaderboard"),
 )
 """The parts ``candidates_enumerated`` is split into: (results key, what it counts)."""
 

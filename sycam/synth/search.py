@@ -744,6 +744,9 @@ class Search:
         ws = self._workspace(validation, self.objectives)
         self.ids["validation"] = list(validation.ids)
         self.n_split["validation"] = len(validation)
+        base = self._lambda_candidate()
+        if base is not None and all(c.expression != base.expression for c in eligible):
+            eligible = [*eligible, base]  # the λ baseline competes on validation: a winner must beat it there too
         rows = ws.score([parse(c.expression) for c in eligible], self.primary, self.config.batch,
                         desc="validation: candidates")
         per = {c.expression: [float(x) for x in r] for c, r in zip(eligible, rows.tolist(), strict=True)}
@@ -753,9 +756,18 @@ class Search:
         self.notes.append(f"winner chosen on {len(validation)} validation samples among {len(eligible)} "
                           f"{'correct ' if self.oracle.correct(eligible[0].scores) else ''}candidates: the smallest "
                           "expression within one standard error of the best validation score")
+        if base is not None and self.winner.expression == base.expression:
+            self.notes.append(f"on validation no synthesized candidate beats the λ baseline {self.lambda_baseline} "
+                              "beyond noise: the winner is that baseline")
         self.timings["validation"] = time.perf_counter() - t0
         self._validation_ws = ws
         return self.winner
+
+    def _lambda_candidate(self) -> Candidate | None:
+        """The scored candidate that is the λ baseline (seeded), if the grammar allowed seeding it."""
+        if self.lambda_baseline is None:
+            return None
+        return next((c for c in self.scored if c.seed == self.lambda_baseline), None)
 
     # -- 5. held-out evidence ---------------------------------------------------------------------------
 
