@@ -72,7 +72,7 @@ def photo_path(photo: Photo) -> Path:
     spec = importlib.util.find_spec(photo.package)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(f"the photos data set needs the package {_PIP[photo.package]} (for {photo.file}): "
-                        f"pip install {_PIP[photo.package]}")
+                        f"pip install {_PIP[photo.package]} (or pip install 'sycam[photos]')")
     return Path(next(iter(spec.submodule_search_locations))) / photo.folder / photo.file
 
 
