@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ._torch import module_device
+from .data.labels import imagenet_classes
 from .data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .errors import SycamError
 
@@ -92,28 +94,12 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         """The device of the module's first parameter (the CPU for a module without parameters)."""
-        p = next(self.module.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        return module_device(self.module)
 
     def to(self, device: str | torch.device) -> LoadedModel:
         """Move the module to ``device`` in place; returns ``self``."""
         self.module.to(device)
         return self
-
-
-def imagenet_classes() -> list[str]:
-    """The 1000 ImageNet-1k class names in index order (from torchvision's weight metadata; offline)."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def imagenet_synsets() -> list[str]:
-    """The 1000 ImageNet-1k WordNet ids (``n01440764``, …) in index order (shipped with timm; offline)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo("imagenet-1k")
-    return [info.index_to_label_name(i) for i in range(1000)]
 
 
 def _load_state_dict(path: str | Path) -> dict[str, Tensor]:

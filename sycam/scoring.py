@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ._progress import progress
+from ._torch import module_device
 from .data.samples import Samples
 from .expr import Node, evaluate
 from .heatmap import finish_layer, layer_maps, render, render_all
@@ -146,8 +147,7 @@ class Workspace:
         metrics = list(metrics)
         if any(m.cost == "model" for m in metrics):
             reduce_allocation_churn()  # forwards of perturbed inputs: keep their large blocks in the heap
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else samples.device
+        device = module_device(model, samples.device)
         samples = samples.to(device)
         targets = Targets(classes=samples.labels)
         ws = cls(model, layer, samples, options)

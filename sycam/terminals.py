@@ -43,6 +43,7 @@ from torch import Tensor, fx, nn
 
 from . import _progress
 from ._progress import progress
+from ._torch import module_device
 from .expr.ops import safe_div
 from .models import ModelError, resolve_layer
 from .targets import Targets, TargetSpec
@@ -427,8 +428,7 @@ class TerminalCache:
             raise ValueError("no images given")
         self.model = model
         self.layer_name, self.layer = resolve_layer(model, layer)
-        param = next(model.parameters(), None)
-        self.device = param.device if param is not None else images.device
+        self.device = module_device(model, images.device)
         self.images = images.to(self.device, torch.float32)
         self.options = options or ExtractOptions()
         self._target_spec = targets

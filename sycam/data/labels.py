@@ -20,12 +20,25 @@ from .errors import DataError
 SYNSET = re.compile(r"^n\d{8}$")
 
 
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order (from torchvision's weight metadata; offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_synsets() -> list[str]:
+    """The 1000 ImageNet-1k WordNet ids (``n01440764``, …) in index order (shipped with timm; offline)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo("imagenet-1k")
+    return [info.index_to_label_name(i) for i in range(1000)]
+
+
 @lru_cache(maxsize=1)
 def _imagenet_tables() -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]:
     """ImageNet-1k ``(names, synsets, synonyms)`` in index order (torchvision names, timm synsets)."""
     from timm.data import ImageNetInfo
-
-    from ..models import imagenet_classes, imagenet_synsets
 
     info = ImageNetInfo("imagenet-1k")
     synonyms = tuple(

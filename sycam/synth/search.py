@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from .. import stats
 from .._progress import progress
+from .._torch import module_device
 from ..data.samples import Samples
 from ..expr import Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, layer_maps
@@ -316,8 +317,7 @@ class Search:
                  on_progress: Callable[[int, float | None], None] | None = None) -> None:
         config.check()
         if config.batch is None:
-            param = next(model.parameters(), None)
-            on_cpu = (param.device if param is not None else synthesis.device).type == "cpu"
+            on_cpu = module_device(model, synthesis.device).type == "cpu"
             config = replace(config, batch=2 if on_cpu else 32)
         self.model, self.layer, self.synthesis = model, layer, synthesis
         self.config, self.options, self.on_progress = config, options, on_progress
