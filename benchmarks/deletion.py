@@ -10,7 +10,7 @@ Three modes, each in a fresh process (so that the allocator setting of one canno
   shared between candidates, no equivalence keys, no racing, the default allocator);
 - ``shortcuts``: perturbed-input forwards shared between candidates (the metric's per-context memo),
   candidates whose deletion step bins equal an earlier candidate's take its scores without forwards
-  (``Metric.equivalence_key``), and ``sycam.scoring.reduce_allocation_churn()``;
+  (``Metric.equivalence_key``), and ``sycam.workspace.reduce_allocation_churn()``;
 - ``racing``: shortcuts plus ``SynthesisConfig(racing=True)``.
 
 Per mode it prints the model forwards (one per image) during the search per candidate considered (scored or
@@ -39,13 +39,13 @@ MODES = ("exact", "shortcuts", "racing")
 
 def _run_mode(mode: str, n: int, candidates: int, max_size: int) -> dict[str, Any]:
     import sycam
-    from sycam import scoring
+    from sycam import workspace
     from sycam.metrics.faithfulness import DeletionAUC
-    from sycam.scoring import reduce_allocation_churn
     from sycam.synth import SynthesisConfig
     from sycam.synth.grammar import Grammar
     from sycam.synth.search import Search
     from sycam.terminals import ExtractOptions
+    from sycam.workspace import reduce_allocation_churn
 
     class Unshared(DeletionAUC):
         """deletion_auc as before the shortcuts: no equivalence key, no perturbed forwards shared."""
@@ -58,7 +58,7 @@ def _run_mode(mode: str, n: int, candidates: int, max_size: int) -> dict[str, An
 
     torch.set_num_threads(1)
     if mode == "exact":  # the default allocator, as before (Workspace.build would otherwise change it)
-        scoring.reduce_allocation_churn = lambda *args, **kwargs: False
+        workspace.reduce_allocation_churn = lambda *args, **kwargs: False
     else:
         reduce_allocation_churn()
     lm = sycam.load_model("efficientnet_lite0")

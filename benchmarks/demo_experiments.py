@@ -87,7 +87,7 @@ def evaluate_set(model: Any, samples: Any, label: str, methods: dict[str, str], 
     """Every method in ``methods`` on ``samples`` under each metric, with the winner (``synthesized``) minus
     each method as a paired bootstrap 95 % CI, on all samples and on ``subset`` (e.g. unseen photos)."""
     from sycam.expr import parse
-    from sycam.scoring import evaluate_methods
+    from sycam.workspace import evaluate_methods
 
     metrics = {n: get_metric(n) for n in metric_names}
     ev = evaluate_methods(model.module, model.layer, samples, {k: parse(v) for k, v in methods.items()}, metrics,

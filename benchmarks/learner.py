@@ -32,9 +32,9 @@ import torch
 
 from sycam.data import load_data, split
 from sycam.models import load_model
-from sycam.scoring import Workspace
 from sycam.synth import Grammar
 from sycam.synth import learner as current
+from sycam.workspace import Workspace
 
 warnings.filterwarnings("ignore")
 BASELINE_REV = "5aada64"

@@ -59,9 +59,9 @@ from sycam.methods import METHODS
 from sycam.metrics import StaticContext, get_metric
 from sycam.metrics.base import Metric
 from sycam.models import load_model, resolve_layer
-from sycam.scoring import Workspace
 from sycam.synth import Grammar, SynthesisConfig, synthesize
 from sycam.terminals import ExtractOptions
+from sycam.workspace import Workspace
 
 warnings.filterwarnings("ignore")
 

@@ -11,9 +11,9 @@ from engine_helpers import tiny_net, tiny_samples
 import sycam.synth.learner as learner_module
 from sycam.expr import Kind, evaluate, parse
 from sycam.expr.ops import safe_div
-from sycam.scoring import Workspace
 from sycam.synth import Grammar, Learner
 from sycam.synth.learner import exact_key
+from sycam.workspace import Workspace
 
 LAYER = "body"
 

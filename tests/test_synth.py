@@ -15,8 +15,8 @@ from sycam.heatmap import explain
 from sycam.methods import METHODS
 from sycam.metrics import get_metric
 from sycam.metrics.base import Metric, MetricContext
-from sycam.scoring import Workspace
 from sycam.synth import Grammar, GrammarError, Learner, SynthesisConfig, SynthesisError, synthesize
+from sycam.workspace import Workspace
 
 LAYER = "body"
 

@@ -14,12 +14,12 @@ from torch import Tensor
 from sycam.metrics import get_metric
 from sycam.metrics.base import Metric, MetricContext
 from sycam.metrics.faithfulness import DeletionAUC
-from sycam.scoring import Workspace, reduce_allocation_churn
 from sycam.synth import SynthesisConfig, SynthesisError
 from sycam.synth.grammar import Grammar
 from sycam.synth.racing import Race, best_per_image, blocks, score_range
 from sycam.synth.search import Search
 from sycam.terminals import ExtractOptions
+from sycam.workspace import Workspace, reduce_allocation_churn
 
 LAYER = "body"
 GRAMMAR = Grammar(terminals=("A", "G"), max_size=4, forms=("channel", "pixel"))

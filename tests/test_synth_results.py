@@ -15,13 +15,13 @@ from sycam.heatmap import finish, finish_layer, layer_maps, saliency
 from sycam.metrics import get_metric
 from sycam.metrics.base import Metric, MetricContext, degenerate
 from sycam.results import CONTROL, SYNTHESIZED, SynthesisResults
-from sycam.scoring import Workspace, evaluate_methods
 from sycam.synth import Grammar, SynthesisConfig, SynthesisError, default_constraints, parse_constraint, synthesize
 from sycam.synth import checkpoint as ckpt
 from sycam.synth.control import threshold_to_sparsity
 from sycam.synth.oracles import CorrectnessOracle
 from sycam.synth.selection import Candidate, choose_within_noise, pareto_add
 from sycam.terminals import ExtractOptions
+from sycam.workspace import Workspace, evaluate_methods
 
 LAYER = "body"
 SMALL = Grammar(terminals=("A", "G"), max_size=4)

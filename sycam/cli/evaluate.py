@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..methods import resolve_method
     from ..metrics import get_metric
     from ..report import write_evaluation_report
-    from ..scoring import evaluate_methods
     from ..terminals import ExtractOptions
+    from ..workspace import evaluate_methods
 
     methods = dict(resolve_method(m) for m in method_list(args.methods))
     metric_names = split_list(args.metrics)

@@ -3,7 +3,7 @@ it as soon as it provably cannot enter the leaderboard.
 
 The synthesis images are split once, in a fixed seeded order, into disjoint blocks that end at 10 %, 25 %,
 50 % and 100 % of them (rounded up). A candidate is scored block by block; each image is scored once, by
-the metric's ordinary path (:meth:`sycam.scoring.Workspace.evaluate_layers`), so the per-image scores of a
+the metric's ordinary path (:meth:`sycam.workspace.Workspace.evaluate_layers`), so the per-image scores of a
 survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum
 ``s``), the best mean the candidate can still reach is
 
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..expr import Node
 from ..metrics.base import Metric
-from ..scoring import Workspace
+from ..workspace import Workspace
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 """Cumulative shares of the synthesis images scored at each stage of a race."""

@@ -49,8 +49,8 @@ from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError, degenerate
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
-from ..scoring import BASE, Workspace
 from ..terminals import ExtractOptions
+from ..workspace import BASE, Workspace
 from . import checkpoint as ckpt
 from .constraints import Constraint, parse_constraints
 from .control import threshold_to_sparsity

@@ -8,8 +8,8 @@ from engine_helpers import tiny_net, tiny_samples
 
 from sycam.expr import parse
 from sycam.metrics import get_metric
-from sycam.scoring import Workspace
 from sycam.terminals import ExtractOptions
+from sycam.workspace import Workspace
 
 EXPRS = ["mean(G)", "sum(G * A) / sum(A)", "relu(G) * A", "mean(G) - softmax(D)", "D", "G"]
 

@@ -1,4 +1,4 @@
-"""Scoring: terminals of one split (and of every metric view) cached once; expressions → heatmaps →
+"""The workspace: terminals of one split (and of every metric view) cached once; expressions → heatmaps →
 metric scores.
 
 A :class:`Workspace` holds the terminal caches of one set of samples: the samples themselves and each
@@ -69,7 +69,7 @@ def reduce_allocation_churn(threshold: int = 1 << 30) -> bool:
     return _churn_reduced
 
 
-class EngineContext:
+class WorkspaceContext:
     """The :class:`~sycam.metrics.base.MetricContext` the engine hands to metrics.
 
     Built by :meth:`Workspace.context` for one batch of candidates; the callables it wraps render (or
@@ -207,7 +207,7 @@ class Workspace:
 
     def context(self, exprs: Sequence[Node], view_maps: Callable[[str], Tensor] | None = None,
                 explain: Callable[[Tensor], Tensor] | None = None,
-                view_layer_maps: Callable[[str], Tensor] | None = None) -> EngineContext:
+                view_layer_maps: Callable[[str], Tensor] | None = None) -> WorkspaceContext:
         """A metric context for candidates ``exprs`` (leading axis B). ``view_maps`` replaces rendering the
         expressions on a view, for callers that already hold the candidates' values there (the search);
         ``explain`` replaces re-explaining new inputs with the expressions (post-processed controls)."""
@@ -231,7 +231,7 @@ class Workspace:
                 raise KeyError(f"view {view!r} was not cached; the metric must declare it in views()")
             return self.layer_heatmaps(exprs, view)
 
-        return EngineContext(self.samples, self.model, view_maps or render_view, explain or explain_fn,
+        return WorkspaceContext(self.samples, self.model, view_maps or render_view, explain or explain_fn,
                              self.options.batch_size, memo_key=self, view_layer_maps=view_layer_maps or layer_view)
 
     def evaluate(self, metric: Metric, maps: Tensor, exprs: Sequence[Node],
