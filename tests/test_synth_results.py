@@ -119,6 +119,20 @@ def test_constraints_are_enforced_and_reported() -> None:
     assert free.best.synthesis_score >= result.best.synthesis_score
 
 
+def test_guard_metrics_are_scored_on_the_test_split() -> None:
+    """Whether the guards hold on held-out images can be read from results: test_scores has every metric."""
+    net, samples = tiny_net(), tiny_samples(8)
+    config = SynthesisConfig(grammar=SMALL, max_candidates=20, constraints=("mask_auc >= 0.9 * gradcam",))
+    result = synthesize(net, LAYER, samples.subset(range(4)), samples.subset(range(4, 8)),
+                        get_metric("energy_pointing_game"), config)
+    d = result.to_dict()
+    assert set(d["best"]["test_scores"]) == {"energy_pointing_game", "mask_auc"}
+    assert set(d["baselines"]["gradcam"]["test_scores"]) == {"energy_pointing_game", "mask_auc"}
+    ws = Workspace.build(net, LAYER, samples.subset(range(4, 8)))
+    again = get_metric("mask_auc").aggregate(ws.score([parse(d["best"]["expression"])], get_metric("mask_auc")))
+    assert d["best"]["test_scores"]["mask_auc"] == pytest.approx(float(again[0]), abs=1e-6)
+
+
 # -- several objectives: the Pareto front ----------------------------------------------------------------
 
 

@@ -777,7 +777,8 @@ class Search:
     def _evidence(self, split: str, ws: Workspace) -> None:
         """On ``split``: degenerate counts, per-image primary scores and the control for the baselines and the
         winner; off the synthesis split also every objective's score of the baselines, the leaderboard and the
-        front (``validation_score``/``test_score`` are the primary objective's)."""
+        front, and on the test split every constraint metric's too (``test_scores``; ``validation_score`` and
+        ``test_score`` are the primary objective's)."""
         winner_node = parse(self.winner.expression)
         names = [*self.baseline_nodes, SYNTHESIZED]
         nodes = [*self.baseline_nodes.values(), winner_node]
@@ -792,7 +793,8 @@ class Search:
             base_nodes = list(self.baseline_nodes.values())
             agg_c: dict[str, list[float]] = {}
             agg_b: dict[str, list[float]] = {}
-            for m in self.objectives:
+            # on test also the guard metrics, so results show whether the guards hold on held-out images
+            for m in (self.columns if split == "test" else self.objectives):
                 rows_c = ws.score([parse(t) for t in texts], m, self.config.batch, desc=f"{split}: {m.name}")
                 rows_b = ws.score(base_nodes, m, self.config.batch, desc=f"{split}: {m.name} (baselines)")
                 agg_c[m.name], agg_b[m.name] = m.aggregate(rows_c).tolist(), m.aggregate(rows_b).tolist()
@@ -842,7 +844,7 @@ class Search:
         if test is not None and len(test):
             self.ids["test"] = list(test.ids)
             self.n_split["test"] = len(test)
-            self._evidence("test", self._workspace(test, self.objectives))
+            self._evidence("test", self._workspace(test, self.columns))
             b = self.lambda_baseline
             if b is not None:
                 hib = self.primary.higher_is_better
