@@ -67,3 +67,12 @@ def channel_mean_explainer(images: Tensor) -> Tensor:
 def random_maps(*shape: int, seed: int = 0) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(*shape, generator=g)
+
+
+def three_samples() -> Samples:
+    """Three 8×8 samples (labels 0, 1, 2) with hand-placed ground truth: a box, a corner, a band."""
+    m = torch.zeros(3, 8, 8, dtype=torch.bool)
+    m[0, 1:4, 2:6] = True
+    m[1, 5:, 5:] = True
+    m[2, :3, :] = True
+    return make_samples(3, 8, 8, masks=m, labels=[0, 1, 2], seed=4)

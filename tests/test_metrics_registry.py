@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from metrics_helpers import PoolNet, channel_mean_explainer, ctx_for, make_samples, random_maps
+from metrics_helpers import PoolNet, channel_mean_explainer, ctx_for, make_samples, random_maps, three_samples
 
 from sycam.metrics import (
     METRICS,
@@ -58,15 +58,7 @@ SMALL = {
 }
 
 
-def gt_masks() -> torch.Tensor:
-    m = torch.zeros(N, H, W, dtype=torch.bool)
-    m[0, 1:4, 2:6] = True
-    m[1, 5:, 5:] = True
-    m[2, :3, :] = True
-    return m
-
-
-SAMPLES = make_samples(N, H, W, masks=gt_masks(), labels=[0, 1, 2], seed=4)
+SAMPLES = three_samples()  # N, H, W = 3, 8, 8
 MODEL = PoolNet()
 
 
