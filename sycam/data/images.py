@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +46,9 @@ def read_image(path: str | Path, where: str | None = None, what: str = "image") 
 
         image = to_rgb(read_image("cat.jpg"))   # 8-bit RGB, upright
     """
-    path = Path(path)
-    where = where or str(path)
-    if not path.is_file():
-        raise DataError(f"{where}: {what} file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return upright(im)
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{where}: refusing {what} {path}: {exc} (Pillow's decompression-bomb protection; "
-                        f"shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)") from None
-    except DataError:
-        raise
-    except Exception as exc:  # Pillow raises many types for broken files
-        raise DataError(f"{where}: cannot read {what} {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    with _opened(path, where, what) as im:
+        im.load()
+        return upright(im)
 
 
 def displayed_size(path: str | Path, where: str | None = None) -> tuple[int, int]:
@@ -67,19 +57,29 @@ def displayed_size(path: str | Path, where: str | None = None) -> tuple[int, int
     Raises:
         DataError: as :func:`read_image`.
     """
+    with _opened(path, where, "image") as im:
+        width, height = im.size
+        orientation = im.getexif().get(_ORIENTATION, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+@contextmanager
+def _opened(path: str | Path, where: str | None, what: str) -> Iterator[Image.Image]:
+    """``Image.open(path)`` with every failure as one :class:`DataError` line naming ``where`` and the path."""
     path = Path(path)
     where = where or str(path)
     if not path.is_file():
-        raise DataError(f"{where}: image file not found: {path}")
+        raise DataError(f"{where}: {what} file not found: {path}")
     try:
         with Image.open(path) as im:
-            width, height = im.size
-            orientation = im.getexif().get(_ORIENTATION, 1)
+            yield im
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{where}: refusing image {path}: {exc} (Pillow's decompression-bomb protection)") from None
-    except Exception as exc:
-        raise DataError(f"{where}: cannot read image {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        raise DataError(f"{where}: refusing {what} {path}: {exc} (Pillow's decompression-bomb protection; "
+                        f"shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)") from None
+    except DataError:
+        raise
+    except Exception as exc:  # Pillow raises many types for broken files
+        raise DataError(f"{where}: cannot read {what} {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
 def upright(image: Image.Image) -> Image.Image:
