@@ -72,12 +72,12 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> Axis:
 class _Frame:
     width: int
     height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
     x: Axis
     y: Axis
+    left: int = 56  # margins in px: room for the y tick labels and the axis titles
+    right: int = 28
+    top: int = 12
+    bottom: int = 44
 
     @property
     def pw(self) -> int:
@@ -142,16 +142,7 @@ def curve_svg(
 
     def draw(width: int, height: int, xcount: int, ycount: int) -> str:
         cls = "wide" if width > 400 else "narrow"
-        f = _Frame(
-            width,
-            height,
-            56,
-            28,
-            12,
-            44,
-            nice_ticks(min(0.0, min(xs)), max(xs), xcount),
-            nice_ticks(min(ys), max(ys), ycount),
-        )
+        f = _Frame(width, height, nice_ticks(min(0.0, min(xs)), max(xs), xcount), nice_ticks(min(ys), max(ys), ycount))
         parts = _axes(
             f,
             "candidates scored",
@@ -202,16 +193,8 @@ def scatter_svg(
 
     def draw(width: int, height: int, xcount: int, ycount: int) -> str:
         cls = "wide" if width > 400 else "narrow"
-        f = _Frame(
-            width,
-            height,
-            56,
-            28,
-            12,
-            44,
-            nice_ticks(min(p[0] for p in pts), max(p[0] for p in pts), xcount),
-            nice_ticks(min(p[1] for p in pts), max(p[1] for p in pts), ycount),
-        )
+        f = _Frame(width, height, nice_ticks(min(p[0] for p in pts), max(p[0] for p in pts), xcount),
+                   nice_ticks(min(p[1] for p in pts), max(p[1] for p in pts), ycount))
         parts = _axes(f, xlabel, ylabel, f"{ylabel} versus {xlabel}", cls)
         for x, y, label, hi in pts:
             cx, cy = f.sx(x), f.sy(y)
