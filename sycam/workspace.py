@@ -133,10 +133,12 @@ class Workspace:
 
     @classmethod
     def build(cls, model: nn.Module, layer: str | nn.Module, samples: Samples, metrics: Iterable[Metric] = (),
-              options: ExtractOptions | None = None) -> Workspace:
+              options: ExtractOptions | None = None, views: Mapping[str, Tensor] | None = None) -> Workspace:
         """Move ``samples`` to the model's device and extract the terminals of the samples and of every view
         that ``metrics`` declare (:meth:`Metric.views`), targeting each sample's label. With a model-cost
-        metric among ``metrics`` this calls :func:`reduce_allocation_churn` (once per process).
+        metric among ``metrics`` this calls :func:`reduce_allocation_churn` (once per process). ``views``
+        gives the views' inputs instead (a shard of a larger split gets its rows of the views drawn for the
+        whole split: :func:`metric_views`).
 
         Example::
 
@@ -152,10 +154,8 @@ class Workspace:
         targets = Targets(classes=samples.labels)
         ws = cls(model, layer, samples, options)
         ws.caches[BASE] = TerminalCache(model, layer, samples.images, targets, options)
-        for metric in metrics:
-            for name, images in metric.views(samples).items():
-                if name not in ws.caches:
-                    ws.caches[name] = TerminalCache(model, layer, images.to(device), targets, options)
+        for name, images in (metric_views(samples, metrics) if views is None else views).items():
+            ws.caches[name] = TerminalCache(model, layer, images.to(device), targets, options)
         return ws
 
     @property
@@ -252,6 +252,16 @@ class Workspace:
                 if bar is not None:
                     bar.update(len(batch))
         return torch.cat(out) if out else torch.zeros(0, len(self.samples))
+
+
+def metric_views(samples: Samples, metrics: Iterable[Metric]) -> dict[str, Tensor]:
+    """The transformed inputs ``(N, 3, H, W)`` every metric of ``metrics`` declares (:meth:`Metric.views`), by
+    view name (the first declaration of a name wins)."""
+    out: dict[str, Tensor] = {}
+    for metric in metrics:
+        for name, images in metric.views(samples).items():
+            out.setdefault(name, images)
+    return out
 
 
 class Evaluation(dict[str, dict[str, float]]):

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ..data.samples import Samples
 from ..errors import SycamError
+from ..exactsum import exact_means
 
 GroundTruth = Literal["none", "mask"]
 Cost = Literal["cached", "model"]
@@ -251,9 +252,10 @@ class Metric(ABC):
         return None
 
     def aggregate(self, scores: Tensor) -> Tensor:
-        """Aggregate per-image scores ``(*B, N)`` to ``(*B,)``: the plain mean over images. Nothing is
-        skipped: a NaN (which :meth:`evaluate` never returns) stays NaN."""
-        return scores.mean(dim=-1)
+        """Aggregate per-image scores ``(*B, N)`` to ``(*B,)`` (float64): the plain mean over images, from
+        their exact sum (:func:`sycam.exactsum.exact_means`), so it is the same however the images are ordered
+        or split across workers. Nothing is skipped: a NaN (which :meth:`evaluate` never returns) stays NaN."""
+        return exact_means(scores)
 
     def better(self, a: SupportsFloat, b: SupportsFloat | None) -> bool:
         """Whether score ``a`` is strictly better than ``b`` in this metric's direction. A NaN is never

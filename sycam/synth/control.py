@@ -16,7 +16,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..expr import Node
 from ..heatmap import normalize
+from ..methods import METHODS
+from ..metrics.base import Metric, degenerate
+from ..workspace import BASE, Workspace
 
 
 def threshold_to_sparsity(maps: Tensor, like: Tensor) -> Tensor:
@@ -29,3 +33,20 @@ def threshold_to_sparsity(maps: Tensor, like: Tensor) -> Tensor:
     kth = flat.sort(-1).values.gather(-1, (k - 1).clamp(min=0))
     out = torch.where(k > 0, torch.relu(flat - kth), flat)
     return normalize(out.reshape(maps.shape))
+
+
+def control_scores(ws: Workspace, winner: Node, metric: Metric) -> tuple[list[float], int]:
+    """Per-image scores under ``metric`` on the workspace's samples, and the count of degenerate maps, of Grad-CAM
+    thresholded to ``winner``'s sparsity (on every view and re-explained input alike)."""
+    gradcam = METHODS["gradcam"].node
+    g_ctx, w_ctx = ws.context([gradcam]), ws.context([winner])
+
+    def view_maps(view: str) -> Tensor:
+        return threshold_to_sparsity(ws.heatmaps([gradcam], view), ws.heatmaps([winner], view))
+
+    def explain(images: Tensor) -> Tensor:
+        return threshold_to_sparsity(g_ctx.explain(images), w_ctx.explain(images))
+
+    maps = view_maps(BASE)
+    scores = ws.evaluate(metric, maps, [gradcam], view_maps, explain)[0]
+    return [float(x) for x in scores.tolist()], int(degenerate(maps).sum())

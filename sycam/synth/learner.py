@@ -31,6 +31,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -52,18 +53,30 @@ _OVERHEAD = 512
 def fingerprint(values: tuple[Tensor, ...], levels: float) -> tuple[int, int]:
     """A hash of tensors that equal tensors always share and nearly equal ones almost always share.
 
-    From a fixed strided sample of at most 4096 elements per tensor, divided by its largest magnitude, it
-    rounds 64 block statistics (block means and mean magnitudes) to ``1/levels``. Block statistics
-    average out float noise, so values that differ only by rounding land in the same bucket except with
-    a small probability. Used by the heatmap equivalence oracle (which has a tolerance); the learner
-    uses the exact :func:`exact_key` instead.
+    From a fixed strided sample of at most 4096 elements per tensor (:func:`fingerprint_positions`), divided
+    by its largest magnitude, it rounds 64 block statistics (block means and mean magnitudes) to ``1/levels``.
+    Block statistics average out float noise, so values that differ only by rounding land in the same bucket
+    except with a small probability. Used by the heatmap equivalence oracle (which has a tolerance); the
+    learner uses the exact :func:`exact_key` instead.
     """
     parts = []
     for v in values:
         flat = v.reshape(-1)
         step = max(1, flat.numel() // _SAMPLE)
         parts.append(flat[::step][:_SAMPLE])
-    sample = torch.cat(parts).to(torch.float64)
+    return fingerprint_sample(torch.cat(parts), levels)
+
+
+def fingerprint_positions(numel: int) -> range:
+    """The flat positions of a tensor of ``numel`` elements that :func:`fingerprint` samples (so that shards
+    holding parts of the tensor can send just those elements)."""
+    step = max(1, numel // _SAMPLE)
+    return range(0, numel, step)[:_SAMPLE]
+
+
+def fingerprint_sample(sample: Tensor, levels: float) -> tuple[int, int]:
+    """:func:`fingerprint` of the sampled elements (a 1-d tensor, in position order)."""
+    sample = sample.to(torch.float64)
     scale = sample.abs().max()
     if scale == 0:
         return (0, 0)
@@ -164,7 +177,7 @@ class Entry:
 
     def __init__(self, node: Node, kind: Kind, values: tuple[Tensor, ...] | None = None, *,
                  recipe: tuple[Callable[..., Tensor], tuple[Entry, ...]] | None = None,
-                 cache: _MapCache | None = None) -> None:
+                 cache: _MapCache | None = None, uid: int | None = None) -> None:
         if values is None and (recipe is None or cache is None):
             raise ValueError("an entry needs values or a recipe and a cache")
         self.node = node
@@ -172,7 +185,7 @@ class Entry:
         self._values = values
         self._recipe = recipe
         self._cache = cache
-        self.uid = next(_UIDS)
+        self.uid = next(_UIDS) if uid is None else uid
         self.nonneg = False  #: known ≥ 0 everywhere (set on admission): then relu(x) and |x| equal x
 
     @property
@@ -202,6 +215,56 @@ class Entry:
 
     def __repr__(self) -> str:
         return f"Entry({self.node}, {self.kind!s})"
+
+
+class Proposal(NamedTuple):
+    """One expression to build: ``op`` over the entries ``args`` giving ``kind``; ``op`` is ``"leaf"`` for a
+    terminal or constant (``args`` holds its entry) and ``"skip"`` for relu/abs of a non-negative child (equal
+    to the child: counted as pruned without building)."""
+
+    op: str
+    args: tuple[Entry, ...]
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What admission needs to know of a value besides its equality to others, computed where the value lives
+    (one ``aminmax`` pass per input set). Signatures of parts of a value (image shards) combine with ``&``:
+    finite and non-negative everywhere, non-zero somewhere."""
+
+    finite: bool
+    nonzero: bool
+    nonneg: bool
+
+    @classmethod
+    def of(cls, values: tuple[Tensor, ...]) -> Signature:
+        bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
+        return cls(all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds),
+                   any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds),
+                   all(bool(lo >= 0) for lo, _ in bounds))
+
+    def __and__(self, other: Signature) -> Signature:
+        return Signature(self.finite and other.finite, self.nonzero or other.nonzero, self.nonneg and other.nonneg)
+
+
+def make_entry(node: Node, op: str, args: tuple[Entry, ...], kind: Kind, cache: _MapCache, deferred: bool,
+               max_size: int, uid: int | None = None) -> tuple[Entry, tuple[Tensor, ...] | None]:
+    """The entry of ``node = op(*args)`` and its values (None when ``deferred``: not computed yet).
+
+    How the value is held: a map keeps its recipe (its value lives in ``cache``); a vector or scalar below
+    ``max_size`` holds its values; one of ``max_size`` is never a child, so it keeps only its recipe."""
+    fn = OPS[op].fn
+    if kind == Kind.MAP:
+        entry = Entry(node, kind, recipe=(fn, args), cache=cache, uid=uid)
+        return entry, None if deferred else entry.values  # computed now, and cached
+    values = tuple(fn(*vals) for vals in zip(*(a.values for a in args), strict=True))
+    if node.size == max_size:  # never a child: recomputed if a later duplicate asks
+        entry = Entry(node, kind, recipe=(fn, args), cache=cache, uid=uid)
+        cache.put(entry.uid, values)
+    else:
+        entry = Entry(node, kind, values, uid=uid)
+    return entry, values
 
 
 @dataclass
@@ -240,9 +303,9 @@ class Learner:
         self.bank: dict[int, list[Entry]] = {}
         self._seen: dict[tuple[int, int], list[Entry]] = {}
         self.stats = LearnerStats()
-        ref = next(iter(leaves.values()))
-        self._n_sets = len(ref)
-        self._device = ref[0].device
+        ref = next(iter(leaves.values()), None)
+        self._n_sets = 0 if ref is None else len(ref)  # no leaves here: the values live on shards
+        self._device = torch.device("cpu") if ref is None else ref[0].device
         self._cache = _MapCache(max_bank_bytes // 2 if cache_bytes is None else min(cache_bytes, max_bank_bytes))
         self._held_budget = max_bank_bytes - self._cache.budget
         #: channel form only: maps are never candidates, so one below the size limit they are only reduced
@@ -264,58 +327,67 @@ class Learner:
     def _build(self, op: str, args: tuple[Entry, ...], kind: Kind) -> Entry | None:
         """The entry ``op(*args)`` of ``kind``, admitted (value computed and checked) or deferred;
         ``None`` when it is pruned or rejected."""
-        spec = OPS[op]
         node = Call(op, tuple(a.node for a in args))
         self.stats.enumerated += 1
-        if kind == Kind.MAP:
-            entry = Entry(node, kind, recipe=(spec.fn, args), cache=self._cache)
-            if self._defer_maps and node.size == self.grammar.max_size - 1:
-                self.stats.deferred += 1
-                self.bank.setdefault(node.size, []).append(entry)
-                self.stats.bank_size += 1
-                self.stats.bank_bytes += _OVERHEAD
-                return entry
-            values = entry.values  # computed now, and cached
-        else:
-            arg_values = [a.values for a in args]
-            values = tuple(spec.fn(*vals) for vals in zip(*arg_values, strict=True))
-            if node.size == self.grammar.max_size:  # never a child: recomputed if a later duplicate asks
-                entry = Entry(node, kind, recipe=(spec.fn, args), cache=self._cache)
-                self._cache.put(entry.uid, values)
-            else:
-                entry = Entry(node, kind, values)
+        entry, values = make_entry(node, op, args, kind, self._cache, self._deferred(node, kind),
+                                   self.grammar.max_size)
+        if values is None:
+            self._defer(entry)
+            return entry
         if self._admit(entry, values, op):
             return entry
         self._cache.discard(entry.uid)
         return None
 
+    def _deferred(self, node: Node, kind: Kind) -> bool:
+        """Channel form: a map one step below the size limit is only ever reduced, so it is not computed yet."""
+        return kind == Kind.MAP and self._defer_maps and node.size == self.grammar.max_size - 1
+
+    def _defer(self, entry: Entry) -> None:
+        self.stats.deferred += 1
+        self.bank.setdefault(entry.size, []).append(entry)
+        self.stats.bank_size += 1
+        self.stats.bank_bytes += _OVERHEAD
+
     def _admit(self, entry: Entry, values: tuple[Tensor, ...], op: str | None = None) -> bool:
         """Check finiteness, non-zeroness and exact distinctness; hold the entry. False when pruned/rejected."""
+        key = (int(entry.kind), exact_key(values))
+
+        def duplicate() -> bool:
+            return any(all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(values, other.values, strict=True))
+                       for other in self._seen.get(key, ()))
+
+        sig = None if op in _SAFE_UNARY else Signature.of(values)
+        held = self._decide(entry, op, sig, duplicate, entry.nbytes())
+        if held is None:
+            return False
+        if held:
+            self._seen.setdefault(key, []).append(entry)
+        return True
+
+    def _decide(self, entry: Entry, op: str | None, sig: Signature | None, duplicate: Callable[[], bool],
+                nbytes: int) -> bool | None:
+        """Admission of a computed entry, from its :class:`Signature` (None: not needed, ``op`` keeps finite
+        non-zero values so) and whether it equals a held entry: None when rejected or pruned, False when it is a
+        fresh candidate the full bank does not keep, True when it is held. One rule for every executor: the
+        sharded learner calls it with signatures and equalities combined over the shards."""
         if op == "abs":
             entry.nonneg = True
-        if op not in _SAFE_UNARY:
-            bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
-            finite = op in _FINITE or all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds)
-            nonzero = any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds)
-            entry.nonneg = all(bool(lo >= 0) for lo, _ in bounds)
-            if not finite:
+        if sig is not None:
+            entry.nonneg = sig.nonneg
+            if not (op in _FINITE or sig.finite):
                 self._reject("non-finite value")
-                return False
-            if entry.kind != Kind.SCALAR and not nonzero:
+                return None
+            if entry.kind != Kind.SCALAR and not sig.nonzero:
                 self._reject("identically zero")
-                return False
-        key = (int(entry.kind), exact_key(values))
-        bucket = self._seen.get(key)
-        if bucket:
-            for other in bucket:
-                if all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(values, other.values, strict=True)):
-                    self.stats.subexpr_pruned += 1
-                    return False
-        held = entry.nbytes() + _OVERHEAD
+                return None
+        if duplicate():
+            self.stats.subexpr_pruned += 1
+            return None
+        held = nbytes + _OVERHEAD
         if self.stats.bank_bytes + held > self._held_budget:
             self.stats.bank_full = True
-            return True  # a fresh candidate, but not kept
-        self._seen.setdefault(key, []).append(entry)
+            return False  # a fresh candidate, but not kept
         self.stats.bank_size += 1
         self.stats.bank_bytes += held
         if entry.size < self.grammar.max_size:  # the largest ones are never children
@@ -342,51 +414,61 @@ class Learner:
                 for j in range(n_right):
                     yield i, j
 
-    def entries(self) -> Iterator[Entry]:
-        """All value-distinct expressions of the grammar, by increasing size (deterministic order).
+    def proposals(self, size: int) -> Iterator[Proposal]:
+        """What to build at ``size``, in enumeration order, from the bank of smaller sizes (symbolic: no values).
 
-        Within a size: unary operators child by child (each child's value is fetched once for all of
-        them), then binary operators pair by pair, the larger operand's entries outermost.
-        """
+        Within a size: unary operators child by child (each child's value is fetched once for all of them),
+        then binary operators pair by pair, the larger operand's entries outermost."""
+        if size == 1:
+            for entry in self._leaf_entries():
+                yield Proposal("leaf", (entry,), entry.kind)
+            return
         unary = [OPS[o] for o in self.grammar.operators if OPS[o].arity == 1]
         binary = [OPS[o] for o in self.grammar.operators if OPS[o].arity == 2]
-        for size in range(1, self.grammar.max_size + 1):
-            if size == 1:
-                for entry in self._leaf_entries():
-                    self.stats.enumerated += 1
-                    if self._admit(entry, entry.values):
-                        yield entry
-                self._sync_stats()
+        for child in list(self.bank.get(size - 1, [])):
+            if child.kind == Kind.SCALAR:
                 continue
-            for child in list(self.bank.get(size - 1, [])):
-                if child.kind == Kind.SCALAR:
+            for op in unary:
+                kind = op.result_kind((child.kind,))
+                if kind is None or not self._useful(kind, size):
                     continue
-                for op in unary:
-                    kind = op.result_kind((child.kind,))
+                if child.nonneg and op.name in ("relu", "abs"):  # equal to the child, which is held
+                    yield Proposal("skip", (child,), kind)
+                else:
+                    yield Proposal(op.name, (child,), kind)
+        for left in range(1, size - 1):
+            right = size - 1 - left
+            lefts, rights = list(self.bank.get(left, [])), list(self.bank.get(right, []))
+            for i, j in self._pairs(len(lefts), len(rights), left < right):
+                a, b = lefts[i], rights[j]
+                if a.kind == Kind.SCALAR and b.kind == Kind.SCALAR:
+                    continue  # constant folding: the grammar's constants are the constants
+                for op in binary:
+                    if op.commutative and (left > right or (left == right and j < i)):
+                        continue
+                    kind = op.result_kind((a.kind, b.kind))
                     if kind is None or not self._useful(kind, size):
                         continue
-                    if child.nonneg and op.name in ("relu", "abs"):  # equal to the child, which is held
-                        self.stats.enumerated += 1
-                        self.stats.subexpr_pruned += 1
-                        continue
-                    entry = self._build(op.name, (child,), kind)
-                    if entry is not None:
-                        yield entry
+                    yield Proposal(op.name, (a, b), kind)
+
+    def _resolve(self, proposals: Iterator[Proposal]) -> Iterator[Entry]:
+        """Build and admit the proposals in order, yielding the admitted entries (values computed here)."""
+        for p in proposals:
+            if p.op == "leaf":
+                self.stats.enumerated += 1
+                if self._admit(p.args[0], p.args[0].values):
+                    yield p.args[0]
+            elif p.op == "skip":
+                self.stats.enumerated += 1
+                self.stats.subexpr_pruned += 1
+            else:
+                entry = self._build(p.op, p.args, p.kind)
+                if entry is not None:
+                    yield entry
+
+    def entries(self) -> Iterator[Entry]:
+        """All value-distinct expressions of the grammar, by increasing size (deterministic order: see
+        :meth:`proposals`)."""
+        for size in range(1, self.grammar.max_size + 1):
+            yield from self._resolve(self.proposals(size))
             self._sync_stats()
-            for left in range(1, size - 1):
-                right = size - 1 - left
-                lefts, rights = list(self.bank.get(left, [])), list(self.bank.get(right, []))
-                for i, j in self._pairs(len(lefts), len(rights), left < right):
-                    a, b = lefts[i], rights[j]
-                    if a.kind == Kind.SCALAR and b.kind == Kind.SCALAR:
-                        continue  # constant folding: the grammar's constants are the constants
-                    for op in binary:
-                        if op.commutative and (left > right or (left == right and j < i)):
-                            continue
-                        kind = op.result_kind((a.kind, b.kind))
-                        if kind is None or not self._useful(kind, size):
-                            continue
-                        entry = self._build(op.name, (a, b), kind)
-                        if entry is not None:
-                            yield entry
-                self._sync_stats()

@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,6 +28,8 @@ from .constraints import Constraint
 from .learner import fingerprint
 
 EQUIVALENCES = ("heatmap", "metric", "none")
+FINGERPRINT_LEVELS = 1e3
+"""rounding of the heatmap fingerprint's block statistics (:func:`~sycam.synth.learner.fingerprint`)"""
 
 
 @dataclass
@@ -35,7 +38,7 @@ class EquivalenceOracle:
 
     mode: str = "heatmap"
     tolerance: float = 1e-4
-    classes: dict[tuple[int, int], list[tuple[str, Tensor]]] = field(default_factory=dict)
+    classes: dict[tuple[int, int], list[tuple[str, Any]]] = field(default_factory=dict)
     score_classes: list[tuple[tuple[float, ...], str]] = field(default_factory=list)
     pruned: int = 0
 
@@ -54,12 +57,19 @@ class EquivalenceOracle:
         if self.mode != "heatmap":
             return False
         flat = torch.cat([m.flatten() for m in maps])
-        key = fingerprint((flat,), 1e3)
+        return self.match(label, fingerprint((flat,), FINGERPRINT_LEVELS), flat,
+                          lambda other: float((flat - other).abs().max()))
+
+    def match(self, label: str, key: tuple[int, int], ref: Any, distance: Callable[[Any], float]) -> bool:
+        """The heatmap rule on any representation: True (and counted) when ``distance`` (the largest absolute
+        difference of the maps) to a class of bucket ``key`` is within ``tolerance``; otherwise the candidate
+        founds a class, remembered as ``ref``. One machine passes the flat maps; a sharded search passes an id
+        and a distance that is the largest of the shards' distances."""
         for _rep, other in self.classes.get(key, []):
-            if float((flat - other).abs().max()) <= self.tolerance:
+            if distance(other) <= self.tolerance:
                 self.pruned += 1
                 return True
-        self.classes.setdefault(key, []).append((label, flat))
+        self.classes.setdefault(key, []).append((label, ref))
         return False
 
     def check_score(self, label: str, scores: Sequence[float]) -> bool:
@@ -97,12 +107,17 @@ class CorrectnessOracle:
         ``"non-finite heatmap"`` on any set, ``"constant heatmap"`` when degenerate on every synthesis image,
         ``"degenerate heatmap"`` when degenerate or faint (:func:`~sycam.heatmap.faint`: rendered below half the
         colour scale) on more than ``max_degenerate`` of them."""
-        if not all(bool(torch.isfinite(m).all()) for m in maps):
-            return "non-finite heatmap"
+        finite = all(bool(torch.isfinite(m).all()) for m in maps)
         blank = degenerate(maps[0])
-        if bool(blank.all()):
+        return self.reject_counts(finite, int(blank.sum()), int((blank | faint(maps[0])).sum()), blank.numel())
+
+    def reject_counts(self, finite: bool, blank: int, bad: int, n: int) -> str | None:
+        """:meth:`reject` from counts over the ``n`` synthesis images (which add up over image shards):
+        ``blank`` degenerate maps, ``bad`` degenerate or faint ones; ``finite`` on every set."""
+        if not finite:
+            return "non-finite heatmap"
+        if blank == n:
             return "constant heatmap"
-        bad = int((blank | faint(maps[0])).sum())
         if bad > self.max_degenerate:
             return "degenerate heatmap"
         return None

@@ -27,15 +27,13 @@ earlier).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import platform
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +42,7 @@ from .. import stats
 from .._progress import progress
 from .._torch import module_device
 from ..data.samples import Samples
-from ..expr import Node, evaluate, kind_of, parse
+from ..expr import Kind, Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError, degenerate
@@ -53,16 +51,17 @@ from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from . import checkpoint as ckpt
 from .constraints import Constraint, parse_constraints
-from .control import threshold_to_sparsity
+from .control import control_scores
 from .errors import SynthesisError
 from .grammar import Grammar
+from .keystore import KeyStore
 from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle
 from .racing import Race
 from .selection import Candidate, choose_within_noise, pareto_add
 
-KEY_STORE_BYTES = 512 << 20
-"""Memory for the equivalence keys of scored candidates (compressed); past it, new keys are no longer kept."""
+if TYPE_CHECKING:
+    from .executors import Executor
 
 __all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
 
@@ -348,8 +347,7 @@ class Search:
         self.stopped = "search space exhausted"
         self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0,
                       "constraint_unchecked": 0, "raced_out": 0, "scored_by_key": 0}
-        self._keys: dict[int, dict[bytes, tuple[bytes, Tensor]]] = {}
-        self._key_bytes = 0
+        self._keys: KeyStore[Tensor] = KeyStore()
         self.race: Race | None = None
         self.raced: list[tuple[str, float | None]] = []
         """raced-out candidates with the bar (the leaderboard's last score) they could not beat"""
@@ -367,20 +365,26 @@ class Search:
         """Terminal caches of the synthesis split and every metric view; the learner's leaves."""
         t0 = time.perf_counter()
         self.ws = Workspace.build(self.model, self.layer, self.synthesis, self.columns, self.options)
+        self._splits: dict[str, Workspace] = {"synthesis": self.ws}
         self.views = [BASE, *[v for v in self.ws.caches if v != BASE]]
-        needed = set(self.config.grammar.terminals)
-        for node in self.baseline_nodes.values():
-            needed |= node.terminals()
+        needed = self._needed_terminals()
         self.per_view = [self.ws.values(needed, v) for v in self.views]
         self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in self.config.grammar.terminals}
         self.acts = tuple(pv["A"] for pv in self.per_view)
+        self.timings["terminals"] = time.perf_counter() - t0
+
+    def _needed_terminals(self) -> set[str]:
+        """The terminals the grammar and the baselines use (A always: it renders every map); notes a capped S."""
+        needed = set(self.config.grammar.terminals) | {"A"}
+        for node in self.baseline_nodes.values():
+            needed |= node.terminals()
         k = self.options.score_top_k
         if k is not None and "S" in needed:
             self.notes.append(f"Score-CAM terminal S capped to the top-{k} channels per image by mean activation; "
                               "the other channels get the score of the fully masked input. Score-CAM is then an "
                               f"approximation (\"Score-CAM (top-{k} channels)\"): it never sets λ nor enters a "
                               "comparison.")
-        self.timings["terminals"] = time.perf_counter() - t0
+        return needed
 
     # -- 2. baselines, λ and the constraints' bounds ----------------------------------------------------
 
@@ -401,7 +405,7 @@ class Search:
                                  "scores": {}}
         self.per_image["synthesis"] = {}
         for m in self.columns:
-            per_image = self.ws.score(nodes, m, self.config.batch)
+            per_image = self._split_scores("synthesis", nodes, m)
             for b, row, agg in zip(names, per_image.tolist(), m.aggregate(per_image).tolist(), strict=True):
                 self.baselines[b]["scores"][m.name] = float(agg)
                 if m is self.primary:
@@ -440,7 +444,8 @@ class Search:
 
     def _checkpoint_key(self) -> str:
         constraints = [c.text for c in self.constraint_specs]
-        return ckpt.settings_key({**self.settings, "constraints": constraints})
+        settings = {k: v for k, v in self.settings.items() if k != "executor"}  # any executor resumes any run
+        return ckpt.settings_key({**settings, "constraints": constraints})
 
     def _save_checkpoint(self) -> None:
         if self.config.checkpoint is not None:
@@ -458,7 +463,7 @@ class Search:
                 if grammar.uses_only(node) and grammar.form_allows(kind):
                     self.count["seeds"] += 1
                     seed_texts.add(str(node))
-                    yield Entry(node, kind, tuple(evaluate(node, pv) for pv in self.per_view)), b
+                    yield self._seed_entry(node, kind), b
         for entry in self.learner.entries():
             if not grammar.form_allows(entry.kind):
                 self.count["form_skipped"] += 1
@@ -466,6 +471,17 @@ class Search:
                 self.count["duplicates_of_seeds"] += 1
             else:
                 yield entry, None
+
+    def _seed_entry(self, node: Node, kind: Kind) -> Entry:
+        """The bank-style entry of a seeded classic method (its values on every view)."""
+        return Entry(node, kind, tuple(evaluate(node, pv) for pv in self.per_view))
+
+    def _new_learner(self) -> Learner:
+        return Learner(self.config.grammar, self.leaves, self.config.max_bank_bytes)
+
+    def _rewind_stream(self) -> None:
+        """Called when the search stopped before the stream ran dry (an executor that reads ahead rewinds its
+        counters to the last candidate taken; here nothing was read ahead)."""
 
     def _triage(self, entry: Entry) -> bool:
         """True when the candidate is to be scored; otherwise it was rejected or pruned (and counted)."""
@@ -509,7 +525,7 @@ class Search:
         if self.config.checkpoint is not None and self.config.resume and self.config.checkpoint.exists():
             self.done = ckpt.load(self.config.checkpoint, self._checkpoint_key(), self.names)
             self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
-        self.learner = Learner(self.config.grammar, self.leaves, self.config.max_bank_bytes)
+        self.learner = self._new_learner()
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
         self.race = self._race() if self.config.racing else None
         with progress(self.config.max_candidates, "synthesize", "cand") as self._bar:
@@ -536,6 +552,8 @@ class Search:
                 self.notes.append("interrupted by the user: the best candidate so far is reported")
             if self.stopped == "search space exhausted":
                 self._bar.set_total(len(self.scored))  # the space ran out before the budget: the bar is full
+            else:
+                self._rewind_stream()
         self._save_checkpoint()
         self.timings["search"] = time.perf_counter() - t0
         if self.learner.stats.bank_full:
@@ -581,8 +599,7 @@ class Search:
 
         Exact equivalence: when the metric gives :meth:`~sycam.metrics.base.Metric.equivalence_key`, a
         candidate whose key equals (byte for byte) the key of a candidate scored before, in this batch or an
-        earlier one, takes its per-image scores without any forward. Keys are looked up by a BLAKE2 digest and
-        compared exactly on a hit (stored zlib-compressed, up to :data:`KEY_STORE_BYTES`)."""
+        earlier one, takes its per-image scores without any forward (:class:`~sycam.synth.keystore.KeyStore`)."""
         metric = self.columns[j]
         b = len(nodes)
         rows: list[Tensor | None] = [None] * b
@@ -592,24 +609,9 @@ class Search:
             key = metric.equivalence_key(finish_layer(layers(BASE), self.ws.size))
             if key is not None:
                 blobs = [key[i].contiguous().cpu().numpy().tobytes() for i in range(b)]
-        store = self._keys.setdefault(j, {})
-        digests = [hashlib.blake2b(x, digest_size=16).digest() for x in blobs] if blobs is not None else []
-        todo: list[int] = []
-        first: dict[bytes, int] = {}
-        copies: list[tuple[int, int]] = []
-        for i in range(b):
-            if blobs is None:
-                todo.append(i)
-                continue
-            d = digests[i]
-            hit = store.get(d)
-            if hit is not None and zlib.decompress(hit[0]) == blobs[i]:
-                rows[i], shared[i] = hit[1], True
-            elif d in first and blobs[first[d]] == blobs[i]:
-                copies.append((i, first[d]))
-            else:
-                first.setdefault(d, i)
-                todo.append(i)
+        hits, copies, todo = ({}, [], list(range(b))) if blobs is None else self._keys.match(j, blobs)
+        for i, r in hits.items():
+            rows[i], shared[i] = r, True
         if todo:
             idx = torch.tensor(todo)
 
@@ -624,10 +626,8 @@ class Search:
                 got = list(self.ws.evaluate_layers(metric, sub, picked).detach().cpu())
             for i, r in zip(todo, got, strict=True):
                 rows[i] = r
-                if r is not None and blobs is not None and self._key_bytes < KEY_STORE_BYTES:
-                    packed = zlib.compress(blobs[i], 1)
-                    self._key_bytes += len(packed)
-                    store[digests[i]] = (packed, r)
+                if r is not None and blobs is not None:
+                    self._keys.put(j, blobs[i], r)
         for i, src in copies:
             rows[i], shared[i] = rows[src], True
         return rows, shared
@@ -741,14 +741,14 @@ class Search:
             raise SynthesisError(f"the validation split shares {len(shared)} sample(s) with the synthesis split "
                                  f"(e.g. {sorted(shared)[0]}); keep them apart")
         t0 = time.perf_counter()
-        ws = self._workspace(validation, self.objectives)
+        self._open_split("validation", validation, self.objectives)
         self.ids["validation"] = list(validation.ids)
         self.n_split["validation"] = len(validation)
         base = self._lambda_candidate()
         if base is not None and all(c.expression != base.expression for c in eligible):
             eligible = [*eligible, base]  # the λ baseline competes on validation: a winner must beat it there too
-        rows = ws.score([parse(c.expression) for c in eligible], self.primary, self.config.batch,
-                        desc="validation: candidates")
+        rows = self._split_scores("validation", [parse(c.expression) for c in eligible], self.primary,
+                                  desc="validation: candidates")
         per = {c.expression: [float(x) for x in r] for c, r in zip(eligible, rows.tolist(), strict=True)}
         for c, agg in zip(eligible, self.primary.aggregate(rows).tolist(), strict=True):
             c.validation_score = float(agg)
@@ -760,7 +760,6 @@ class Search:
             self.notes.append(f"on validation no synthesized candidate beats the λ baseline {self.lambda_baseline} "
                               "beyond noise: the winner is that baseline")
         self.timings["validation"] = time.perf_counter() - t0
-        self._validation_ws = ws
         return self.winner
 
     def _lambda_candidate(self) -> Candidate | None:
@@ -771,10 +770,28 @@ class Search:
 
     # -- 5. held-out evidence ---------------------------------------------------------------------------
 
-    def _workspace(self, samples: Samples, metrics: Sequence[Metric]) -> Workspace:
-        return Workspace.build(self.model, self.layer, samples, metrics, self.options)
+    # -- the splits' data: where the images live (here, one workspace per split; sharded executors override) ----
 
-    def _evidence(self, split: str, ws: Workspace) -> None:
+    def _open_split(self, split: str, samples: Samples, metrics: Sequence[Metric]) -> None:
+        """Extract the terminals of ``samples`` (and of the views ``metrics`` need) as split ``split``."""
+        self._splits[split] = Workspace.build(self.model, self.layer, samples, metrics, self.options)
+
+    def _close_split(self, split: str) -> None:
+        """Free split ``split``'s terminals."""
+        self._splits.pop(split, None)
+
+    def _has_split(self, split: str) -> bool:
+        return split in self._splits
+
+    def _split_scores(self, split: str, nodes: Sequence[Node], metric: Metric, desc: str | None = None) -> Tensor:
+        """Per-image scores ``(B, N)`` of ``nodes`` on split ``split``, in its sample order."""
+        return self._splits[split].score(nodes, metric, self.config.batch, desc=desc)
+
+    def _split_degenerate(self, split: str, nodes: Sequence[Node]) -> list[int]:
+        """Per node, the images of split ``split`` on which its heatmap is degenerate."""
+        return [int(x) for x in degenerate(self._splits[split].heatmaps(nodes)).sum(-1).tolist()]
+
+    def _evidence(self, split: str) -> None:
         """On ``split``: degenerate counts, per-image primary scores and the control for the baselines and the
         winner; off the synthesis split also every objective's score of the baselines, the leaderboard and the
         front, and on the test split every constraint metric's too (``test_scores``; ``validation_score`` and
@@ -783,10 +800,10 @@ class Search:
         names = [*self.baseline_nodes, SYNTHESIZED]
         nodes = [*self.baseline_nodes.values(), winner_node]
         per_image = self.per_image.setdefault(split, {})
-        for name, bad in zip(names, degenerate(ws.heatmaps(nodes)).sum(-1).tolist(), strict=True):
+        for name, bad in zip(names, self._split_degenerate(split, nodes), strict=True):
             self.degenerate.setdefault(name, {})[split] = int(bad)
         if split == "synthesis":
-            per_image[SYNTHESIZED] = ws.score([winner_node], self.primary, self.config.batch)[0].tolist()
+            per_image[SYNTHESIZED] = self._split_scores(split, [winner_node], self.primary)[0].tolist()
         else:
             cands = list({id(c): c for c in [self.winner, *self.leaderboard, *self.front]}.values())
             texts = list(dict.fromkeys(c.expression for c in cands))
@@ -795,8 +812,8 @@ class Search:
             agg_b: dict[str, list[float]] = {}
             # on test also the guard metrics, so results show whether the guards hold on held-out images
             for m in (self.columns if split == "test" else self.objectives):
-                rows_c = ws.score([parse(t) for t in texts], m, self.config.batch, desc=f"{split}: {m.name}")
-                rows_b = ws.score(base_nodes, m, self.config.batch, desc=f"{split}: {m.name} (baselines)")
+                rows_c = self._split_scores(split, [parse(t) for t in texts], m, desc=f"{split}: {m.name}")
+                rows_b = self._split_scores(split, base_nodes, m, desc=f"{split}: {m.name} (baselines)")
                 agg_c[m.name], agg_b[m.name] = m.aggregate(rows_c).tolist(), m.aggregate(rows_b).tolist()
                 if m is self.primary:
                     for b, row in zip(self.baseline_nodes, rows_b.tolist(), strict=True):
@@ -812,39 +829,31 @@ class Search:
                 self.baselines[b][key] = float(agg_b[self.primary.name][j])
                 if split == "test":
                     self.baselines[b]["test_scores"] = {name: float(v[j]) for name, v in agg_b.items()}
-        control_scores, control_bad = self._control(ws, winner_node)
+        control_scores, control_bad = self._split_control(split, winner_node)
         per_image[CONTROL] = control_scores
         self.degenerate.setdefault(CONTROL, {})[split] = control_bad
 
-    def _control(self, ws: Workspace, winner: Node) -> tuple[list[float], int]:
-        """Per-image primary scores and degenerate count of Grad-CAM thresholded to the winner's sparsity."""
-        gradcam = METHODS["gradcam"].node
-        g_ctx, w_ctx = ws.context([gradcam]), ws.context([winner])
-
-        def view_maps(view: str) -> Tensor:
-            return threshold_to_sparsity(ws.heatmaps([gradcam], view), ws.heatmaps([winner], view))
-
-        def explain(images: Tensor) -> Tensor:
-            return threshold_to_sparsity(g_ctx.explain(images), w_ctx.explain(images))
-
-        maps = view_maps(BASE)
-        scores = ws.evaluate(self.primary, maps, [gradcam], view_maps, explain)[0]
-        return [float(x) for x in scores.tolist()], int(degenerate(maps).sum())
+    def _split_control(self, split: str, winner: Node) -> tuple[list[float], int]:
+        """Per-image primary scores on split ``split`` and degenerate count of Grad-CAM thresholded to the
+        winner's sparsity (:func:`~sycam.synth.control.control_scores`)."""
+        return control_scores(self._splits[split], winner, self.primary)
 
     def held_out(self, test: Samples | None) -> None:
         """Evidence on every split; the winner's test comparison with the λ baseline (paired bootstrap CI)."""
-        self._evidence("synthesis", self.ws)
-        if hasattr(self, "_validation_ws"):
+        self._evidence("synthesis")
+        if self._has_split("validation"):
             t0 = time.perf_counter()
-            self._evidence("validation", self._validation_ws)
+            self._evidence("validation")
             self.timings["validation"] += time.perf_counter() - t0
-            del self._validation_ws
+            self._close_split("validation")
         t0 = time.perf_counter()
         self.comparison = None
         if test is not None and len(test):
             self.ids["test"] = list(test.ids)
             self.n_split["test"] = len(test)
-            self._evidence("test", self._workspace(test, self.columns))
+            self._open_split("test", test, self.columns)
+            self._evidence("test")
+            self._close_split("test")
             b = self.lambda_baseline
             if b is not None:
                 hib = self.primary.higher_is_better
@@ -939,7 +948,7 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
                metric: Metric | Sequence[Metric], config: SynthesisConfig | None = None,
                options: ExtractOptions | None = None, settings: dict[str, Any] | None = None,
                on_progress: Callable[[int, float | None], None] | None = None,
-               validation: Samples | None = None) -> SynthesisResult:
+               validation: Samples | None = None, executor: Executor | None = None) -> SynthesisResult:
     """Search the grammar for the expression that scores best on ``synthesis`` under ``metric``.
 
     Args:
@@ -953,6 +962,9 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
         on_progress: called after every scored batch with (candidates scored, best score so far).
         validation: samples kept apart from ``synthesis`` on which the winner is chosen among the best
             candidates (``None``: the best synthesis score wins).
+        executor: where the images live (:mod:`sycam.synth.executors`): ``None`` runs in this process; a
+            :class:`~sycam.synth.ray_executor.RayExecutor` shards them over Ray actors, with the same result
+            (:mod:`sycam.synth.sharded`). The caller closes it.
 
     Example::
 
@@ -962,8 +974,14 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
         result.best.expression, result.to_dict()["comparison"]["verdict"]
     """
     metrics = [metric] if isinstance(metric, Metric) else list(metric)
-    run = Search(model, layer, synthesis, metrics, config or SynthesisConfig(), options or ExtractOptions(),
-                 settings, on_progress)
+    args = (model, layer, synthesis, metrics, config or SynthesisConfig(), options or ExtractOptions(), settings,
+            on_progress)
+    if executor is None:
+        run = Search(*args)
+    else:
+        from .sharded import ShardedSearch
+
+        run = ShardedSearch(*args, executor=executor)
     run.extract()
     run.score_baselines()
     run.search()

@@ -1,0 +1,151 @@
+"""Shards on Ray actors: one actor per shard holds the model and its images' terminals, on its own CPU (or GPU).
+
+Install with ``pip install "sycam[ray]"``. ``address=None`` starts a local Ray instance (stopped again by
+:meth:`RayExecutor.close`); ``"auto"`` joins the cluster running on this machine; ``"HOST:PORT"`` joins that
+head node (docs/cluster.md says how to start one and join workers).
+
+Faults: an actor is created with ``max_restarts=-1``, so Ray restarts a worker process that dies; the restart
+re-creates the :class:`~sycam.synth.shard.Shard` with the model, and the executor then replays the shard's log
+(its images' extraction, the bank's entries, the heatmap classes) before retrying the call that failed. The
+search goes on with the same state, and so the same result, as if the worker had not died; the recomputation is
+the price (:attr:`RayExecutor.restarts` counts them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from ..terminals import ExtractOptions
+from .executors import Executor, ExecutorError
+from .shard import Shard
+
+RESTART_WAIT = 120.0
+"""seconds to wait for Ray to bring a dead worker back before giving up"""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError('the ray executor needs Ray: pip install "sycam[ray]"') from None
+    return ray
+
+
+class _ShardActor:
+    """The actor body: a :class:`~sycam.synth.shard.Shard` and a way to call its methods."""
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions, threads: int | None,
+                 device: str | None) -> None:
+        if device is not None:
+            model = model.to(device)
+        self.shard = Shard(model, layer, options, threads)
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.shard, method)(*args)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor(Executor):
+    """Shards as Ray actors (see the module doc).
+
+    Args:
+        workers: actors (shards); None: one per ``threads`` CPUs of the cluster.
+        address: None (start a local Ray instance), ``"auto"`` or ``"HOST:PORT"``.
+        threads: CPUs (and torch threads) per actor.
+        num_gpus: GPUs per actor (the model then runs on ``cuda``).
+
+    Example::
+
+        with RayExecutor(workers=2) as ex:
+            result = synthesize(net, "layer4", syn, test, metric, config, executor=ex)
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, threads: int | None = 1,
+                 num_gpus: float = 0.0) -> None:
+        self._ray = _ray()
+        self.address = address
+        self.num_gpus = float(num_gpus)
+        self.restarts = 0
+        self._started_ray = False
+        if not self._ray.is_initialized():
+            self._connect()
+        if workers is None:
+            cpus = int(self._ray.cluster_resources().get("CPU", 1))
+            workers = max(1, cpus // max(1, threads or 1))
+        super().__init__(workers, threads)
+        self.actors: list[Any] = []
+
+    def _connect(self) -> None:
+        ray = self._ray
+        kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        try:
+            if self.address is None:
+                ray.init(include_dashboard=False, **kwargs)
+            else:
+                ray.init(address=self.address, **kwargs)
+        except ConnectionError as exc:
+            raise ExecutorError(f"cannot join the Ray cluster at {self.address!r}: {exc}") from None
+        self._started_ray = True
+
+    def _start(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions) -> None:
+        ray = self._ray
+        actor = ray.remote(_ShardActor).options(num_cpus=self.threads or 1, num_gpus=self.num_gpus,
+                                                max_restarts=-1, max_task_retries=0)
+        device = "cuda" if self.num_gpus > 0 else None
+        model_ref = ray.put(model)
+        self.actors = [actor.remote(model_ref, layer, options, self.threads, device) for _ in range(self.workers)]
+
+    def _call(self, method: str, args: Sequence[tuple[Any, ...]], index: list[int]) -> list[Any]:
+        ray = self._ray
+        refs = [self.actors[i].call.remote(method, *a) for i, a in zip(index, args, strict=True)]
+        out = []
+        for i, a, ref in zip(index, args, refs, strict=True):
+            try:
+                out.append(ray.get(ref))
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                self._recover(i)
+                out.append(ray.get(self.actors[i].call.remote(method, *a)))
+        return out
+
+    def _recover(self, i: int) -> None:
+        """Wait for Ray to restart actor ``i`` (its constructor rebuilds the shard with the model), then replay
+        the shard's log."""
+        ray = self._ray
+        deadline = time.monotonic() + RESTART_WAIT
+        while True:
+            try:
+                ray.get(self.actors[i].pid.remote(), timeout=10)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
+                    ray.exceptions.GetTimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise ExecutorError(f"worker {i} died and did not come back within {RESTART_WAIT:.0f} s: "
+                                        f"{exc}") from None
+                time.sleep(0.5)
+        self.restarts += 1
+        for method, a in self.log[i]:
+            ray.get(self.actors[i].call.remote(method, *a))
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (to watch them, or to kill one in a test)."""
+        return [self._ray.get(a.pid.remote()) for a in self.actors]
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        self.actors = []
+        if self._started_ray:
+            self._ray.shutdown()
+            self._started_ray = False
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "address": self.address, "num_gpus": self.num_gpus}

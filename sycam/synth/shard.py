@@ -1,0 +1,249 @@
+"""What a search keeps per image, for one shard of the images: the worker side of a sharded search.
+
+A :class:`Shard` holds, for its images only, everything whose size grows with the number of images: the
+workspaces (terminals of every split and metric view), the learner's bank of sub-expression *values*, the
+heatmaps of the equivalence classes, and the model (for model-cost metrics). The driver
+(:mod:`sycam.synth.sharded`) holds what does not grow with the images: the expressions, the decisions and the
+scores. Every method takes and returns small, picklable values, so the same class runs in-process or as a Ray
+actor (:mod:`sycam.synth.executors`), and what each returns combines exactly over shards:
+
+- :meth:`Shard.bank` — per proposed sub-expression a :class:`~sycam.synth.learner.Signature` (finite, non-zero,
+  non-negative: they combine with ``&``), its bytes, and the ids of the earlier entries it equals *on this
+  shard* (``torch.equal``): two values are equal iff they are equal on every shard, so the driver intersects;
+- :meth:`Shard.triage` — per candidate whether its maps are finite, how many are blank or faint (counts add),
+  and its heatmap at the positions the fingerprint samples (the driver assembles the fingerprint);
+  :meth:`Shard.distances` — the largest absolute difference to a class on this shard (the driver takes the
+  largest over shards);
+- :meth:`Shard.keys` / :meth:`Shard.score` — per candidate the digest of its equivalence key on this shard and
+  the exact partial sums of its per-image scores (:class:`~sycam.exactsum.ExactSum`: they add exactly);
+- ``split_*`` — per-image rows for the held-out evidence (the driver concatenates them in shard order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..exactsum import ExactSum, partial_sums
+from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
+from ..heatmap import faint, finish_layer, layer_maps
+from ..metrics.base import Metric, degenerate
+from ..terminals import ExtractOptions
+from ..workspace import BASE, Workspace
+from .control import control_scores
+from .keystore import digest
+from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry
+
+BankItem = tuple[int, str, tuple[int, ...], int, Any]
+"""``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
+an operator with ``extra`` whether the (map) value is deferred"""
+BankReply = tuple[Signature | None, int, bool, tuple[int, ...]] | None
+"""``(signature or None when the operator needs none, bytes held, whether the bytes scale with the images, ids of
+equal earlier entries)``; None for a deferred entry"""
+TriageReply = tuple[bool, int, int, Tensor]
+"""``(finite on every view, blank maps, blank-or-faint maps, the maps at the fingerprint's positions)``"""
+
+
+class Shard:
+    """One shard of the images and the search state that scales with them (see the module doc).
+
+    Args:
+        model, layer: the classifier and its target layer (the shard keeps its own copy).
+        options: terminal extraction options (the driver cuts shards at multiples of ``options.batch_size``,
+            so every image meets the model in the same batch as on one machine).
+        threads: torch threads for this shard (None: leave the setting alone).
+
+    Example (in-process; :class:`~sycam.synth.executors.RayExecutor` runs the same calls on actors)::
+
+        shard = Shard(net, "layer4", ExtractOptions(batch_size=8))
+        shard.open_split("synthesis", samples[:8], [get_metric("iou")])
+        shard.split_scores("synthesis", ["mean(G)"], get_metric("iou"), 2)  # [[per-image IoU], ...]
+    """
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions,
+                 threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.model, self.layer, self.options = model, layer, options
+        self.splits: dict[str, Workspace] = {}
+
+    # -- splits ---------------------------------------------------------------------------------------
+
+    def open_split(self, split: str, samples: Any, metrics: Sequence[Metric],
+                   views: Mapping[str, Tensor] | None = None) -> int:
+        """Extract the terminals of this shard's ``samples`` (and of ``views``, this shard's rows of the views
+        drawn for the whole split) as ``split``; returns the number of images."""
+        self.splits[split] = Workspace.build(self.model, self.layer, samples, metrics, self.options, views)
+        return len(samples)
+
+    def close_split(self, split: str) -> None:
+        self.splits.pop(split, None)
+
+    def split_scores(self, split: str, texts: Sequence[str], metric: Metric, batch: int) -> list[list[float]]:
+        """Per-image scores of the expressions ``texts`` on this shard of ``split``."""
+        rows = self.splits[split].score([parse(t) for t in texts], metric, batch)
+        return [[float(x) for x in r] for r in rows.tolist()]
+
+    def split_degenerate(self, split: str, texts: Sequence[str]) -> list[int]:
+        """Per expression, this shard's images of ``split`` whose heatmap is degenerate."""
+        maps = self.splits[split].heatmaps([parse(t) for t in texts])
+        return [int(x) for x in degenerate(maps).sum(-1).tolist()]
+
+    def split_control(self, split: str, winner: str, metric: Metric) -> tuple[list[float], int]:
+        """:func:`~sycam.synth.control.control_scores` on this shard of ``split``."""
+        return control_scores(self.splits[split], parse(winner), metric)
+
+    # -- the search's state ---------------------------------------------------------------------------
+
+    def start_search(self, columns: Sequence[Metric], terminals: Sequence[str], max_size: int, cache_bytes: int,
+                     sample: Sequence[int]) -> None:
+        """Prepare the search on split ``"synthesis"``: its terminal values on every view (the learner's
+        leaves), the metric columns, the bank's recompute cache, and the positions of this shard's flat maps
+        that the heatmap fingerprint samples."""
+        ws = self.splits["synthesis"]
+        self.ws = ws
+        self.columns = list(columns)
+        self.views = [BASE, *[v for v in ws.caches if v != BASE]]
+        self.per_view = [ws.values(terminals, v) for v in self.views]
+        self.acts = tuple(pv["A"] for pv in self.per_view)
+        self.max_size = max_size
+        self.cache = _MapCache(cache_bytes)
+        self.entries: dict[int, Entry] = {}
+        self._keys: dict[int, tuple[int, int]] = {}
+        self._seen: dict[tuple[int, int], list[Entry]] = {}
+        self.flats: dict[int, Tensor] = {}
+        self.classes: dict[int, Tensor] = {}
+        self.sample = torch.tensor(list(sample), dtype=torch.long)
+        self._batch: tuple[tuple[int, ...], dict[str, Tensor]] = ((), {})
+
+    def layout(self) -> dict[str, Any]:
+        """Images, views and layer map size of the synthesis split (for the fingerprint positions)."""
+        ws = self.splits["synthesis"]
+        a = ws.caches[BASE].values(["A"])["A"]
+        return {"n": int(a.shape[0]), "views": len(ws.caches), "hw": (int(a.shape[-2]), int(a.shape[-1]))}
+
+    def _leaf(self, uid: int, kind: Kind, name: Any) -> Entry:
+        if isinstance(name, str):
+            return Entry(Terminal(name), kind, tuple(pv[name] for pv in self.per_view), uid=uid)
+        value = torch.tensor(float(name), device=self.acts[0].device)
+        return Entry(Const(float(name)), kind, (value,) * len(self.per_view), uid=uid)
+
+    def _forget(self, uid: int) -> None:
+        entry = self.entries.pop(uid, None)
+        key = self._keys.pop(uid, None)
+        if entry is not None and key is not None:
+            bucket = self._seen.get(key, [])
+            if entry in bucket:
+                bucket.remove(entry)
+        self.cache.discard(uid)
+
+    def bank(self, items: Sequence[BankItem], drop: Sequence[int] = ()) -> list[BankReply]:
+        """Build the proposed entries on this shard (after forgetting the entries ``drop`` the driver pruned or
+        rejected) and reply per item (:data:`BankReply`). Every built entry is remembered, so later items (and
+        later calls) compare with it; the driver's ``drop`` lists keep the bank equal to the one machine's."""
+        for uid in drop:
+            self._forget(uid)
+        out: list[BankReply] = []
+        for uid, op, children, kind_i, extra in items:
+            kind = Kind(kind_i)
+            if op == "leaf":
+                entry = self._leaf(uid, kind, extra)
+                values: tuple[Tensor, ...] | None = entry.values
+            else:
+                args = tuple(self.entries[c] for c in children)
+                node = Call(op, tuple(a.node for a in args))
+                entry, values = make_entry(node, op, args, kind, self.cache, bool(extra), self.max_size, uid=uid)
+            self.entries[uid] = entry
+            if values is None:
+                out.append(None)
+                continue
+            sig = None if op in _SAFE_UNARY else Signature.of(values)
+            key = (kind_i, exact_key(values))
+            bucket = self._seen.setdefault(key, [])
+            equal = tuple(o.uid for o in bucket
+                          if all(a.shape == b.shape and torch.equal(a, b)
+                                 for a, b in zip(values, o.values, strict=True)))
+            bucket.append(entry)
+            self._keys[uid] = key
+            out.append((sig, entry.nbytes(), values[0].dim() > 0, equal))
+        return out
+
+    # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
+
+    def _maps(self, entry: Entry) -> list[Tensor]:
+        return [layer_maps(w, a) for w, a in zip(entry.values, self.acts, strict=True)]
+
+    def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
+               drop: Sequence[int] = ()) -> list[TriageReply]:
+        """Reply per candidate ``(uid, seed expression or None)`` (:data:`TriageReply`), holding its flat maps
+        until the driver says whether it founded a heatmap class (``keep``: they become the class's maps) or not
+        (``drop``). A seed (a classic method) is built here from its expression."""
+        for uid in keep:
+            self.classes[uid] = self.flats.pop(uid)
+        for uid in drop:
+            self.flats.pop(uid, None)
+        out: list[TriageReply] = []
+        for uid, seed in items:
+            if seed is not None:
+                node = parse(seed)
+                self.entries[uid] = Entry(node, kind_of(node), tuple(evaluate(node, pv) for pv in self.per_view),
+                                          uid=uid)
+            maps = self._maps(self.entries[uid])
+            finite = all(bool(torch.isfinite(m).all()) for m in maps)
+            blank = degenerate(maps[0])
+            flat = torch.cat([m.flatten() for m in maps])
+            self.flats[uid] = flat
+            out.append((finite, int(blank.sum()), int((blank | faint(maps[0])).sum()),
+                        flat.index_select(0, self.sample.to(flat.device)).cpu()))
+        return out
+
+    def _flat(self, uid: int) -> Tensor:
+        flat = self.flats.get(uid)
+        return self.classes[uid] if flat is None else flat
+
+    def distances(self, pairs: Sequence[tuple[int, int]]) -> list[float]:
+        """The largest absolute difference of the flat maps of each pair of candidates or classes."""
+        return [float((self._flat(a) - self._flat(b)).abs().max()) for a, b in pairs]
+
+    # -- scoring --------------------------------------------------------------------------------------
+
+    def _layers(self, uids: Sequence[int]) -> dict[str, Tensor]:
+        """Layer maps per view of a batch of candidates (the last batch is memoized: keys, then scores)."""
+        key = tuple(uids)
+        if self._batch[0] != key:
+            self._batch = (key, {})
+        return self._batch[1]
+
+    def _view(self, uids: Sequence[int], view: str) -> Tensor:
+        memo = self._layers(uids)
+        if view not in memo:
+            i = self.views.index(view)
+            memo[view] = torch.stack([layer_maps(self.entries[u].values[i], self.acts[i]) for u in uids])
+        return memo[view]
+
+    def keys(self, uids: Sequence[int], column: int) -> list[bytes] | None:
+        """Digests of the candidates' equivalence keys on this shard under metric column ``column`` (None when
+        the metric has none)."""
+        metric = self.columns[column]
+        if type(metric).equivalence_key is Metric.equivalence_key:
+            return None
+        key = metric.equivalence_key(finish_layer(self._view(uids, BASE), self.ws.size))
+        if key is None:
+            return None
+        return [digest(key[i].contiguous().cpu().numpy().tobytes()) for i in range(len(uids))]
+
+    def score(self, uids: Sequence[int], column: int, todo: Sequence[int]) -> list[ExactSum]:
+        """Exact partial sums of the per-image scores of candidates ``uids[i]`` for ``i`` in ``todo`` (a batch as
+        on one machine: the same candidates meet the metric together) under metric column ``column``."""
+        idx = torch.tensor(list(todo), dtype=torch.long)
+
+        def sub(view: str) -> Tensor:
+            maps = self._view(uids, view)
+            return maps.index_select(0, idx.to(maps.device))
+
+        nodes: list[Node] = [self.entries[uids[i]].node for i in todo]
+        rows = self.ws.evaluate_layers(self.columns[column], sub, nodes)
+        return partial_sums(rows)
