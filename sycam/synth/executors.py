@@ -20,6 +20,7 @@ bit-for-bit those of a local run with the same ``batch_size``, and so are the se
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,15 +78,17 @@ class Executor:
         self.workers = workers
         self.threads = threads
         self.log: list[list[tuple[str, tuple[Any, ...]]]] = []
-        self.bytes_sent = 0
-        """bytes of arguments sent to shards (pickled), since :meth:`start`"""
-        self.bytes_received = 0
-        """bytes of replies received from shards (pickled), since :meth:`start`"""
+        self.measure = False
+        """count the bytes each call moves (pickled arguments and replies) in :attr:`traffic`; off by default,
+        as pickling large arguments twice costs time"""
+        self.traffic: dict[str, list[int]] = {}
+        """method → [calls, bytes sent to the shards, bytes received from them] since :meth:`start` (with
+        :attr:`measure`)"""
 
     def start(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions) -> None:
         """Start the workers, each holding the model."""
         self.log = [[] for _ in range(self.workers)]
-        self.bytes_sent = self.bytes_received = 0
+        self.traffic = {}
         self._start(model, layer, options)
 
     def _start(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions) -> None:
@@ -100,6 +103,11 @@ class Executor:
         if len(index) != len(args):
             raise ExecutorError(f"{method}: {len(args)} argument tuples for {len(index)} shards")
         replies = self._call(method, args, index)
+        if self.measure:
+            t = self.traffic.setdefault(method, [0, 0, 0])
+            t[0] += 1
+            t[1] += sum(len(pickle.dumps(a, protocol=5)) for a in args)
+            t[2] += sum(len(pickle.dumps(r, protocol=5)) for r in replies)
         if log:
             for i, a in zip(index, args, strict=True):
                 self.log[i].append((method, a))

@@ -101,8 +101,14 @@ class RayExecutor(Executor):
         actor = ray.remote(_ShardActor).options(num_cpus=self.threads or 1, num_gpus=self.num_gpus,
                                                 max_restarts=-1, max_task_retries=0)
         device = "cuda" if self.num_gpus > 0 else None
-        model_ref = ray.put(model)
+        model_ref = self._model_ref = ray.put(model)  # held: a restarted actor reads it again
+        self.close_actors()
         self.actors = [actor.remote(model_ref, layer, options, self.threads, device) for _ in range(self.workers)]
+        try:
+            ray.get([a.pid.remote() for a in self.actors])
+        except ray.exceptions.RayActorError as exc:  # the constructor failed: a restart would fail the same way
+            self.close_actors()
+            raise ExecutorError(f"a Ray worker could not start: {exc}") from None
 
     def _call(self, method: str, args: Sequence[tuple[Any, ...]], index: list[int]) -> list[Any]:
         ray = self._ray
@@ -139,10 +145,14 @@ class RayExecutor(Executor):
         """The worker processes' ids (to watch them, or to kill one in a test)."""
         return [self._ray.get(a.pid.remote()) for a in self.actors]
 
-    def close(self) -> None:
+    def close_actors(self) -> None:
+        """Stop the workers (Ray stays up)."""
         for a in self.actors:
             self._ray.kill(a)
         self.actors = []
+
+    def close(self) -> None:
+        self.close_actors()
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
