@@ -57,9 +57,16 @@ def plan_shards(n: int, workers: int, batch: int) -> list[range]:
 
 
 def balanced_batch(n: int, workers: int, batch: int) -> int:
-    """The extraction batch to shard ``n`` images over ``workers``: ``batch``, or smaller when ``n`` holds
-    fewer than ``workers`` batches of it (so every worker gets images)."""
-    return min(batch, max(1, math.ceil(n / workers)))
+    """The extraction batch to shard ``n`` images over ``workers``: ``batch``, or, when ``n`` holds fewer than
+    ``workers`` batches of it, the largest smaller batch that gives each of ``min(workers, n)`` workers images.
+
+    >>> balanced_batch(18, 2, 64), balanced_batch(5, 4, 64), balanced_batch(100, 2, 8)
+    (9, 1, 8)
+    """
+    if math.ceil(n / batch) >= workers:
+        return batch
+    b = math.ceil(n / workers)
+    return b if math.ceil(n / b) >= workers else max(1, n // workers)
 
 
 class Executor:

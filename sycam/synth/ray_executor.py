@@ -76,6 +76,7 @@ class RayExecutor(Executor):
         self.num_gpus = float(num_gpus)
         self.restarts = 0
         self._started_ray = False
+        self._local_cpus = None if workers is None else workers * max(1, threads or 1)
         if not self._ray.is_initialized():
             self._connect()
         if workers is None:
@@ -88,8 +89,8 @@ class RayExecutor(Executor):
         ray = self._ray
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         try:
-            if self.address is None:
-                ray.init(include_dashboard=False, **kwargs)
+            if self.address is None:  # "local": a new instance, never a cluster someone else started here
+                ray.init(address="local", num_cpus=self._local_cpus, include_dashboard=False, **kwargs)
             else:
                 ray.init(address=self.address, **kwargs)
         except ConnectionError as exc:
