@@ -63,6 +63,8 @@ UNSET_DEFAULTS = {
     "lambda_": "the best classic method's score on the synthesis split", "time_limit": "no limit",
     "candidate_batch": "2 on the CPU, 32 on a GPU", "weights": "the model's ImageNet weights",
     "limit": "all samples", "grammar": "the built-in grammar",
+    "ray_address": "none: start a local Ray instance", "workers": "one per CPU of the Ray cluster",
+    "worker_threads": "1", "worker_gpus": "0",
 }
 
 
@@ -123,6 +125,7 @@ positive_float = _type("positive_float", lambda t: _float(t, lambda v: v > 0), "
 finite_float = _type("finite_float", lambda t: _float(t, lambda v: True), "a finite number")
 fraction = _type("fraction", lambda t: _float(t, lambda v: 0 < v < 1), "a fraction strictly between 0 and 1")
 fraction0 = _type("fraction0", lambda t: _float(t, lambda v: 0 <= v < 1), "a fraction in [0, 1)")
+nonneg_float = _type("nonneg_float", lambda t: _float(t, lambda v: v >= 0), "a finite number ≥ 0")
 
 
 def non_empty(what: str) -> Any:
@@ -271,6 +274,28 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use only the first N samples")
 
 
+EXECUTORS = ("local", "ray")
+"""``--executor``'s choices (:data:`sycam.synth.executors.EXECUTORS`, not imported: it imports torch)"""
+RAY_OPTIONS = ("ray_address", "workers", "worker_threads", "worker_gpus")
+"""the dests of the options that only ``--executor ray`` reads"""
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """--executor, --ray-address, --workers, --worker-threads, --worker-gpus."""
+    g = p.add_argument_group("where to run")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: in this process; ray: the images sharded over Ray actors, with the same results as "
+                   'a local run (needs pip install "sycam[ray]")')
+    g.add_argument("--ray-address", type=non_empty("a Ray address"), default=None, metavar="ADDR",
+                   help="the Ray cluster to join: auto (the one running on this machine) or HOST:PORT of its head")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="Ray workers (actors), each holding the model and one shard of the images")
+    g.add_argument("--worker-threads", type=positive_int, default=None, metavar="N",
+                   help="CPUs (and torch threads) per Ray worker")
+    g.add_argument("--worker-gpus", type=nonneg_float, default=None, metavar="X",
+                   help="GPUs per Ray worker, fractions allowed (above 0 the workers run the model on CUDA)")
+
+
 # --------------------------------------------------------------------------------------------------
 # doing
 # --------------------------------------------------------------------------------------------------
@@ -287,13 +312,70 @@ def output_folder(args: argparse.Namespace, command: str, checkpoint: str | None
         yield folder
 
 
+def check_executor_args(args: argparse.Namespace) -> None:
+    """Refuse "where to run" options that do not fit together, before any work: Ray options without
+    ``--executor ray``, and with it ``--device`` (the workers' device is ``--worker-gpus``) or ``--racing``."""
+    if args.executor != "ray":
+        given = [f"--{dest.replace('_', '-')}" for dest in RAY_OPTIONS if getattr(args, dest) is not None]
+        if given:
+            raise CLIError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --executor ray")
+        return
+    if args.device not in ("auto", "cpu"):
+        raise CLIError(f"--device {args.device} applies to --executor local: the Ray workers run the model on "
+                       "the CPU, or on CUDA with --worker-gpus")
+    if getattr(args, "racing", False):
+        raise CLIError("--racing needs every synthesis image in one process: drop --racing to use --executor ray")
+
+
+@contextmanager
+def executor_from(args: argparse.Namespace) -> Iterator[Any]:
+    """The executor of the "where to run" options (None: this process), closed on exit; Ray workers must fit
+    in the cluster at once (Ray would wait for the others forever)."""
+    from ..synth.executors import make_executor
+    from ..synth.ray_executor import RayExecutor
+
+    executor = make_executor(args.executor, args.ray_address, args.workers, args.worker_threads or 1,
+                             args.worker_gpus or 0.0)
+    if executor is None:
+        yield None
+        return
+    with executor:
+        line = f"executor: {executor.name}, {executor.workers} workers"
+        if isinstance(executor, RayExecutor):
+            _check_fits(executor)
+            line += _ray_placement(executor)
+        info(line)
+        yield executor
+
+
+def _ray_placement(executor: Any) -> str:
+    """`` (1 CPU each) on a local Ray instance``: what each Ray worker holds, and where."""
+    gpus = f", {executor.num_gpus:g} GPU" if executor.num_gpus else ""
+    where = "a local Ray instance" if executor.address is None else f"the Ray cluster at {executor.address}"
+    return f" ({executor.threads} CPU{gpus} each) on {where}"
+
+
+def _check_fits(executor: Any) -> None:
+    """Refuse Ray workers whose CPUs or GPUs add up to more than the cluster has."""
+    import ray
+
+    have = ray.cluster_resources()
+    asked = {"CPU": (executor.threads or 1, "--worker-threads"), "GPU": (executor.num_gpus, "--worker-gpus")}
+    for name, (each, option) in asked.items():
+        need = executor.workers * each
+        if need > have.get(name, 0.0) + 1e-9:
+            raise CLIError(f"the Ray workers need {need:g} {name}s ({executor.workers} × {each:g}), but the Ray "
+                           f"cluster has {have.get(name, 0.0):g}: lower --workers or {option}")
+
+
 def current_folder() -> OutputFolder | None:
     """The output folder of the running (or just failed) command, if any."""
     return _state["folder"]
 
 
-def load_model(args: argparse.Namespace) -> Any:
-    """The model of ``--model``/``--weights``/``--random-weights``/``--layer``, on ``--device``."""
+def load_model(args: argparse.Namespace, device: str | None = None) -> Any:
+    """The model of ``--model``/``--weights``/``--random-weights``/``--layer``, on ``device`` (default:
+    ``--device``)."""
     from ..models import load_model as load
     from ..models import resolve_layer
 
@@ -303,7 +385,7 @@ def load_model(args: argparse.Namespace) -> Any:
     model = load(args.model, weights=weights, seed=args.seed)
     if args.layer:
         model.layer = resolve_layer(model.module, args.layer)[0] or args.layer
-    return model.to(resolve_device(args.device))
+    return model.to(resolve_device(device or args.device))
 
 
 def load_samples(args: argparse.Namespace, model: Any) -> Any:

@@ -13,8 +13,11 @@ from ._common import (
     CLIError,
     HelpFormatter,
     add_data_args,
+    add_executor_args,
     add_model_args,
     add_output_args,
+    check_executor_args,
+    executor_from,
     gallery,
     info,
     load_model,
@@ -51,6 +54,7 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--metrics", type=non_empty("metric names"), required=True, metavar="LIST",
                    help="comma-separated metric names (`sycam list metrics`) or module:function")
     g.add_argument("--gallery", type=nonneg_int, default=4, metavar="N", help="samples shown in the report")
+    add_executor_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -67,16 +71,22 @@ def run(args: argparse.Namespace) -> int:
     methods = dict(resolve_method(m) for m in method_list(args.methods))
     metric_names = split_list(args.metrics)
     metrics = {name: get_metric(name) for name in metric_names}
-    with output_folder(args, "evaluate") as out:
-        model = load_model(args)
+    check_executor_args(args)
+    with output_folder(args, "evaluate") as out, executor_from(args) as executor:
+        model = load_model(args, "cpu" if executor is not None else None)  # pickled to the workers from the CPU
         samples = load_samples(args, model)
         for name, metric in metrics.items():  # before the terminals are computed (scoring checks only later)
             if metric.requires == "mask" and samples.masks is None:
                 raise CLIError(f"metric {name} needs ground truth (boxes or masks), but {args.data} has none")
         t0 = time.perf_counter()
-        results = evaluate_methods(model.module, model.layer, samples, methods, metrics,
-                                   ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k),
-                                   progress=lambda m: info(f"scoring {m} ..."))
+        options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k)
+        if executor is None:
+            results = evaluate_methods(model.module, model.layer, samples, methods, metrics, options,
+                                       progress=lambda m: info(f"scoring {m} ..."))
+        else:
+            from ..synth.sharded import evaluate_sharded
+
+            results = evaluate_sharded(model.module, model.layer, samples, methods, metrics, options, executor)
         evaluation = {
             "metrics": {n: m.describe() for n, m in metrics.items()},
             "results": {name: dict(scores) for name, scores in results.items()},

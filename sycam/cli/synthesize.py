@@ -15,9 +15,12 @@ from ._common import (
     HelpFormatter,
     Repeat,
     add_data_args,
+    add_executor_args,
     add_model_args,
     add_output_args,
     as_list,
+    check_executor_args,
+    executor_from,
     finite_float,
     fraction,
     fraction0,
@@ -134,6 +137,7 @@ def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint.json (budgets may be raised)")
     g.add_argument("--gallery", type=nonneg_int, default=3, metavar="N", help="samples per split shown in the report")
+    add_executor_args(p)
     add_output_args(p, default_out=None if not demo else "sycam-demo")
     if defaults is not None:
         p.set_defaults(**defaults)
@@ -227,8 +231,9 @@ def run(args: argparse.Namespace) -> int:
     if args.validation_fraction is not None and args.test_fraction + args.validation_fraction >= 1:
         raise CLIError(f"--test-fraction {args.test_fraction} and --validation-fraction {args.validation_fraction} "
                        "leave no samples for the synthesis split (their sum must be below 1)")
-    with output_folder(args, "synthesize", checkpoint=CHECKPOINT) as out:
-        model = load_model(args)
+    check_executor_args(args)
+    with output_folder(args, "synthesize", checkpoint=CHECKPOINT) as out, executor_from(args) as executor:
+        model = load_model(args, "cpu" if executor is not None else None)  # pickled to the workers from the CPU
         samples = load_samples(args, model)
         validation = None
         if args.validation_fraction is not None:
@@ -254,8 +259,9 @@ def run(args: argparse.Namespace) -> int:
                              "test_fraction": args.test_fraction, "validation_fraction": args.validation_fraction,
                              "seed": args.seed}}
         objective = metrics[0] if len(metrics) == 1 else metrics
+        where = {} if executor is None else {"executor": executor}
         result = synthesize(model.module, model.layer, synthesis, test, objective, config, options, settings, None,
-                            validation=validation)
+                            validation=validation, **where)
         results = result.to_dict()
         t0 = time.perf_counter()
         items = _gallery(model, results, {"synthesis": synthesis, "validation": validation, "test": test}, args)
