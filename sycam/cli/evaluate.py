@@ -90,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation = {
             "metrics": {n: m.describe() for n, m in metrics.items()},
             "results": {name: dict(scores) for name, scores in results.items()},
-            "per_image": results.per_image,
-            "ids": results.ids,
-            "degenerate": results.degenerate,
+            **per_image_evidence(results, metric_names),
             "model": {"name": model.name, "layer": model.layer, "weights": model.weights},
             "data": {"source": str(args.data), "n": len(samples)},
             "settings": {"methods": {k: str(v) for k, v in methods.items()}, "batch_size": args.batch_size,
@@ -108,11 +106,25 @@ def run(args: argparse.Namespace) -> int:
             picked = pick(samples, args.gallery)
             maps = explain(model, picked.images.to(model.device), list(methods.values()), targets=picked.labels,
                            score_top_k=args.score_top_k)
-            items = gallery(model, picked, {name: maps[str(node)] for name, node in methods.items()}, "")
+            items = gallery(model, picked, {name: maps[str(node)] for name, node in methods.items()}, ALL)
         write_evaluation_report(out.path("report.html"), evaluation, items)
     print(text, end="")
     info(f"wrote {out.root / 'evaluation.json'}, evaluation.csv, evaluation.md and report.html")
     return 0
+
+
+ALL = "all"
+"""the one image set of an evaluation, as evaluation.json names it (its per-image keys are by split)"""
+
+
+def per_image_evidence(results: Any, metric_names: list[str]) -> dict[str, Any]:
+    """evaluation.json's ``per_image[all][method][metric]``, ``ids[all]`` and ``degenerate[method][all]``
+    (:class:`sycam.report.evaluation.EvaluationResults`) from an :class:`~sycam.workspace.Evaluation`."""
+    return {
+        "per_image": {ALL: {name: {m: results.per_image[m][name] for m in metric_names} for name in results}},
+        "ids": {ALL: list(results.ids)},
+        "degenerate": {name: {ALL: int(count)} for name, count in results.degenerate.items()},
+    }
 
 
 def markdown_table(results: dict[str, dict[str, float]], metric_names: list[str], metrics: dict[str, Any]) -> str:
