@@ -67,6 +67,9 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
 
 def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)  # a Ray worker's error (RayTaskError) carries the one it raised
+    if isinstance(cause, SycamError):
+        exc = cause
     one_line = getattr(exc, "one_line", None)
     text = one_line() if callable(one_line) else str(exc)
     lines = text.strip().splitlines()
