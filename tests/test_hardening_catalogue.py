@@ -13,7 +13,8 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,12 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E55": ("a zero sample limit", [*SYN, "--limit", "0", "--out", "{tmp}/o"]),
     "E56": ("a zero Score-CAM cap", [*SYN, "--score-top-k", "0", "--out", "{tmp}/o"]),
     "E57": ("an unknown metric parameter", [*SYN, "--metric-param", "colour=red", "--out", "{tmp}/o"]),
+    "E58": ("a Ray option without --executor ray", [*SYN, "--workers", "2", "--out", "{tmp}/o"]),
+    "E59": ("--racing on Ray", [*SYN, "--executor", "ray", "--racing", "--out", "{tmp}/o"]),
+    "E60": ("--executor ray where Ray is not installed", [*SYN, "--executor", "ray", "--out", "{tmp}/o", "@noray"]),
+    "E61": ("zero Ray workers", [*SYN, "--executor", "ray", "--workers", "0", "--out", "{tmp}/o"]),
+    "E62": ("a negative GPU share per worker", [*SYN, "--executor", "ray", "--worker-gpus", "-1", "--out",
+                                                "{tmp}/o"]),
 }
 
 
@@ -197,12 +204,29 @@ API: dict[str, tuple[str, Callable[[Path], Any]]] = {
 }
 
 
+@contextmanager
+def _without_ray() -> Iterator[None]:
+    """``import ray`` fails inside, as where Ray is not installed."""
+    saved = sys.modules.get("ray")
+    sys.modules["ray"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if saved is None:
+            del sys.modules["ray"]
+        else:
+            sys.modules["ray"] = saved
+
+
 def run_cli(case: str, tmp: Path, capsys: Any) -> tuple[int, str]:
     """Run CLI case ``case`` in ``tmp``; returns (exit status, stderr with ``tmp`` written as ``{tmp}``)."""
     argv = list(CLI[case][1])
+    ray: Any = nullcontext()
     for a in [a for a in argv if a.startswith("@")]:
         argv.remove(a)
-        if a == "@bad":
+        if a == "@noray":
+            ray = _without_ray()
+        elif a == "@bad":
             (tmp / "bad.png").write_bytes(b"not a png")
         elif a == "@bomb":
             _png(tmp / "bomb.png", 30000, 30000)
@@ -212,7 +236,8 @@ def run_cli(case: str, tmp: Path, capsys: Any) -> tuple[int, str]:
             _setup_out(tmp, a[1:])
     argv = [a.replace("{tmp}", str(tmp)).replace("{photo}", str(_photo(tmp))) for a in argv]
     try:
-        code = main(argv)
+        with ray:
+            code = main(argv)
     except SystemExit as exc:  # the parser exits
         code = int(exc.code or 0)
     err = capsys.readouterr().err
