@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 import engine_helpers
@@ -282,26 +283,65 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_nodes(address: str, n: int, timeout: float = 90.0) -> None:
+    """Join the cluster at ``address`` from this process and wait until ``n`` nodes are alive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not ray.is_initialized():
+                ray.init(address=address, log_to_driver=False)
+            if sum(1 for node in ray.nodes() if node["Alive"]) >= n:
+                return
+        except ConnectionError:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"the Ray cluster at {address} did not show {n} nodes within {timeout:.0f} s")
+
+
 @pytest.fixture
-def two_node_cluster(tmp_path: Any) -> Any:
-    """``ray start --head`` on loopback with one CPU, and a second node process with one CPU joined by address."""
+def two_node_cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``ray start --head`` on loopback with one CPU, and a second node process with one CPU joined by address.
+
+    Both run in the foreground (``--block``) in process groups of their own, which the teardown stops: ``ray stop``
+    would stop every Ray instance on the machine, other tests' included. The loopback cluster runs without Ray's
+    token authentication (a cluster across machines keeps it: docs/cluster.md)."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     exe = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
     if exe is None:
         pytest.skip("the ray command is not on PATH")
     port = free_port()
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--num-cpus=1", "--disable-usage-stats"]
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    nodes = []
     try:
-        subprocess.run([exe, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                        "--include-dashboard=false", *common], check=True, env=env, capture_output=True, timeout=120)
-        subprocess.run([exe, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common], check=True,
-                       env=env, capture_output=True, timeout=120)
+        nodes.append(subprocess.Popen([exe, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                       "--include-dashboard=false", *common], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        nodes.append(subprocess.Popen([exe, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
+                                      env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        wait_for_nodes(address, 2)
         yield address
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for node in reversed(nodes):
+            stop_group(node)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group (the node and the Ray processes it started), then SIGKILL if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_ray_cluster_joined_by_address(two_node_cluster: str) -> None:

@@ -125,22 +125,22 @@ class RayExecutor(Executor):
 
     def _recover(self, i: int) -> None:
         """Wait for Ray to restart actor ``i`` (its constructor rebuilds the shard with the model), then replay
-        the shard's log."""
+        the shard's log; a worker that dies again during the replay is waited for again."""
         ray = self._ray
+        lost = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
         deadline = time.monotonic() + RESTART_WAIT
         while True:
             try:
                 ray.get(self.actors[i].pid.remote(), timeout=10)
-                break
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
-                    ray.exceptions.GetTimeoutError) as exc:
+                for method, a in self.log[i]:
+                    ray.get(self.actors[i].call.remote(method, *a))
+                self.restarts += 1
+                return
+            except (*lost, ray.exceptions.GetTimeoutError) as exc:
                 if time.monotonic() > deadline:
                     raise ExecutorError(f"worker {i} died and did not come back within {RESTART_WAIT:.0f} s: "
                                         f"{exc}") from None
                 time.sleep(0.5)
-        self.restarts += 1
-        for method, a in self.log[i]:
-            ray.get(self.actors[i].call.remote(method, *a))
 
     def pids(self) -> list[int]:
         """The worker processes' ids (to watch them, or to kill one in a test)."""
