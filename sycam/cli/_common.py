@@ -329,8 +329,8 @@ def check_executor_args(args: argparse.Namespace) -> None:
 
 @contextmanager
 def executor_from(args: argparse.Namespace) -> Iterator[Any]:
-    """The executor of the "where to run" options (None: this process), closed on exit; Ray workers must fit
-    in the cluster at once (Ray would wait for the others forever)."""
+    """The executor of the "where to run" options (None: this process), closed on exit (a
+    :class:`~sycam.synth.ray_executor.RayExecutor` refuses workers that do not fit the cluster at once)."""
     from ..synth.executors import make_executor
     from ..synth.ray_executor import RayExecutor
 
@@ -342,7 +342,6 @@ def executor_from(args: argparse.Namespace) -> Iterator[Any]:
     with executor:
         line = f"executor: {executor.name}, {executor.workers} workers"
         if isinstance(executor, RayExecutor):
-            _check_fits(executor)
             line += _ray_placement(executor)
         info(line)
         yield executor
@@ -353,19 +352,6 @@ def _ray_placement(executor: Any) -> str:
     gpus = f", {executor.num_gpus:g} GPU" if executor.num_gpus else ""
     where = "a local Ray instance" if executor.address is None else f"the Ray cluster at {executor.address}"
     return f" ({executor.threads} CPU{gpus} each) on {where}"
-
-
-def _check_fits(executor: Any) -> None:
-    """Refuse Ray workers whose CPUs or GPUs add up to more than the cluster has."""
-    import ray
-
-    have = ray.cluster_resources()
-    asked = {"CPU": (executor.threads or 1, "--worker-threads"), "GPU": (executor.num_gpus, "--worker-gpus")}
-    for name, (each, option) in asked.items():
-        need = executor.workers * each
-        if need > have.get(name, 0.0) + 1e-9:
-            raise CLIError(f"the Ray workers need {need:g} {name}s ({executor.workers} × {each:g}), but the Ray "
-                           f"cluster has {have.get(name, 0.0):g}: lower --workers or {option}")
 
 
 def current_folder() -> OutputFolder | None:

@@ -7,7 +7,8 @@ its log: :class:`~sycam.synth.ray_executor.RayExecutor` does that when Ray resta
 
 Shards are contiguous runs of a split's images, cut at multiples of the extraction batch
 (:func:`plan_shards`): every image then meets the model in the same batch as on one machine, its terminals are
-bit-for-bit those of a local run with the same ``batch_size``, and so are the search's decisions.
+bit-for-bit those of a local run with the same ``batch_size`` (and as many torch threads as a worker), and so are
+the search's decisions.
 
 >>> plan_shards(18, 2, 9)
 [range(0, 9), range(9, 18)]

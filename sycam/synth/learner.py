@@ -239,6 +239,7 @@ class Signature:
 
     @classmethod
     def of(cls, values: tuple[Tensor, ...]) -> Signature:
+        """The signature of a value on every input set."""
         bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
         return cls(all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds),
                    any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds),

@@ -13,9 +13,11 @@ the price (:attr:`RayExecutor.restarts` counts them).
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from torch import nn
@@ -34,6 +36,23 @@ def _ray() -> Any:
     except ImportError:
         raise ExecutorError('the ray executor needs Ray: pip install "sycam[ray]"') from None
     return ray
+
+
+def _importable(module: str) -> bool:
+    """Whether a fresh process finds ``module`` on its path (not just in this process's ``sys.modules``)."""
+    top = module.partition(".")[0]
+    return top in sys.builtin_module_names or importlib.machinery.PathFinder.find_spec(top) is not None
+
+
+def _flat(obj: Any, depth: int = 3) -> Iterator[Any]:
+    """``obj`` and, a few levels down, what its tuples, lists and dicts hold."""
+    yield obj
+    if depth and isinstance(obj, tuple | list):
+        for x in obj:
+            yield from _flat(x, depth - 1)
+    elif depth and isinstance(obj, dict):
+        for x in obj.values():
+            yield from _flat(x, depth - 1)
 
 
 class _ShardActor:
@@ -76,6 +95,7 @@ class RayExecutor(Executor):
         self.num_gpus = float(num_gpus)
         self.restarts = 0
         self._started_ray = False
+        self._checked_modules: set[str] = set()
         self._local_cpus = None if workers is None else workers * max(1, threads or 1)
         if not self._ray.is_initialized():
             self._connect()
@@ -84,6 +104,22 @@ class RayExecutor(Executor):
             workers = max(1, cpus // max(1, threads or 1))
         super().__init__(workers, threads)
         self.actors: list[Any] = []
+        try:
+            self._check_fits()
+        except ExecutorError:
+            self.close()
+            raise
+
+    def _check_fits(self) -> None:
+        """Refuse workers whose CPUs or GPUs add up to more than the cluster has: Ray would wait for the ones
+        that do not fit forever."""
+        have = self._ray.cluster_resources()
+        asked = {"CPU": (self.threads or 1, "--worker-threads"), "GPU": (self.num_gpus, "--worker-gpus")}
+        for name, (each, option) in asked.items():
+            need = self.workers * each
+            if need > have.get(name, 0.0) + 1e-9:
+                raise ExecutorError(f"the Ray workers need {need:g} {name}s ({self.workers} × {each:g}), but the "
+                                    f"Ray cluster has {have.get(name, 0.0):g}: lower --workers or {option}")
 
     def _connect(self) -> None:
         ray = self._ray
@@ -93,8 +129,11 @@ class RayExecutor(Executor):
                 ray.init(address="local", num_cpus=self._local_cpus, include_dashboard=False, **kwargs)
             else:
                 ray.init(address=self.address, **kwargs)
-        except ConnectionError as exc:
-            raise ExecutorError(f"cannot join the Ray cluster at {self.address!r}: {exc}") from None
+        except Exception as exc:  # ConnectionError, a node that timed out starting, ...: one line, not Ray's trace
+            where = ("start a local Ray instance" if self.address is None
+                     else f"join the Ray cluster at {self.address!r}")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExecutorError(f"cannot {where}: {first}") from None
         self._started_ray = True
 
     def _start(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions) -> None:
@@ -113,6 +152,8 @@ class RayExecutor(Executor):
 
     def _call(self, method: str, args: Sequence[tuple[Any, ...]], index: list[int]) -> list[Any]:
         ray = self._ray
+        for a in args:
+            self._by_value(a)
         refs = [self.actors[i].call.remote(method, *a) for i, a in zip(index, args, strict=True)]
         out = []
         for i, a, ref in zip(index, args, refs, strict=True):
@@ -122,6 +163,17 @@ class RayExecutor(Executor):
                 self._recover(i)
                 out.append(ray.get(self.actors[i].call.remote(method, *a)))
         return out
+
+    def _by_value(self, args: tuple[Any, ...]) -> None:
+        """Send the classes of arguments whose module a worker cannot import (a custom metric loaded from a file:
+        :mod:`sycam.metrics.custom`) by value rather than by reference."""
+        for obj in _flat(args):
+            name = type(obj).__module__
+            if name not in self._checked_modules:
+                self._checked_modules.add(name)
+                module = sys.modules.get(name)
+                if module is not None and name != "__main__" and not _importable(name):  # __main__: by value anyway
+                    self._ray.cloudpickle.register_pickle_by_value(module)
 
     def _recover(self, i: int) -> None:
         """Wait for Ray to restart actor ``i`` (its constructor rebuilds the shard with the model), then replay
@@ -153,10 +205,12 @@ class RayExecutor(Executor):
         self.actors = []
 
     def close(self) -> None:
+        """Stop the workers, and the Ray instance if this executor started it."""
         self.close_actors()
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
 
     def describe(self) -> dict[str, Any]:
+        """``settings.executor``: name, workers, threads, address, GPUs per worker."""
         return {**super().describe(), "address": self.address, "num_gpus": self.num_gpus}

@@ -80,6 +80,7 @@ class Shard:
         return len(samples)
 
     def close_split(self, split: str) -> None:
+        """Free ``split``'s terminals."""
         self.splits.pop(split, None)
 
     def split_scores(self, split: str, texts: Sequence[str], metric: Metric, batch: int) -> list[list[float]]:

@@ -22,7 +22,9 @@ distances, and exact partial sums of the metric scores.
 
 Shards are cut at multiples of the extraction batch (:func:`~sycam.synth.executors.plan_shards`), so the
 terminals, per-image scores and therefore the winner, every score and every counter equal those of a local run
-with the same extraction batch (tests/test_sharded.py checks it). The driver reads the candidate stream ahead in
+with the same extraction batch and the same number of torch threads as each worker (tests/test_sharded.py checks
+it; with two threads against one, CPU kernels may sum in another order: scores then differ by about 2e-8, and a
+near-tie may fall the other way). The driver reads the candidate stream ahead in
 blocks (one round trip per block, not per candidate) and rewinds the learner's counters to the last candidate
 the search took when it stops early.
 
@@ -73,6 +75,7 @@ class RemoteEntry:
 
     @property
     def size(self) -> int:
+        """The expression's size in AST nodes."""
         return self.node.size
 
     def __repr__(self) -> str:
@@ -175,8 +178,10 @@ class ShardedSearch(Search):
         self.executor = executor
         self.settings["executor"] = executor.describe()
         if lowered:
+            threads = executor.threads or "the workers'"
             self.notes.append(f"extraction batch lowered to {batch} images so that each of the {executor.workers} "
-                              f"workers gets a shard (a local run with batch_size={batch} gives the same result)")
+                              f"workers gets a shard (a local run with batch_size={batch} and {threads} torch "
+                              "thread(s) gives the same result)")
         self.plans: dict[str, list[range]] = {}
         self._seed_texts: dict[int, str] = {}
         self._tri: dict[int, tuple[str | None, tuple[int, int] | None]] = {}
@@ -195,6 +200,7 @@ class ShardedSearch(Search):
         return self.executor.call(method, [args] * len(plan), range(len(plan)), log=log)
 
     def extract(self) -> None:
+        """Start the workers; each extracts its shard's terminals and prepares its part of the search."""
         t0 = time.perf_counter()
         self.executor.start(self.model, self.layer, self.options)
         self._open_split("synthesis", self.synthesis, self.columns)
