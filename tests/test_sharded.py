@@ -242,9 +242,37 @@ ray.cloudpickle.register_pickle_by_value(engine_helpers)  # workers import sycam
 
 @pytest.fixture
 def local_ray() -> Any:
+    """A fresh 2-CPU Ray instance, and one torch thread here as in each worker (the local reference runs must
+    sum in the same order)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    torch.set_num_threads(threads)
+
+
+CUSTOM = """
+import torch
+
+def peak_in_box(maps, ctx):
+    masks = ctx.samples.masks.to(maps.dtype)
+    return (maps * masks).flatten(-2).amax(-1)
+"""
+
+
+def test_ray_search_with_a_custom_metric_from_a_file(local_ray: Any, tmp_path: Any) -> None:
+    from sycam.metrics.custom import load_custom_metric
+    from sycam.synth.ray_executor import RayExecutor
+
+    path = tmp_path / "my_metric.py"
+    path.write_text(CUSTOM)
+    metric = load_custom_metric(f"{path}:peak_in_box")
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=3), max_candidates=20)
+    local = run([metric], config)
+    with RayExecutor(workers=2) as ex:  # the workers cannot import my_metric.py: it travels by value
+        sharded = run([metric], config, ex)
+    assert comparable(sharded) == comparable(local)
 
 
 def test_ray_search_equals_the_local_search(local_ray: Any) -> None:
@@ -290,7 +318,8 @@ def wait_for_nodes(address: str, n: int, timeout: float = 90.0) -> None:
         try:
             if not ray.is_initialized():
                 ray.init(address=address, log_to_driver=False)
-            if sum(1 for node in ray.nodes() if node["Alive"]) >= n:
+            alive = sum(1 for node in ray.nodes() if node["Alive"])
+            if alive >= n and ray.cluster_resources().get("CPU", 0) >= n:  # each node's CPU counted too
                 return
         except ConnectionError:
             pass
@@ -344,14 +373,42 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def test_ray_cluster_joined_by_address(two_node_cluster: str) -> None:
-    from sycam.synth.ray_executor import RayExecutor
+DRIVER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import ray, torch, engine_helpers
+import test_sharded as t
+ray.cloudpickle.register_pickle_by_value(engine_helpers)
+ray.cloudpickle.register_pickle_by_value(t)
+torch.set_num_threads(1)
+from sycam.synth.ray_executor import RayExecutor
+metrics, config = t.config_for("epg")
+with RayExecutor(address={address!r}) as ex:
+    nodes = sum(1 for n in ray.nodes() if n["Alive"])
+    result = t.run(metrics, config, ex)
+    print(json.dumps({{"workers": ex.workers, "nodes": nodes, "result": t.comparable(result)}}))
+"""
 
-    metrics, config = config_for("epg")
-    local = run(metrics, config)
-    with RayExecutor(address=two_node_cluster) as ex:
-        assert ex.workers == 2  # one per CPU of the cluster: one on each node
-        nodes = [n for n in ray.nodes() if n["Alive"]]
-        sharded = run(metrics, config, ex)
-    assert len(nodes) == 2
-    assert comparable(sharded) == comparable(local)
+
+def test_ray_cluster_joined_by_address(two_node_cluster: str, tmp_path: Any) -> None:
+    """A driver process of its own joins the two-node cluster by address (one worker per node) and finds what a
+    local run finds."""
+    import json
+
+    if ray.is_initialized():
+        ray.shutdown()
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(tests=os.path.dirname(__file__), address=two_node_cluster))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics, config = config_for("epg")
+        local = json.loads(json.dumps(comparable(run(metrics, config))))
+    finally:
+        torch.set_num_threads(threads)
+    assert got["workers"] == 2 and got["nodes"] == 2  # one worker per CPU of the cluster: one on each node
+    assert got["result"] == local

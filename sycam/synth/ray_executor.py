@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from .executors import Executor, ExecutorError
 from .shard import Shard
@@ -45,14 +46,27 @@ def _importable(module: str) -> bool:
 
 
 def _flat(obj: Any, depth: int = 3) -> Iterator[Any]:
-    """``obj`` and, a few levels down, what its tuples, lists and dicts hold."""
+    """``obj`` and, a few levels down, what its tuples, lists, dicts and (metric) attributes hold."""
     yield obj
-    if depth and isinstance(obj, tuple | list):
-        for x in obj:
-            yield from _flat(x, depth - 1)
-    elif depth and isinstance(obj, dict):
-        for x in obj.values():
-            yield from _flat(x, depth - 1)
+    if not depth:
+        return
+    if isinstance(obj, tuple | list):
+        items: Any = obj
+    elif isinstance(obj, dict):
+        items = obj.values()
+    elif isinstance(obj, Metric):
+        items = vars(obj).values()
+    else:
+        return
+    for x in items:
+        yield from _flat(x, depth - 1)
+
+
+def _module_of(obj: Any) -> str:
+    """The module a pickle of ``obj`` refers to: a function's or class's own, else its class's."""
+    if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")):
+        return str(getattr(obj, "__module__", "") or "")
+    return type(obj).__module__
 
 
 class _ShardActor:
@@ -168,7 +182,7 @@ class RayExecutor(Executor):
         """Send the classes of arguments whose module a worker cannot import (a custom metric loaded from a file:
         :mod:`sycam.metrics.custom`) by value rather than by reference."""
         for obj in _flat(args):
-            name = type(obj).__module__
+            name = _module_of(obj)
             if name not in self._checked_modules:
                 self._checked_modules.add(name)
                 module = sys.modules.get(name)
