@@ -207,8 +207,8 @@ class ShardedSearch(Search):
         needed = sorted(self._needed_terminals())
         layout = self._on("synthesis", "layout")
         samples = self._sample_positions(layout)
-        cache = self.config.max_bank_bytes // 2
         plan = self.plans["synthesis"]
+        cache = self.config.max_bank_bytes // 2 // len(plan)  # each shard's values are 1/W of the whole's
         self.executor.call("start_search", [(self.columns, needed, self.config.grammar.max_size, cache, samples[i])
                                             for i in range(len(plan))], range(len(plan)), log=True)
         self.timings["terminals"] = time.perf_counter() - t0
@@ -390,8 +390,10 @@ class ShardedSearch(Search):
         shard's key digest matches a scored candidate's) and whether each came from the store."""
         b = len(uids)
         store: KeyStore[ExactSum] = self._keys  # type: ignore[assignment]
-        keys = self._on("synthesis", "keys", uids, j)
-        blobs = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
+        blobs = None
+        if type(self.columns[j]).equivalence_key is not Metric.equivalence_key:  # else no round trip for keys
+            keys = self._on("synthesis", "keys", uids, j)
+            blobs = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
         hits, copies, todo = ({}, [], list(range(b))) if blobs is None else store.match(j, blobs)
         sums: list[ExactSum | None] = [None] * b
         shared = [False] * b
