@@ -73,8 +73,8 @@ def test_the_numbers_the_page_quotes_are_the_codes() -> None:
     assert f"{len(digest(b''))}-byte digest" in TEXT
     assert f"2^-{_UNIT}" in TEXT
     assert f"every {SynthesisConfig().checkpoint_every:.0f} s" in TEXT
-    assert "at most half of max_bank_bytes" in TEXT  # Shard.start_search's cache is max_bank_bytes // 2
-    assert "cache = self.config.max_bank_bytes // 2" in inspect.getsource(sharded.ShardedSearch.extract)
+    assert "its share: max_bank_bytes / 2 / W" in TEXT  # each shard's recompute cache
+    assert "cache = self.config.max_bank_bytes // 2 // len(plan)" in inspect.getsource(sharded.ShardedSearch.extract)
 
 
 def test_links_resolve() -> None:
