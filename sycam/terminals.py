@@ -31,9 +31,10 @@ Hooks are always removed and the model's mode restored, also on errors and under
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -177,7 +178,8 @@ class ExtractOptions:
     #: run S's and D's no-grad forwards through a verified inference-optimized copy (CPU; see inference_forward)
     optimize: bool = True
 
-#: fewest forwards for which building an inference-optimized copy pays off (it costs about one batch)
+#: fewest forwards per batch of images for which building an inference-optimized copy pays off (it costs about one
+#: batch)
 OPTIMIZE_MIN_FORWARDS = 256
 #: agreement required of the optimized copy, relative to the largest output magnitude
 OPTIMIZE_TOLERANCE = 1e-5
@@ -220,7 +222,9 @@ def inference_forward(module: nn.Module, example: tuple[Tensor, ...],
 
 def _fast_forward(module: nn.Module, example: Callable[[], tuple[Tensor, ...]], forwards: int,
                   options: ExtractOptions | None, device: torch.device) -> Callable[..., Tensor] | None:
-    """The optimized forward when it is enabled and pays off (CPU, at least OPTIMIZE_MIN_FORWARDS)."""
+    """The optimized forward when it is enabled and pays off (CPU, at least OPTIMIZE_MIN_FORWARDS). ``forwards`` is
+    counted per batch of images (at most so many per image, times the image batch), never over the whole set, so
+    a shard of the images decides as the whole set does."""
     if options is not None and not options.optimize:
         return None
     if device.type != "cpu" or forwards < OPTIMIZE_MIN_FORWARDS:
@@ -272,17 +276,34 @@ def _target_scores(
     batch_size: int,
     forward: Callable[[Tensor], Tensor] | None = None,
     bar: object | None = None,
+    slices: Sequence[slice] | None = None,
 ) -> Tensor:
-    """Target scores of ``total`` generated inputs, chunked; ``inputs(slice) -> (batch, sample index)``."""
+    """Target scores of ``total`` generated inputs, chunked (``slices``, default: runs of ``batch_size``);
+    ``inputs(slice) -> (batch, sample index)``."""
     out = []
     run = forward or model
     with torch.no_grad():
-        for sl in _chunks(total, batch_size):
+        for sl in _chunks(total, batch_size) if slices is None else slices:
             x, index = inputs(sl)
             out.append(targets.scores(run(x), index))
             if bar is not None:
                 bar.update(sl.stop - sl.start)  # type: ignore[attr-defined]
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def image_aligned_chunks(pairs_n: Tensor, n: int, image_batch: int, batch: int) -> list[slice]:
+    """Runs of at most ``batch`` generated inputs (sorted by their image ``pairs_n``) that never span two batches
+    of ``image_batch`` images: a batch of images then meets the model in the same chunks whether it is the
+    first batch of a shard or the fifth of the whole split, so a sharded run's terminals equal the local ones.
+
+    >>> image_aligned_chunks(torch.tensor([0, 0, 0, 1, 1, 2, 2, 2]), 3, 2, 4)
+    [slice(0, 4, None), slice(4, 5, None), slice(5, 8, None)]
+    """
+    edges = [int(torch.searchsorted(pairs_n, i)) for i in range(0, n, image_batch)] + [pairs_n.numel()]
+    out = []
+    for a, b in itertools.pairwise(edges):
+        out += [slice(s, min(s + batch, b)) for s in range(a, b, batch)]
+    return out
 
 
 def score_cam_scores(
@@ -322,9 +343,11 @@ def score_cam_scores(
              f"{n * k - pairs_n.numel()} constant or skipped channels share one forward per image{capped})")
     with eval_mode(model), progress(total, "Score-CAM S", "fwd") as bar:
         first = min(batch_size, 4, max(pairs_n.numel(), 1))  # a small batch keeps tracing and the check cheap
+        per_image = (k if top_k is None else min(top_k, k)) + 1  # at most: decided alike on any shard
         fast = _fast_forward(model, lambda: (inputs(slice(0, first))[0] if pairs_n.numel() else images[:first],),
-                             total, options, images.device)
-        scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar).to(acts.dtype)
+                             per_image * batch_size, options, images.device)
+        chunks = image_aligned_chunks(pairs_n, n, batch_size, batch_size)
+        scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar, chunks).to(acts.dtype)
         empty = _target_scores(model, zeros, n, targets, batch_size, fast, bar).to(acts.dtype)
     out = empty[:, None].expand(n, k).clone()
     out[pairs_n, pairs_k] = scores
@@ -341,8 +364,10 @@ def ablation_drops(
     batch_size: int = 256,
     split: TailSplit | None = None,
     options: ExtractOptions | None = None,
+    image_batch: int = 32,
 ) -> Tensor:
-    """The Ablation-CAM terminal ``D`` of shape ``(N, K)`` (see the module docstring).
+    """The Ablation-CAM terminal ``D`` of shape ``(N, K)`` (see the module docstring). Ablated copies are
+    forwarded in chunks of ``batch_size`` that never span two batches of ``image_batch`` images.
 
     With a tail split whose only cut value is the layer's output, the cached activations are the tail's
     input (no head forward at all).
@@ -360,13 +385,14 @@ def ablation_drops(
         return a, ni
 
     total = pairs_n.numel()
+    chunks = image_aligned_chunks(pairs_n, n, image_batch, batch_size)
     with eval_mode(model), progress(total, "Ablation-CAM D", "fwd") as bar:
         if split is not None:
             if split.n_cut == 1:
                 cut_values = [acts]
             else:
                 with torch.no_grad():
-                    cut = [split.head(images[sl]) for sl in _chunks(n, 32)]
+                    cut = [split.head(images[sl]) for sl in _chunks(n, image_batch)]
                 cut_values = [torch.cat([c[i] for c in cut]) for i in range(split.n_cut)]
 
             def example() -> tuple[Tensor, ...]:
@@ -376,10 +402,11 @@ def ablation_drops(
             # only a tail with convolutions or BatchNorm has something to fold: a pooling + linear head
             # (the usual last-layer tail) runs as fast plain, and tracing it would only cost time
             foldable = any(isinstance(mod, (nn.Conv2d, nn.BatchNorm2d)) for mod in split.tail.modules())
-            tail = (_fast_forward(split.tail, example, total, options, acts.device) if foldable else None) or split.tail
+            fast = _fast_forward(split.tail, example, k * image_batch, options, acts.device) if foldable else None
+            tail = fast or split.tail
             scores = []
             with torch.no_grad():
-                for sl in _chunks(total, batch_size):
+                for sl in chunks:
                     a, ni = ablated(sl)
                     rest = [v[ni] for v in cut_values[1:]]
                     scores.append(targets.scores(tail(a, *rest), ni))
@@ -397,7 +424,7 @@ def ablation_drops(
                 return images[ni], ni
 
             with capture_output(layer, swap):
-                abl = _target_scores(model, run, total, targets, batch_size, None, bar)
+                abl = _target_scores(model, run, total, targets, batch_size, None, bar, chunks)
     base = base_scores[pairs_n].to(abl.dtype)
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 
@@ -521,6 +548,7 @@ class TerminalCache:
                 self.options.ablation_batch,
                 self._tail_split(),
                 self.options,
+                self.options.batch_size,
             )
             self.timings["D"] = time.perf_counter() - t0
         return {n: self._values[n] for n in names}

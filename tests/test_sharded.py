@@ -121,6 +121,39 @@ def test_signatures_combine_like_the_whole_value() -> None:
     assert not (Signature.of((torch.tensor([1.0]),)) & Signature.of((torch.tensor([float("inf")]),))).finite
 
 
+def bn_net() -> torch.nn.Module:
+    """TinyNet with BatchNorm after the head's convolution: the inference-optimized copy folds it, so its outputs
+    differ from the plain forward's in the last bits (what makes the copy's use visible)."""
+    net = tiny_net()
+    bn = torch.nn.BatchNorm2d(12)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.3, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    net.head = torch.nn.Sequential(net.head[0], bn, torch.nn.ReLU())
+    return net.eval()
+
+
+@pytest.mark.parametrize(("batch", "top_k"), [(32, None), (32, 4), (6, None)])
+def test_terminals_of_a_shard_are_the_rows_of_the_whole(batch: int, top_k: int | None) -> None:
+    """A, G, S and D of each shard equal (bit for bit) the rows of the whole set: chunks of generated inputs never
+    span two image batches, and whether the inference-optimized copy runs is decided per image batch
+    (batch 32 uses it for S and D, top-4 S and batch 6 do not)."""
+    from sycam.targets import Targets
+    from sycam.terminals import TerminalCache
+
+    net, s = bn_net(), tiny_samples(64)
+    options = ExtractOptions(batch_size=batch, score_top_k=top_k, ablation_batch=40)
+    names = ["A", "G", "S", "D"]
+    whole = TerminalCache(net, LAYER, s.images, Targets(classes=s.labels), options).values(names)
+    for r in plan_shards(64, 8, batch):
+        part = s.subset(slice(r.start, r.stop))
+        got = TerminalCache(net, LAYER, part.images, Targets(classes=part.labels), options).values(names)
+        for t in names:
+            assert torch.equal(got[t], whole[t][r.start:r.stop]), t
+
+
 # -- the same result as one process ---------------------------------------------------------------------
 
 
