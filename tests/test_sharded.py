@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from typing import Any
 
 import engine_helpers
@@ -344,36 +343,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_nodes(address: str, n: int, timeout: float = 90.0) -> None:
-    """Join the cluster at ``address`` from this process and wait until ``n`` nodes are alive."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if not ray.is_initialized():
-                ray.init(address=address, log_to_driver=False)
-            alive = sum(1 for node in ray.nodes() if node["Alive"])
-            if alive >= n and ray.cluster_resources().get("CPU", 0) >= n:  # each node's CPU counted too
-                return
-        except ConnectionError:
-            pass
-        time.sleep(1.0)
-    raise TimeoutError(f"the Ray cluster at {address} did not show {n} nodes within {timeout:.0f} s")
-
-
 @pytest.fixture
-def two_node_cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+def two_node_cluster() -> Any:
     """``ray start --head`` on loopback with one CPU, and a second node process with one CPU joined by address.
 
     Both run in the foreground (``--block``) in process groups of their own, which the teardown stops: ``ray stop``
     would stop every Ray instance on the machine, other tests' included. The loopback cluster runs without Ray's
-    token authentication (a cluster across machines keeps it: docs/cluster.md)."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    token authentication (a cluster across machines keeps it: docs/cluster.md); only processes of its own join it
+    (this one keeps its Ray settings for the other tests)."""
     exe = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
     if exe is None:
         pytest.skip("the ray command is not on PATH")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
     nodes = []
     try:
@@ -383,11 +366,8 @@ def two_node_cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
         nodes.append(subprocess.Popen([exe, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
                                       env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        wait_for_nodes(address, 2)
         yield address
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
         for node in reversed(nodes):
             stop_group(node)
 
@@ -407,7 +387,7 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 DRIVER = """
-import json, sys
+import json, sys, time
 sys.path.insert(0, {tests!r})
 import ray, torch, engine_helpers
 import test_sharded as t
@@ -415,6 +395,18 @@ ray.cloudpickle.register_pickle_by_value(engine_helpers)
 ray.cloudpickle.register_pickle_by_value(t)
 torch.set_num_threads(1)
 from sycam.synth.ray_executor import RayExecutor
+deadline = time.monotonic() + 90
+while True:  # the nodes start in the background: wait for both, and for their CPUs
+    try:
+        if not ray.is_initialized():
+            ray.init(address={address!r}, log_to_driver=False)
+        if ray.cluster_resources().get("CPU", 0) >= 2 and sum(n["Alive"] for n in ray.nodes()) >= 2:
+            break
+    except ConnectionError:
+        pass
+    if time.monotonic() > deadline:
+        raise SystemExit("the two-node cluster did not come up")
+    time.sleep(1)
 metrics, config = t.config_for("epg")
 with RayExecutor(address={address!r}) as ex:
     nodes = sum(1 for n in ray.nodes() if n["Alive"])
@@ -428,8 +420,6 @@ def test_ray_cluster_joined_by_address(two_node_cluster: str, tmp_path: Any) -> 
     local run finds."""
     import json
 
-    if ray.is_initialized():
-        ray.shutdown()
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=os.path.dirname(__file__), address=two_node_cluster))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}

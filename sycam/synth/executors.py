@@ -70,6 +70,14 @@ def balanced_batch(n: int, workers: int, batch: int) -> int:
     return b if math.ceil(n / b) >= workers else max(1, n // workers)
 
 
+def _pickled_size(obj: Any) -> int:
+    """Bytes of ``obj`` pickled (0 for what plain pickle refuses, such as a Ray object reference: a few bytes)."""
+    try:
+        return len(pickle.dumps(obj, protocol=5))
+    except Exception:
+        return 0
+
+
 class Executor:
     """Runs shards; subclasses say where. Use as a context manager (or call :meth:`close`).
 
@@ -114,8 +122,8 @@ class Executor:
         if self.measure:
             t = self.traffic.setdefault(method, [0, 0, 0])
             t[0] += 1
-            t[1] += sum(len(pickle.dumps(a, protocol=5)) for a in args)
-            t[2] += sum(len(pickle.dumps(r, protocol=5)) for r in replies)
+            t[1] += sum(_pickled_size(a) for a in args)
+            t[2] += sum(_pickled_size(r) for r in replies)
         if log:
             for i, a in zip(index, args, strict=True):
                 self.log[i].append((method, a))

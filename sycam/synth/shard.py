@@ -236,15 +236,18 @@ class Shard:
             return None
         return [digest(key[i].contiguous().cpu().numpy().tobytes()) for i in range(len(uids))]
 
-    def score(self, uids: Sequence[int], column: int, todo: Sequence[int]) -> list[ExactSum]:
-        """Exact partial sums of the per-image scores of candidates ``uids[i]`` for ``i`` in ``todo`` (a batch as
-        on one machine: the same candidates meet the metric together) under metric column ``column``."""
-        idx = torch.tensor(list(todo), dtype=torch.long)
+    def score(self, uids: Sequence[int], columns: Sequence[int],
+              todo: Sequence[Sequence[int]]) -> list[list[ExactSum]]:
+        """Per metric column ``columns[c]``, exact partial sums of the per-image scores of candidates ``uids[i]``
+        for ``i`` in ``todo[c]`` (a batch as on one machine: the same candidates meet the metric together)."""
+        out = []
+        for column, picked in zip(columns, todo, strict=True):
+            idx = torch.tensor(list(picked), dtype=torch.long)
 
-        def sub(view: str) -> Tensor:
-            maps = self._view(uids, view)
-            return maps.index_select(0, idx.to(maps.device))
+            def sub(view: str, idx: Tensor = idx) -> Tensor:
+                maps = self._view(uids, view)
+                return maps.index_select(0, idx.to(maps.device))
 
-        nodes: list[Node] = [self.entries[uids[i]].node for i in todo]
-        rows = self.ws.evaluate_layers(self.columns[column], sub, nodes)
-        return partial_sums(rows)
+            nodes: list[Node] = [self.entries[uids[i]].node for i in picked]
+            out.append(partial_sums(self.ws.evaluate_layers(self.columns[column], sub, nodes)))
+        return out

@@ -380,37 +380,48 @@ class ShardedSearch(Search):
     def _score(self, entries: Sequence[Entry], columns: Sequence[int],
                race: bool = False) -> tuple[list[list[float] | None], list[bool]]:
         uids = [e.uid for e in entries]
-        per_column = [self._column_sums(uids, j) for j in columns]
-        out: list[list[float] | None] = [[col[0][b].mean() for col in per_column] for b in range(len(uids))]
-        by_key = [all(col[1][b] for col in per_column) for b in range(len(uids))]
+        sums, shared = self._column_sums(uids, list(columns))
+        out: list[list[float] | None] = [[sums[j][b].mean() for j in columns] for b in range(len(uids))]
+        by_key = [all(shared[j][b] for j in columns) for b in range(len(uids))]
         return out, by_key
 
-    def _column_sums(self, uids: list[int], j: int) -> tuple[list[ExactSum], list[bool]]:
-        """Exact sums of the per-image scores of a batch under column ``j`` (from the key store when every
-        shard's key digest matches a scored candidate's) and whether each came from the store."""
+    def _column_sums(self, uids: list[int],
+                     columns: list[int]) -> tuple[dict[int, list[ExactSum]], dict[int, list[bool]]]:
+        """Per metric column, the exact sums of the per-image scores of a batch (from the key store when every
+        shard's key digest matches a scored candidate's) and whether each came from the store. One round trip
+        scores every column; a metric with equivalence keys costs one more, for the digests."""
         b = len(uids)
         store: KeyStore[ExactSum] = self._keys  # type: ignore[assignment]
-        blobs = None
-        if type(self.columns[j]).equivalence_key is not Metric.equivalence_key:  # else no round trip for keys
-            keys = self._on("synthesis", "keys", uids, j)
-            blobs = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
-        hits, copies, todo = ({}, [], list(range(b))) if blobs is None else store.match(j, blobs)
-        sums: list[ExactSum | None] = [None] * b
-        shared = [False] * b
-        for i, v in hits.items():
-            sums[i], shared[i] = v, True
-        if todo:
-            parts = self._on("synthesis", "score", uids, j, todo)
-            for t, i in enumerate(todo):
-                total = ExactSum()
-                for p in parts:
-                    total = total + p[t]
-                sums[i] = total
-                if blobs is not None:
-                    store.put(j, blobs[i], total)
-        for i, src in copies:
-            sums[i], shared[i] = sums[src], True
-        return sums, shared  # type: ignore[return-value]
+        sums: dict[int, list[Any]] = {j: [None] * b for j in columns}
+        shared = {j: [False] * b for j in columns}
+        blobs: dict[int, list[bytes] | None] = {}
+        copies: dict[int, list[tuple[int, int]]] = {}
+        todo: dict[int, list[int]] = {}
+        for j in columns:
+            blobs[j] = None
+            if type(self.columns[j]).equivalence_key is not Metric.equivalence_key:  # else no round trip for keys
+                keys = self._on("synthesis", "keys", uids, j)
+                blobs[j] = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
+            col_blobs = blobs[j]
+            hits, copies[j], todo[j] = ({}, [], list(range(b))) if col_blobs is None else store.match(j, col_blobs)
+            for i, v in hits.items():
+                sums[j][i], shared[j][i] = v, True
+        wanted = [j for j in columns if todo[j]]
+        if wanted:
+            parts = self._on("synthesis", "score", uids, wanted, [todo[j] for j in wanted])
+            for c, j in enumerate(wanted):
+                col_blobs = blobs[j]
+                for t, i in enumerate(todo[j]):
+                    total = ExactSum()
+                    for p in parts:
+                        total = total + p[c][t]
+                    sums[j][i] = total
+                    if col_blobs is not None:
+                        store.put(j, col_blobs[i], total)
+        for j in columns:
+            for i, src in copies[j]:
+                sums[j][i], shared[j][i] = sums[j][src], True
+        return sums, shared
 
 
 def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples, methods: Mapping[str, Node],
