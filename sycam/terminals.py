@@ -177,9 +177,11 @@ class ExtractOptions:
     ablation_batch: int = 256  #: ablated copies per tail forward for D
     #: run S's and D's no-grad forwards through a verified inference-optimized copy (CPU; see inference_forward)
     optimize: bool = True
+    #: the images whose forwards decide whether that copy pays off (None: the images of the call); a shard of a
+    #: split sets the split's size, so that it decides as one process holding the whole split does
+    plan_images: int | None = None
 
-#: fewest forwards per batch of images for which building an inference-optimized copy pays off (it costs about one
-#: batch)
+#: fewest forwards for which building an inference-optimized copy pays off (it costs about one batch)
 OPTIMIZE_MIN_FORWARDS = 256
 #: agreement required of the optimized copy, relative to the largest output magnitude
 OPTIMIZE_TOLERANCE = 1e-5
@@ -223,13 +225,18 @@ def inference_forward(module: nn.Module, example: tuple[Tensor, ...],
 def _fast_forward(module: nn.Module, example: Callable[[], tuple[Tensor, ...]], forwards: int,
                   options: ExtractOptions | None, device: torch.device) -> Callable[..., Tensor] | None:
     """The optimized forward when it is enabled and pays off (CPU, at least OPTIMIZE_MIN_FORWARDS). ``forwards`` is
-    counted per batch of images (at most so many per image, times the image batch), never over the whole set, so
-    a shard of the images decides as the whole set does."""
+    the most a call could run (per image, times :func:`_planned` images), not what the data make of it, so a
+    shard of a split decides as the whole split does."""
     if options is not None and not options.optimize:
         return None
     if device.type != "cpu" or forwards < OPTIMIZE_MIN_FORWARDS:
         return None
     return inference_forward(module, example())
+
+
+def _planned(options: ExtractOptions | None, n: int) -> int:
+    """The images a call's forwards are planned for: ``options.plan_images`` (a shard's split) or its own ``n``."""
+    return n if options is None or options.plan_images is None else options.plan_images
 
 
 def announce(message: str) -> None:
@@ -345,7 +352,7 @@ def score_cam_scores(
         first = min(batch_size, 4, max(pairs_n.numel(), 1))  # a small batch keeps tracing and the check cheap
         per_image = (k if top_k is None else min(top_k, k)) + 1  # at most: decided alike on any shard
         fast = _fast_forward(model, lambda: (inputs(slice(0, first))[0] if pairs_n.numel() else images[:first],),
-                             per_image * batch_size, options, images.device)
+                             per_image * _planned(options, n), options, images.device)
         chunks = image_aligned_chunks(pairs_n, n, batch_size, batch_size)
         scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar, chunks).to(acts.dtype)
         empty = _target_scores(model, zeros, n, targets, batch_size, fast, bar).to(acts.dtype)
@@ -402,7 +409,8 @@ def ablation_drops(
             # only a tail with convolutions or BatchNorm has something to fold: a pooling + linear head
             # (the usual last-layer tail) runs as fast plain, and tracing it would only cost time
             foldable = any(isinstance(mod, (nn.Conv2d, nn.BatchNorm2d)) for mod in split.tail.modules())
-            fast = _fast_forward(split.tail, example, k * image_batch, options, acts.device) if foldable else None
+            planned = k * _planned(options, n)
+            fast = _fast_forward(split.tail, example, planned, options, acts.device) if foldable else None
             tail = fast or split.tail
             scores = []
             with torch.no_grad():

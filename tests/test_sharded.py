@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 import engine_helpers
@@ -137,8 +138,8 @@ def bn_net() -> torch.nn.Module:
 @pytest.mark.parametrize(("batch", "top_k"), [(32, None), (32, 4), (6, None)])
 def test_terminals_of_a_shard_are_the_rows_of_the_whole(batch: int, top_k: int | None) -> None:
     """A, G, S and D of each shard equal (bit for bit) the rows of the whole set: chunks of generated inputs never
-    span two image batches, and whether the inference-optimized copy runs is decided per image batch
-    (batch 32 uses it for S and D, top-4 S and batch 6 do not)."""
+    span two image batches, and whether the inference-optimized copy runs is decided for the whole split
+    (``plan_images``), as one process holding it decides (64 images: it runs for S and D; top-4 S: 5 × 64 too)."""
     from sycam.targets import Targets
     from sycam.terminals import TerminalCache
 
@@ -148,7 +149,8 @@ def test_terminals_of_a_shard_are_the_rows_of_the_whole(batch: int, top_k: int |
     whole = TerminalCache(net, LAYER, s.images, Targets(classes=s.labels), options).values(names)
     for r in plan_shards(64, 8, batch):
         part = s.subset(slice(r.start, r.stop))
-        got = TerminalCache(net, LAYER, part.images, Targets(classes=part.labels), options).values(names)
+        planned = replace(options, plan_images=64)  # what a shard of a 64-image split is told
+        got = TerminalCache(net, LAYER, part.images, Targets(classes=part.labels), planned).values(names)
         for t in names:
             assert torch.equal(got[t], whole[t][r.start:r.stop]), t
 

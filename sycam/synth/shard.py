@@ -21,6 +21,7 @@ actor (:mod:`sycam.synth.executors`), and what each returns combines exactly ove
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,10 +74,11 @@ class Shard:
     # -- splits ---------------------------------------------------------------------------------------
 
     def open_split(self, split: str, samples: Any, metrics: Sequence[Metric],
-                   views: Mapping[str, Tensor] | None = None) -> int:
+                   views: Mapping[str, Tensor] | None = None, split_images: int | None = None) -> int:
         """Extract the terminals of this shard's ``samples`` (and of ``views``, this shard's rows of the views
-        drawn for the whole split) as ``split``; returns the number of images."""
-        self.splits[split] = Workspace.build(self.model, self.layer, samples, metrics, self.options, views)
+        drawn for the whole split of ``split_images`` images) as ``split``; returns the number of images."""
+        options = dataclasses.replace(self.options, plan_images=split_images)
+        self.splits[split] = Workspace.build(self.model, self.layer, samples, metrics, options, views)
         return len(samples)
 
     def close_split(self, split: str) -> None:

@@ -239,7 +239,7 @@ class ShardedSearch(Search):
         views = metric_views(samples, metrics)
         self.plans[split] = plan
         args = [(split, samples.subset(slice(r.start, r.stop)), list(metrics),
-                 {name: v[r.start:r.stop] for name, v in views.items()}) for r in plan]
+                 {name: v[r.start:r.stop] for name, v in views.items()}, len(samples)) for r in plan]
         self.executor.call("open_split", args, range(len(plan)), log=True)
 
     def _close_split(self, split: str) -> None:
@@ -436,7 +436,8 @@ def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples,
     plan = plan_shards(len(samples), executor.workers, options.batch_size)
     views = metric_views(samples, metrics.values())
     executor.call("open_split", [("evaluate", samples.subset(slice(r.start, r.stop)), list(metrics.values()),
-                                  {name: v[r.start:r.stop] for name, v in views.items()}) for r in plan],
+                                  {name: v[r.start:r.stop] for name, v in views.items()}, len(samples))
+                                 for r in plan],
                   range(len(plan)), log=True)
     labels = list(methods)
     texts = [str(methods[k]) for k in labels]
