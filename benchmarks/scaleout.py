@@ -154,13 +154,14 @@ def main() -> None:
         runs["local"] = run_once(loaded, splits, config, options, None)
     for w in [int(x) for x in args.workers.split(",") if x]:
         runs[f"ray{w}"] = run_once(loaded, splits, config, options, w)
-    ref = runs["local"]["results"] if "local" in runs else next(iter(runs.values()), {}).get("results")
+    ref_name = "local" if "local" in runs else next(iter(runs), "")
+    ref = runs[ref_name]["results"] if ref_name else None
     summary: dict[str, Any] = {"runs": {}}
     for name, r in runs.items():
         same = comparable(r["results"]) == comparable(ref)
         phases = " ".join(f"{k} {r['timings'].get(k, 0):.1f}" for k in PHASES)
         line = f"{name:6s} wall {r['wall']:6.1f} s ({phases}); winner {r['results']['best']['expression']}; " \
-               f"same result as local: {'yes' if same else 'NO'}"
+               f"same result as {ref_name}: {'yes' if same else 'NO'}"
         row = {"wall": r["wall"], "timings": r["timings"], "same_as_local": same,
                "enumerated": r["enumerated"], "scored": r["scored"]}
         if "bytes_search" in r:
