@@ -174,6 +174,11 @@ class Workspace:
             needed |= e.terminals()
         return render_all(exprs, self.values(needed, view), self.size, memo)
 
+    def degenerate_counts(self, exprs: Sequence[Node], view: str = BASE) -> list[int]:
+        """Per expression, the images on ``view`` whose heatmap is degenerate
+        (:func:`~sycam.metrics.base.degenerate`)."""
+        return [int(x) for x in degenerate(self.heatmaps(exprs, view)).sum(-1).tolist()]
+
     def layer_heatmaps(self, exprs: Sequence[Node], view: str = BASE) -> Tensor:
         """Layer-resolution maps ``(B, N, h, w)`` of ``exprs`` on ``view`` (:func:`~sycam.heatmap.layer_maps`)."""
         needed: set[str] = set()
@@ -308,5 +313,5 @@ def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples,
         per_image[mname] = {label: [float(x) for x in row] for label, row in zip(labels, scores.tolist(), strict=True)}
         for label, value in zip(labels, metric.aggregate(scores).tolist(), strict=True):
             results[label][mname] = float(value)
-    blank = {label: int(degenerate(ws.heatmaps([e]))[0].sum()) for label, e in zip(labels, exprs, strict=True)}
+    blank = {label: ws.degenerate_counts([e])[0] for label, e in zip(labels, exprs, strict=True)}
     return Evaluation(results, per_image, blank, list(samples.ids))

@@ -127,6 +127,11 @@ def exact_key(values: tuple[Tensor, ...]) -> int:
     return hash(tuple(parts))
 
 
+def same_values(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> bool:
+    """Whether two values are equal on every input set: same shapes and ``torch.equal`` (the learner's merge rule)."""
+    return all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 class _MapCache:
     """Least-recently-used store of recomputable values, bounded in bytes."""
 
@@ -355,8 +360,7 @@ class Learner:
         key = (int(entry.kind), exact_key(values))
 
         def duplicate() -> bool:
-            return any(all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(values, other.values, strict=True))
-                       for other in self._seen.get(key, ()))
+            return any(same_values(values, other.values) for other in self._seen.get(key, ()))
 
         sig = None if op in _SAFE_UNARY else Signature.of(values)
         held = self._decide(entry, op, sig, duplicate, entry.nbytes())

@@ -45,7 +45,7 @@ from ..data.samples import Samples
 from ..expr import Kind, Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
-from ..metrics.base import Metric, MetricError, degenerate
+from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
@@ -789,7 +789,7 @@ class Search:
 
     def _split_degenerate(self, split: str, nodes: Sequence[Node]) -> list[int]:
         """Per node, the images of split ``split`` on which its heatmap is degenerate."""
-        return [int(x) for x in degenerate(self._splits[split].heatmaps(nodes)).sum(-1).tolist()]
+        return self._splits[split].degenerate_counts(nodes)
 
     def _evidence(self, split: str) -> None:
         """On ``split``: degenerate counts, per-image primary scores and the control for the baselines and the

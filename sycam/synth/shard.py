@@ -36,7 +36,7 @@ from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from .control import control_scores
 from .keystore import digest
-from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry
+from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry, same_values
 
 BankItem = tuple[int, str, tuple[int, ...], int, Any]
 """``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
@@ -92,8 +92,7 @@ class Shard:
 
     def split_degenerate(self, split: str, texts: Sequence[str]) -> list[int]:
         """Per expression, this shard's images of ``split`` whose heatmap is degenerate."""
-        maps = self.splits[split].heatmaps([parse(t) for t in texts])
-        return [int(x) for x in degenerate(maps).sum(-1).tolist()]
+        return self.splits[split].degenerate_counts([parse(t) for t in texts])
 
     def split_control(self, split: str, winner: str, metric: Metric) -> tuple[list[float], int]:
         """:func:`~sycam.synth.control.control_scores` on this shard of ``split``."""
@@ -166,9 +165,7 @@ class Shard:
             sig = None if op in _SAFE_UNARY else Signature.of(values)
             key = (kind_i, exact_key(values))
             bucket = self._seen.setdefault(key, [])
-            equal = tuple(o.uid for o in bucket
-                          if all(a.shape == b.shape and torch.equal(a, b)
-                                 for a, b in zip(values, o.values, strict=True)))
+            equal = tuple(o.uid for o in bucket if same_values(values, o.values))
             bucket.append(entry)
             self._keys[uid] = key
             out.append((sig, entry.nbytes(), values[0].dim() > 0, equal))

@@ -35,7 +35,9 @@ drawn for the whole split on the driver and sent to the shards with the images.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -91,6 +93,18 @@ def _chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
     it = iter(items)
     while chunk := list(itertools.islice(it, n)):
         yield chunk
+
+
+def open_on_shards(executor: Executor, split: str, samples: Samples, metrics: Sequence[Metric],
+                   batch: int) -> list[range]:
+    """Send each shard its run of ``samples`` (whole extraction batches) and its rows of the views ``metrics``
+    declare, drawn here for the whole split, and have it extract them as ``split``; the shards' image ranges."""
+    plan = plan_shards(len(samples), executor.workers, batch)
+    views = metric_views(samples, metrics)
+    args = [(split, samples.subset(slice(r.start, r.stop)), list(metrics),
+             {name: v[r.start:r.stop] for name, v in views.items()}, len(samples)) for r in plan]
+    executor.call("open_split", args, range(len(plan)), log=True)
+    return plan
 
 
 class ShardedLearner(Learner):
@@ -235,12 +249,7 @@ class ShardedSearch(Search):
         return per
 
     def _open_split(self, split: str, samples: Samples, metrics: Sequence[Metric]) -> None:
-        plan = plan_shards(len(samples), self.executor.workers, self.options.batch_size)
-        views = metric_views(samples, metrics)
-        self.plans[split] = plan
-        args = [(split, samples.subset(slice(r.start, r.stop)), list(metrics),
-                 {name: v[r.start:r.stop] for name, v in views.items()}, len(samples)) for r in plan]
-        self.executor.call("open_split", args, range(len(plan)), log=True)
+        self.plans[split] = open_on_shards(self.executor, split, samples, metrics, self.options.batch_size)
 
     def _close_split(self, split: str) -> None:
         if split not in self.plans:
@@ -280,11 +289,7 @@ class ShardedSearch(Search):
                 out.append(None)
                 continue
             sigs = [r[0] for r in replies]
-            sig: Signature | None = None
-            if sigs[0] is not None:
-                sig = sigs[0]
-                for other in sigs[1:]:
-                    sig = sig & other
+            sig: Signature | None = None if sigs[0] is None else functools.reduce(operator.and_, sigs)
             nbytes = sum(r[1] for r in replies) if replies[0][2] else replies[0][1]
             equal = set(replies[0][3]).intersection(*(r[3] for r in replies[1:]))
             out.append((sig, nbytes, equal))
@@ -433,12 +438,7 @@ def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples,
     options = dataclasses.replace(options, batch_size=balanced_batch(len(samples), executor.workers,
                                                                       options.batch_size))
     executor.start(model, layer, options)
-    plan = plan_shards(len(samples), executor.workers, options.batch_size)
-    views = metric_views(samples, metrics.values())
-    executor.call("open_split", [("evaluate", samples.subset(slice(r.start, r.stop)), list(metrics.values()),
-                                  {name: v[r.start:r.stop] for name, v in views.items()}, len(samples))
-                                 for r in plan],
-                  range(len(plan)), log=True)
+    plan = open_on_shards(executor, "evaluate", samples, list(metrics.values()), options.batch_size)
     labels = list(methods)
     texts = [str(methods[k]) for k in labels]
 
