@@ -58,6 +58,11 @@ class KeyStore(Generic[V]):
                 todo.append(i)
         return hits, copies, todo
 
+    def batch(self, column: int, blobs: list[bytes] | None, n: int) -> KeyBatch[V]:
+        """The lookup of a batch of ``n`` candidates by their keys ``blobs`` (None: the metric has no keys, every
+        candidate is scored)."""
+        return KeyBatch(self, column, blobs, n)
+
     def put(self, column: int, blob: bytes, value: V) -> None:
         """Keep ``value`` for key ``blob`` while the budget lasts."""
         if self.used >= self.budget:
@@ -65,3 +70,43 @@ class KeyStore(Generic[V]):
         packed = zlib.compress(blob, 1)
         self.used += len(packed)
         self._columns.setdefault(column, {})[digest(blob)] = (packed, value)
+
+
+class KeyBatch(Generic[V]):
+    """One batch's pass through a :class:`KeyStore`: the values found there, :attr:`todo` (the candidates to score,
+    each the first of its key), :meth:`scored` for each of those, then :meth:`done` copies values to the later
+    candidates of the batch with an equal key.
+
+    >>> store: KeyStore[str] = KeyStore()
+    >>> b = store.batch(0, [b"k", b"k", b"j"], 3)
+    >>> b.todo
+    [0, 2]
+    >>> b.scored(0, "scores of k"); b.scored(2, "scores of j")
+    >>> b.done()
+    (['scores of k', 'scores of k', 'scores of j'], [False, True, False])
+    """
+
+    def __init__(self, store: KeyStore[V], column: int, blobs: list[bytes] | None, n: int) -> None:
+        self._store, self._column, self._blobs = store, column, blobs
+        self.values: list[V | None] = [None] * n
+        self.shared = [False] * n
+        """whether each value came from an earlier candidate with an equal key (no scoring)"""
+        if blobs is None:
+            self._copies: list[tuple[int, int]] = []
+            self.todo = list(range(n))
+            return
+        hits, self._copies, self.todo = store.match(column, blobs)
+        for i, v in hits.items():
+            self.values[i], self.shared[i] = v, True
+
+    def scored(self, i: int, value: V | None) -> None:
+        """Candidate ``i`` of :attr:`todo` scored ``value`` (None: not scored, e.g. raced out; not kept)."""
+        self.values[i] = value
+        if value is not None and self._blobs is not None:
+            self._store.put(self._column, self._blobs[i], value)
+
+    def done(self) -> tuple[list[V | None], list[bool]]:
+        """Every candidate's value and whether it was shared, after copying within the batch."""
+        for i, src in self._copies:
+            self.values[i], self.shared[i] = self.values[src], True
+        return self.values, self.shared

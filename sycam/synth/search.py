@@ -602,16 +602,13 @@ class Search:
         earlier one, takes its per-image scores without any forward (:class:`~sycam.synth.keystore.KeyStore`)."""
         metric = self.columns[j]
         b = len(nodes)
-        rows: list[Tensor | None] = [None] * b
-        shared = [False] * b
         blobs: list[bytes] | None = None
         if type(metric).equivalence_key is not Metric.equivalence_key:
             key = metric.equivalence_key(finish_layer(layers(BASE), self.ws.size))
             if key is not None:
                 blobs = [key[i].contiguous().cpu().numpy().tobytes() for i in range(b)]
-        hits, copies, todo = ({}, [], list(range(b))) if blobs is None else self._keys.match(j, blobs)
-        for i, r in hits.items():
-            rows[i], shared[i] = r, True
+        batch = self._keys.batch(j, blobs, b)
+        todo = batch.todo
         if todo:
             idx = torch.tensor(todo)
 
@@ -625,12 +622,8 @@ class Search:
             else:
                 got = list(self.ws.evaluate_layers(metric, sub, picked).detach().cpu())
             for i, r in zip(todo, got, strict=True):
-                rows[i] = r
-                if r is not None and blobs is not None:
-                    self._keys.put(j, blobs[i], r)
-        for i, src in copies:
-            rows[i], shared[i] = rows[src], True
-        return rows, shared
+                batch.scored(i, r)
+        return batch.done()
 
     def _flush(self) -> None:
         """Score the pending candidates (stored values first) and file them; may set :attr:`stopped`.

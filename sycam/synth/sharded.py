@@ -397,36 +397,21 @@ class ShardedSearch(Search):
         scores every column; a metric with equivalence keys costs one more, for the digests."""
         b = len(uids)
         store: KeyStore[ExactSum] = self._keys  # type: ignore[assignment]
-        sums: dict[int, list[Any]] = {j: [None] * b for j in columns}
-        shared = {j: [False] * b for j in columns}
-        blobs: dict[int, list[bytes] | None] = {}
-        copies: dict[int, list[tuple[int, int]]] = {}
-        todo: dict[int, list[int]] = {}
+        batches = {}
         for j in columns:
-            blobs[j] = None
+            blobs = None
             if type(self.columns[j]).equivalence_key is not Metric.equivalence_key:  # else no round trip for keys
                 keys = self._on("synthesis", "keys", uids, j)
-                blobs[j] = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
-            col_blobs = blobs[j]
-            hits, copies[j], todo[j] = ({}, [], list(range(b))) if col_blobs is None else store.match(j, col_blobs)
-            for i, v in hits.items():
-                sums[j][i], shared[j][i] = v, True
-        wanted = [j for j in columns if todo[j]]
+                blobs = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
+            batches[j] = store.batch(j, blobs, b)
+        wanted = [j for j in columns if batches[j].todo]
         if wanted:
-            parts = self._on("synthesis", "score", uids, wanted, [todo[j] for j in wanted])
+            parts = self._on("synthesis", "score", uids, wanted, [batches[j].todo for j in wanted])
             for c, j in enumerate(wanted):
-                col_blobs = blobs[j]
-                for t, i in enumerate(todo[j]):
-                    total = ExactSum()
-                    for p in parts:
-                        total = total + p[c][t]
-                    sums[j][i] = total
-                    if col_blobs is not None:
-                        store.put(j, col_blobs[i], total)
-        for j in columns:
-            for i, src in copies[j]:
-                sums[j][i], shared[j][i] = sums[j][src], True
-        return sums, shared
+                for t, i in enumerate(batches[j].todo):
+                    batches[j].scored(i, functools.reduce(operator.add, (p[c][t] for p in parts), ExactSum()))
+        done = {j: batches[j].done() for j in columns}
+        return {j: d[0] for j, d in done.items()}, {j: d[1] for j, d in done.items()}  # type: ignore[misc]
 
 
 def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples, methods: Mapping[str, Node],
