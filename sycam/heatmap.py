@@ -42,8 +42,30 @@ def saliency(weights: Tensor, acts: Tensor) -> Tensor:
     if weights.dim() == 0:
         return weights * acts.sum(1)
     if weights.shape[-2:] == (1, 1):
-        return torch.einsum("...nk,nkhw->...nhw", weights[..., 0, 0], acts)
+        return _channel_sum(weights[..., 0, 0], acts)
     return (weights * acts).sum(-3)
+
+
+def _channel_sum(weights: Tensor, acts: Tensor) -> Tensor:
+    r""":math:`\sum_k w_{bnk} A_{nkhw}` for weights ``(*B, N, K)``, as one matrix product **per image** whose
+    operands start on a 64-byte boundary, so that an image's map does not depend on which other images share
+    the call. A product batched over the images (``einsum``/``bmm``) does: on CPUs where MKL takes its SSE/AVX2
+    paths, its result for one image changes in the last bit with the number of images in the batch, which made
+    a search sharded over workers (each holding some of the images) differ from the local one in the ninth digit
+    (issue 22). The maps still depend on the number of candidates ``B`` in the call, which the driver of a
+    search chooses identically locally and on every shard."""
+    n, k = acts.shape[:2]
+    lead = weights.shape[:-2]
+    w = weights.expand(*lead, n, k).reshape(-1, n, k)
+    a = acts.reshape(n, k, -1)
+    out = torch.stack([_aligned(w[:, i].contiguous()) @ _aligned(a[i]) for i in range(n)], dim=1)
+    return out.reshape(*lead, n, *acts.shape[-2:])
+
+
+def _aligned(t: Tensor) -> Tensor:
+    """``t``, or a copy of it when its data do not start on a 64-byte boundary (the CPU allocator's alignment):
+    BLAS kernels may take another code path, with other rounding, for an operand that starts elsewhere."""
+    return t if t.data_ptr() % 64 == 0 else t.clone()
 
 
 def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:
