@@ -13,7 +13,8 @@ from .expr import ExpressionError, Node, parse
 
 @dataclass(frozen=True)
 class Method:
-    """A named CAM method: its key, its expression in the language, a display title and a citation.
+    """A named CAM method: its key, its expression in the language, a display title and a citation (the paper,
+    with an arXiv or DOI link).
 
     >>> from sycam.methods import METHODS
     >>> METHODS["gradcam"].expression, METHODS["gradcam"].title
@@ -34,19 +35,21 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("gradcam", "mean(G)", "Grad-CAM", "Selvaraju et al., ICCV 2017"),
+        Method("gradcam", "mean(G)", "Grad-CAM", "Selvaraju et al., ICCV 2017 — https://arxiv.org/abs/1610.02391"),
         Method(
             "gradcam++",
             "sum(relu(G) * sq(G) / (2 * sq(G) + sum(A) * cube(G) + 1e-06))",
             "Grad-CAM++",
-            "Chattopadhyay et al., WACV 2018 (pytorch-grad-cam's denominator 2G² + ΣA·G³ + 1e-6: the ε matters, "
-            "since G² is often below 1e-5)",
+            "Chattopadhay et al., WACV 2018 — https://arxiv.org/abs/1710.11063 (pytorch-grad-cam's denominator "
+            "2G² + ΣA·G³ + 1e-6: the ε matters, since G² is often below 1e-5)",
         ),
-        Method("xgradcam", "sum(G * A) / sum(A)", "XGrad-CAM", "Fu et al., BMVC 2020"),
-        Method("scorecam", "softmax(S)", "Score-CAM", "Wang et al., CVPRW 2020"),
-        Method("ablationcam", "D", "Ablation-CAM", "Desai & Ramaswamy, WACV 2020"),
-        Method("hirescam", "G", "HiResCAM", "Draelos & Carin, 2020 (pixel form)"),
-        Method("layercam", "relu(G)", "LayerCAM", "Jiang et al., TIP 2021 (pixel form)"),
+        Method("xgradcam", "sum(G * A) / sum(A)", "XGrad-CAM", "Fu et al., BMVC 2020 — https://arxiv.org/abs/2008.02312"),
+        Method("scorecam", "softmax(S)", "Score-CAM", "Wang et al., CVPRW 2020 — https://arxiv.org/abs/1910.01279"),
+        Method("ablationcam", "D", "Ablation-CAM",
+               "Desai & Ramaswamy, WACV 2020 — https://doi.org/10.1109/WACV45572.2020.9093360"),
+        Method("hirescam", "G", "HiResCAM", "Draelos & Carin, 2020 — https://arxiv.org/abs/2011.08891 (pixel form)"),
+        Method("layercam", "relu(G)", "LayerCAM",
+               "Jiang et al., TIP 2021 — https://doi.org/10.1109/TIP.2021.3089943 (pixel form)"),
     ]
 }
 """The built-in methods by key (``gradcam``, ``gradcam++``, ``xgradcam``, ``scorecam``, ``ablationcam``, ``hirescam``,

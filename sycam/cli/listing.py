@@ -13,6 +13,7 @@ terminals of the expression language, or the search grammar (with the same optio
 
 examples:
   sycam list metrics
+  sycam list metrics --long          # with the paper that defines each metric
   sycam list grammar --terminals A,G --max-size 4
 """
 """The ``sycam list --help`` text, with examples."""
@@ -28,6 +29,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("list", help="list models, methods, metrics, operators, terminals or the grammar",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("what", choices=WHAT, metavar="WHAT", help=f"one of: {', '.join(WHAT)}")
+    p.add_argument("--long", action="store_true", help="metrics: add the paper that defines each (with a link)")
     add_grammar_args(p)
     p.set_defaults(func=run)
 
@@ -62,9 +64,14 @@ def run(args: argparse.Namespace) -> int:
     elif what == "metrics":
         from ..metrics import list_metrics
 
-        print(table(["metric", "better", "needs", "cost", "description"],
-                    [(m["name"], m["direction"], "boxes/masks" if m["requires"] == "mask" else "-", m["cost"],
-                      m["doc"]) for m in list_metrics()]))
+        rows = [[m["name"], m["direction"], "boxes/masks" if m["requires"] == "mask" else "-", m["cost"], m["doc"]]
+                for m in list_metrics()]
+        head = ["metric", "better", "needs", "cost", "description"]
+        if args.long:
+            head.append("reference")
+            for row, m in zip(rows, list_metrics(), strict=True):
+                row.append(m["reference"])
+        print(table(head, rows))
     else:
         from .synthesize import grammar_from
 

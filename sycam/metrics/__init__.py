@@ -123,7 +123,7 @@ def get_metric(name: str, **params: Any) -> Metric:
 
 def list_metrics() -> list[dict[str, Any]]:
     """One row per built-in metric: ``name``, ``direction`` (``"higher"``/``"lower"`` is better), ``requires``,
-    ``cost``, ``family``, ``params`` (the defaults) and ``doc`` (one line)."""
+    ``cost``, ``family``, ``params`` (the defaults), ``doc`` (one line) and ``reference`` (the paper, with a link)."""
     rows = []
     for name, cls in METRICS.items():
         summary = getattr(cls, "summary", "") or " ".join((inspect.getdoc(cls) or "").split("\n\n", 1)[0].split())
@@ -136,6 +136,7 @@ def list_metrics() -> list[dict[str, Any]]:
                 "family": cls.family,
                 "params": cls().params(),
                 "doc": summary,
+                "reference": cls.reference,
             }
         )
     return rows

@@ -127,6 +127,9 @@ class Metric(ABC):
     the candidate); see the module docstring."""
     family: ClassVar[str] = ""
     """The group the metric is listed under (``"ground truth"``, ``"faithfulness"``, ``"robustness"``, ...)."""
+    reference: ClassVar[str] = ""
+    """The paper that defines the metric, ``"Authors, Title, Venue Year — URL"`` (an arXiv or DOI link); ``sycam
+    list metrics --long``, results.json and the report show it. Empty for user-defined metrics."""
     lowres: ClassVar[bool] = False
     """Whether :meth:`evaluate_lowres` computes the score exactly from layer-resolution maps (cheaper than
     rendering full maps); False: it renders the full maps and calls :meth:`evaluate`."""
@@ -282,7 +285,7 @@ class Metric(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The metric as results record it: ``name``, ``higher_is_better``, ``requires``, ``cost``,
-        ``family`` and ``params`` (:meth:`params`)."""
+        ``family``, ``params`` (:meth:`params`) and ``reference`` (:attr:`reference`)."""
         return {
             "name": self.name,
             "higher_is_better": self.higher_is_better,
@@ -290,6 +293,7 @@ class Metric(ABC):
             "cost": self.cost,
             "family": self.family,
             "params": self.params(),
+            "reference": self.reference,
         }
 
     def __repr__(self) -> str:

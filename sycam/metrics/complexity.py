@@ -21,7 +21,16 @@ class Sparseness(Metric):
 
     In [0, 1 - 1/n]; higher is sparser (better). A constant (or all-zero) map scores 0. Quantus adds 1e-7 to
     every value before the same formula (which also makes an all-zero map score 0); the difference on
-    non-trivial maps is below 1e-6."""
+    non-trivial maps is below 1e-6.
+
+    Reference: Chalasani et al., Concise Explanations of Neural Networks using Adversarial Training, ICML 2020,
+    https://arxiv.org/abs/1810.06583
+    """
+
+    reference = (
+        "Chalasani et al., Concise Explanations of Neural Networks using Adversarial Training, ICML 2020 — "
+        "https://arxiv.org/abs/1810.06583"
+    )
 
     name = "sparseness"
     summary = "Gini index of the map values"
@@ -56,7 +65,16 @@ class Complexity(Metric):
     .. math:: C(L) = \frac{1}{HW} \sum_p |L_p| \in [0, 1].
 
     Lower is better (a smaller, more focused map). Not Quantus's ``Complexity``, which is the entropy of the
-    normalized attributions. Same as pytorch-grad-cam's ``Complexity``."""
+    normalized attributions. Same as pytorch-grad-cam's ``Complexity``.
+
+    Reference: Poppi et al., Revisiting the Evaluation of Class Activation Mapping, CVPR Workshops 2021,
+    https://arxiv.org/abs/2104.10252
+    """
+
+    reference = (
+        "Poppi et al., Revisiting the Evaluation of Class Activation Mapping, CVPR Workshops 2021 — "
+        "https://arxiv.org/abs/2104.10252"
+    )
 
     name = "complexity"
     summary = "mean absolute map value (L1 complexity)"

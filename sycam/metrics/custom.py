@@ -212,7 +212,12 @@ class QuantusMetric(Metric):
     loop over the leading axes: Quantus is numpy and unbatched over candidates), the maps as ``a_batch``
     ``(N, 1, H, W)``, the masks as ``s_batch``, the inputs and labels, the model as a torch module over
     ``ctx.logits`` and an ``explain_func`` over ``ctx.explain`` (for metrics that re-explain; it explains all
-    candidates on each call, so such metrics cost B× more per candidate). Always ``cost="model"``."""
+    candidates on each call, so such metrics cost B× more per candidate). Always ``cost="model"``.
+
+    Reference: Hedström et al., Quantus, JMLR 2023, https://arxiv.org/abs/2202.06861 (and the wrapped metric's
+    own paper, which Quantus documents)."""
+
+    reference = "Hedström et al., Quantus, JMLR 2023 — https://arxiv.org/abs/2202.06861"
 
     name = "quantus"
     higher_is_better = True

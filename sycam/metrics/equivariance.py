@@ -248,7 +248,16 @@ class Equivariance(_TransformMetric):
     over the pixels valid in both (see the module docstring for transforms and similarities). Higher is
     better. Defaults: ``transforms=("hflip", "shift=16")`` (mirror symmetry, which ImageNet training
     augments for, and translation, which convolutions should respect; 2 views), ``similarity="pearson"``.
-    None of pytorch-grad-cam, torchcam or Quantus has this metric."""
+    None of pytorch-grad-cam, torchcam or Quantus has this metric.
+
+    Reference: Guo et al., Visual Attention Consistency under Image Transforms, CVPR 2019,
+    https://doi.org/10.1109/CVPR.2019.00082
+    """
+
+    reference = (
+        "Guo et al., Visual Attention Consistency under Image Transforms, CVPR 2019 — "
+        "https://doi.org/10.1109/CVPR.2019.00082"
+    )
 
     name = "equivariance"
     summary = "similarity of L(Tx) and T(L(x)) under flips, shifts, rotations and scaling"
@@ -280,7 +289,16 @@ class Invariance(_TransformMetric):
 
     over all pixels. Higher is better. Defaults: ``transforms=("brightness=0.1", "blur=1")``,
     ``similarity="pearson"``, ``seed=0`` (for ``noise``). Not in pytorch-grad-cam, torchcam or Quantus
-    (Quantus's robustness metrics measure the same idea with noise, as a sensitivity)."""
+    (Quantus's robustness metrics measure the same idea with noise, as a sensitivity).
+
+    Reference: Kindermans et al., The (Un)reliability of Saliency Methods, 2017,
+    https://arxiv.org/abs/1711.00867
+    """
+
+    reference = (
+        "Kindermans et al., The (Un)reliability of Saliency Methods, 2017 — "
+        "https://arxiv.org/abs/1711.00867"
+    )
 
     name = "invariance"
     summary = "similarity of L(Tx) and L(x) under brightness, contrast, noise and blur"

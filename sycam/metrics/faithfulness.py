@@ -122,7 +122,16 @@ class AverageDrop(_MaskedConfidence):
     probabilities (the paper reports it ×100); lower is better. Same as torchcam's ``ClassificationMetric``
     (``avg_drop``, with ``logits_fn=softmax``); pytorch-grad-cam's ``DropInConfidence`` is the *absolute* drop
     ``max(0, y - o)``. With ``output="logit"`` the drop is divided by ``|y|``. Cost: one forward per image
-    and candidate (the clean pass is memoized)."""
+    and candidate (the clean pass is memoized).
+
+    Reference: Chattopadhay et al., Grad-CAM++, WACV 2018,
+    https://arxiv.org/abs/1710.11063
+    """
+
+    reference = (
+        "Chattopadhay et al., Grad-CAM++, WACV 2018 — "
+        "https://arxiv.org/abs/1710.11063"
+    )
 
     name = "average_drop"
     summary = "relative drop of the target probability when the input is masked by the map"
@@ -147,7 +156,16 @@ class IncreaseInConfidence(_MaskedConfidence):
 
     with ``y``, ``o`` as in :class:`AverageDrop` (strictly greater); its mean over images is the paper's
     rate. Higher is better. Same as torchcam's ``conf_increase`` and pytorch-grad-cam's
-    ``IncreaseInConfidence``."""
+    ``IncreaseInConfidence``.
+
+    Reference: Chattopadhay et al., Grad-CAM++, WACV 2018,
+    https://arxiv.org/abs/1710.11063
+    """
+
+    reference = (
+        "Chattopadhay et al., Grad-CAM++, WACV 2018 — "
+        "https://arxiv.org/abs/1710.11063"
+    )
 
     name = "increase_in_confidence"
     summary = "whether masking the input by the map raises the target probability"
@@ -180,7 +198,16 @@ class ADCC(_MaskedConfidence):
     In [0, 1], higher is better; 0 when any term is 0. Where ``ρ`` is undefined (``L`` or ``L'`` constant)
     coherency is 0, as in the authors' reference code (pytorch-grad-cam's ``Coherency`` gives 0.5 there).
     The authors' repository computes ``3 * (1/Coh + ...)`` without the final inverse; we follow the paper.
-    Cost: one forward per image and candidate plus one re-explanation (forward and backward) of ``x ⊙ L``."""
+    Cost: one forward per image and candidate plus one re-explanation (forward and backward) of ``x ⊙ L``.
+
+    Reference: Poppi et al., Revisiting the Evaluation of Class Activation Mapping, CVPR Workshops 2021,
+    https://arxiv.org/abs/2104.10252
+    """
+
+    reference = (
+        "Poppi et al., Revisiting the Evaluation of Class Activation Mapping, CVPR Workshops 2021 — "
+        "https://arxiv.org/abs/2104.10252"
+    )
 
     name = "adcc"
     summary = "harmonic mean of coherency, 1 - complexity and 1 - average drop (Poppi et al. 2021)"
@@ -217,7 +244,16 @@ class ADCC(_MaskedConfidence):
 
 
 class _PerturbationCurve(_ModelMetric):
-    """RISE-style deletion/insertion curves; subclasses set ``_deletion``."""
+    """RISE-style deletion/insertion curves; subclasses set ``_deletion``.
+
+    Reference: Petsiuk et al., RISE: Randomized Input Sampling for Explanation, BMVC 2018,
+    https://arxiv.org/abs/1806.07421
+    """
+
+    reference = (
+        "Petsiuk et al., RISE: Randomized Input Sampling for Explanation, BMVC 2018 — "
+        "https://arxiv.org/abs/1806.07421"
+    )
 
     _deletion: ClassVar[bool]
 

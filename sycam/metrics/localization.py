@@ -40,7 +40,16 @@ class EnergyPointingGame(Metric):
     .. math:: \mathrm{EPG}(L, M) = \frac{\sum_p L_p M_p}{\sum_p L_p}.
 
     In [0, 1], higher is better. An all-zero map has no energy anywhere and scores 0; a constant map scores
-    the ground truth's share of the image ``|M| / HW``."""
+    the ground truth's share of the image ``|M| / HW``.
+
+    Reference: Wang et al., Score-CAM, CVPR Workshops 2020,
+    https://arxiv.org/abs/1910.01279
+    """
+
+    reference = (
+        "Wang et al., Score-CAM, CVPR Workshops 2020 — "
+        "https://arxiv.org/abs/1910.01279"
+    )
 
     name = "energy_pointing_game"
     summary = "share of the map's energy inside the ground truth"
@@ -117,7 +126,16 @@ class PointingGame(Metric):
     - ``ties="mean"`` (default): the fraction of the maximal pixels that hit. Order-free; a constant map
       scores the (dilated) ground truth's share of the image, i.e. chance level.
     - ``ties="any"``: a hit if any maximal pixel hits (Quantus ``PointingGame``); a constant map always hits.
-    - ``ties="first"``: only the first maximal pixel in raster order counts (``torch.argmax``)."""
+    - ``ties="first"``: only the first maximal pixel in raster order counts (``torch.argmax``).
+
+    Reference: Zhang et al., Top-down Neural Attention by Excitation Backprop, ECCV 2016,
+    https://arxiv.org/abs/1608.00507
+    """
+
+    reference = (
+        "Zhang et al., Top-down Neural Attention by Excitation Backprop, ECCV 2016 — "
+        "https://arxiv.org/abs/1608.00507"
+    )
 
     name = "pointing_game"
     summary = "whether the map's maximum lies inside the ground truth (15 px tolerance)"
@@ -241,7 +259,16 @@ class IoU(Metric):
 
     with ``threshold`` ``t`` on the map values in [0, 1] (default 0.5: since sycam's maps are min-max
     normalized, this is 50 % of the map's maximum). In [0, 1], higher is better. An all-zero map selects
-    nothing and scores 0."""
+    nothing and scores 0.
+
+    Reference: Zhou et al., Learning Deep Features for Discriminative Localization (CAM), CVPR 2016,
+    https://arxiv.org/abs/1512.04150
+    """
+
+    reference = (
+        "Zhou et al., Learning Deep Features for Discriminative Localization (CAM), CVPR 2016 — "
+        "https://arxiv.org/abs/1512.04150"
+    )
 
     name = "iou"
     summary = "IoU of the map thresholded at 0.5 with the ground truth"
@@ -303,7 +330,16 @@ class MaskAUC(Metric):
 
     which equals scikit-learn's ``roc_auc_score`` (trapezoids over the distinct thresholds; Quantus uses
     ``roc_curve`` + ``auc``). In [0, 1], higher is better, 0.5 is chance; a constant map scores exactly 0.5.
-    NaN when the mask is empty or covers the whole image."""
+    NaN when the mask is empty or covers the whole image.
+
+    Reference: Fawcett, An introduction to ROC analysis, Pattern Recognition Letters 2006,
+    https://doi.org/10.1016/j.patrec.2005.10.010
+    """
+
+    reference = (
+        "Fawcett, An introduction to ROC analysis, Pattern Recognition Letters 2006 — "
+        "https://doi.org/10.1016/j.patrec.2005.10.010"
+    )
 
     name = "mask_auc"
     summary = "ROC AUC of the map values as a detector of ground-truth pixels"

@@ -39,6 +39,10 @@ def uniform_noise_views(samples: Samples, n: int, radius: float, seed: int) -> d
 
 class _Sensitivity(Metric):
     higher_is_better = False
+    reference = (
+        "Yeh et al., On the (In)fidelity and Sensitivity of Explanations, NeurIPS 2019 — "
+        "https://arxiv.org/abs/1901.09392"
+    )
     cost = "cached"
     family = FAMILY
     lowres = True
@@ -131,7 +135,11 @@ class MaxSensitivity(_Sensitivity):
     ImageNet-normalized units, is ≈ 0.045), ``seed=0``. Quantus draws 200 fresh samples per call in the
     model-input space, does not clip, and re-explains each; here the views are fixed and their terminals
     cached. The denominator is floored at ``1e-8·sqrt(HW)`` (a root mean square of 1e-8), so the score is at
-    most ``1e8``, the worst value that :meth:`~sycam.metrics.base.Metric.evaluate` gives a degenerate map."""
+    most ``1e8``, the worst value that :meth:`~sycam.metrics.base.Metric.evaluate` gives a degenerate map.
+
+    Reference: Yeh et al., On the (In)fidelity and Sensitivity of Explanations, NeurIPS 2019,
+    https://arxiv.org/abs/1901.09392
+    """
 
     name = "max_sensitivity"
     summary = "largest relative change of the map under small uniform input noise"
@@ -152,7 +160,11 @@ class AvgSensitivity(_Sensitivity):
 
     .. math:: \mathrm{SENS}_{\mathrm{avg}} = \frac{1}{n} \sum_{j=1}^{n} \frac{\|L(x + δ_j) - L(x)\|_F}{\|L(x)\|_F}
 
-    (see :class:`MaxSensitivity` for the views and defaults). Lower is better."""
+    (see :class:`MaxSensitivity` for the views and defaults). Lower is better.
+
+    Reference: Yeh et al., On the (In)fidelity and Sensitivity of Explanations, NeurIPS 2019,
+    https://arxiv.org/abs/1901.09392
+    """
 
     name = "avg_sensitivity"
     summary = "mean relative change of the map under small uniform input noise"

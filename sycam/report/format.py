@@ -77,6 +77,21 @@ def arrow(higher_is_better: bool) -> str:
     return "↑" if higher_is_better else "↓"
 
 
+def cite(reference: object) -> str:
+    """A reference ``"Authors, Title, Venue Year — URL"`` as HTML: the text escaped, an ``http(s)`` URL in it as
+    a link; ``""`` for an empty reference.
+
+    >>> cite("Wang et al., Score-CAM, 2020 — https://arxiv.org/abs/1910.01279")
+    'Wang et al., Score-CAM, 2020 — <a href="https://arxiv.org/abs/1910.01279">https://arxiv.org/abs/1910.01279</a>'
+    """
+    text = str(reference or "")
+    out, last = [], 0
+    for m in re.finditer(r"https?://[^\s()<>\"']+", text):
+        out += [esc(text[last : m.start()]), f'<a href="{esc(m.group(0))}">{esc(m.group(0))}</a>']
+        last = m.end()
+    return "".join([*out, esc(text[last:])])
+
+
 def id_html(text: str) -> str:
     """A sample id, escaped, that wraps only between its tokens (after ``_``, ``-``, ``#``, ``/``, ``.``)
     and never inside one: ``espresso_on_grass_16`` may break after an underscore, not in ``espresso``."""

@@ -15,7 +15,7 @@ from typing import Any, cast
 from .._io import write_atomic
 from ..results import SynthesisResults
 from ..stats import verdict
-from .format import SYNTHESIZED, arrow, direction, esc, finite, fmt, fmt_seconds, fmt_signed
+from .format import SYNTHESIZED, arrow, cite, direction, esc, finite, fmt, fmt_seconds, fmt_signed
 from .formula import formula_html
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
@@ -140,7 +140,12 @@ class _Synthesis:
             )
         else:
             bits.append(f"metric <strong>{esc(self.metric_name)}</strong> ({direction(self.hib)})")
-        return f'<h1>SyCAM: synthesized CAM for {esc(self.metric_name)}</h1><p class="subtitle">{" · ".join(bits)}</p>'
+        primary = self.r.get("metric") or {}
+        cited_by = {m.get("name"): m.get("reference") for m in [*objectives, primary] if m.get("reference")}
+        refs = [f"{esc(name)}: {cite(ref)}" for name, ref in cited_by.items()]
+        cited = f'<p class="subtitle">metric reference: {"; ".join(refs)}</p>' if refs else ""
+        return (f'<h1>SyCAM: synthesized CAM for {esc(self.metric_name)}</h1><p class="subtitle">{" · ".join(bits)}</p>'
+                + cited)
 
     # ------------------------------------------------------------------------------------------- verdict
 
