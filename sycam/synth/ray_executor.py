@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
+import re
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +29,35 @@ from ..terminals import ExtractOptions
 from ..workspace import reduce_allocation_churn
 from .executors import Executor, ExecutorError
 from .shard import Shard
+
+CONNECT_TIMEOUT = 5.0
+"""seconds to wait for the head of a ``HOST:PORT`` address to accept a connection before Ray is asked to join it
+(Ray itself retries for minutes when nothing listens there)"""
+_HOST_PORT = re.compile(r"(?P<host>\[[^\]]+\]|[^:/\s]+):(?P<port>\d{1,5})")
+
+
+def probe_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse, in one line within ``timeout`` seconds, a ``HOST:PORT`` Ray address where nothing accepts a TCP
+    connection (``auto``, ``ray://`` and other forms are left to Ray).
+
+    Example: ``probe_address("127.0.0.1:1")`` raises :class:`ExecutorError` at once (connection refused).
+    """
+    m = _HOST_PORT.fullmatch(address.strip())
+    if m is None:
+        return
+    host, port = m["host"].strip("[]"), int(m["port"])
+    if not 0 < port < 65536:
+        raise ExecutorError(f"cannot join the Ray cluster at {address!r}: port {port} is not in 1…65535")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except TimeoutError:
+        why = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    raise ExecutorError(f"cannot join the Ray cluster at {address!r}: {why}; is a Ray head running there "
+                        f"(`ray start --head --port {port}`)?")
+
 
 RESTART_WAIT = 120.0
 """seconds to wait for Ray to bring a dead worker back before giving up"""
@@ -150,6 +181,8 @@ class RayExecutor(Executor):
     def _connect(self) -> None:
         ray = self._ray
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        if self.address is not None:
+            probe_address(self.address)
         try:
             if self.address is None:  # "local": a new instance, never a cluster someone else started here
                 ray.init(address="local", num_cpus=self._local_cpus, include_dashboard=False, **kwargs)
