@@ -111,8 +111,8 @@ def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if isinstance(exc, KeyError | EOFError) or len(text) < 8:  # the unpickler's bare "101", "", ...
-            raise ModelError(f"cannot read weights from {path}: not a PyTorch weights file (torch.save of a "
-                             f"state dict); the loader said {type(exc).__name__}: {text or 'nothing'}") from None
+            raise ModelError(f"cannot read weights from {path}: not a PyTorch weights file (expected what "
+                             "torch.save writes for a state dict)") from None
         raise ModelError(f"cannot read weights from {path}: {text}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

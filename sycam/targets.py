@@ -33,7 +33,7 @@ def _class_index(t: object, where: str) -> int:
         raise TargetError(f"{where}: {t!r} is not a class index (an integer) nor a callable")
     value = int(t)
     if not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise TargetError(f"{where}: class index {value} is out of range")
+        raise TargetError(f"{where}: class index {value} is out of range (a class index is a 64-bit integer)")
     return value
 
 TargetSpec = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]]

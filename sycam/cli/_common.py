@@ -246,7 +246,7 @@ def method_list(text: str, option: str = "--methods") -> list[str]:
     for item in split_list(text):
         out += list(METHODS) if item.lower() == "all" else [item]
     if not out:
-        raise CLIError(f"{option} {text!r} names no method (`sycam list methods`)")
+        raise CLIError(f"{option} {text!r} names no method (see sycam list methods)")
     return out
 
 

@@ -70,6 +70,16 @@ def read_image(path: str) -> Any:
     return to_rgb(read(path, where="explain"))
 
 
+def _pixels(pre: Any, image: Any, path: str) -> Any:
+    """The model's crop of ``image`` (an image too large once resized is refused naming its file)."""
+    from ..data import DataError
+
+    try:
+        return pre.pixels(image)
+    except DataError as exc:
+        raise DataError(f"explain: {path}: {exc}") from None
+
+
 def _unique_names(paths: list[str]) -> list[str]:
     names: list[str] = []
     for path in paths:
@@ -143,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         out.check_names([*(f"{s}{ext}" for s in stems for ext in (".png", ".npy")), "grid.png", "explain.json"])
         originals = [read_image(p) for p in args.images]  # unreadable files fail before the model loads
         model = load_model(args)
-        pixels = torch.stack([model.preprocess.pixels(im) for im in originals])
+        pixels = torch.stack([_pixels(model.preprocess, im, p) for im, p in zip(originals, args.images, strict=True)])
         x = model.preprocess.normalize(pixels).to(model.device)
         targets = None
         if args.target is not None:

@@ -56,7 +56,7 @@ def probe_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
     raise ExecutorError(f"cannot join the Ray cluster at {address!r}: {why}; is a Ray head running there "
-                        f"(`ray start --head --port {port}`)?")
+                        f"(ray start --head --port {port})?")
 
 
 RESTART_WAIT = 120.0
@@ -153,6 +153,8 @@ class RayExecutor(Executor):
         self._started_ray = False
         self._checked_modules: set[str] = set()
         self._local_cpus = None if workers is None else workers * max(1, threads or 1)
+        if address is not None:
+            probe_address(address)  # in seconds, where Ray would retry for minutes
         if not self._ray.is_initialized():
             self._connect()
         if workers is None:
@@ -181,8 +183,6 @@ class RayExecutor(Executor):
     def _connect(self) -> None:
         ray = self._ray
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-        if self.address is not None:
-            probe_address(self.address)
         try:
             if self.address is None:  # "local": a new instance, never a cluster someone else started here
                 ray.init(address="local", num_cpus=self._local_cpus, include_dashboard=False, **kwargs)
