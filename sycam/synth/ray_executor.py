@@ -264,10 +264,27 @@ class RayExecutor(Executor):
                 self.restarts += 1
                 return
             except (*lost, ray.exceptions.GetTimeoutError) as exc:
+                dead = self._dead_local_ray()
+                if dead:
+                    raise ExecutorError(f"the local Ray instance that sycam started has died ({dead} exited), so "
+                                        f"worker {i} cannot come back; rerun, with --resume to keep the scores "
+                                        "checkpointed so far") from None
                 if time.monotonic() > deadline:
                     raise ExecutorError(f"worker {i} died and did not come back within {RESTART_WAIT:.0f} s: "
                                         f"{exc}") from None
                 time.sleep(0.5)
+
+    def _dead_local_ray(self) -> str:
+        """The processes of the local Ray instance this executor started that have exited (raylet, GCS, the
+        dashboard agent, ...), comma-separated; ``""`` when they are alive or Ray is someone else's."""
+        if not self._started_ray or self.address is not None:
+            return ""
+        try:
+            node = self._ray._private.worker._global_node
+            dead = node.dead_processes() if node is not None else []
+        except Exception:  # Ray internals vary between versions: no verdict
+            return ""
+        return ", ".join(sorted({str(kind) for kind, _ in dead}))
 
     def pids(self) -> list[int]:
         """The worker processes' ids (to watch them, or to kill one in a test)."""
