@@ -274,8 +274,13 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
         name: one of :data:`ZOO` or any timm model name.
         weights: ``"imagenet"`` (default: the model's ImageNet weights), ``None`` (random weights drawn
             with ``seed``, for tests and timing) or a path to a local state dict.
-        seed: seed of the random initialisation when ``weights`` is ``None``.
+        seed: seed of the random initialisation when ``weights`` is ``None`` (an integer in 0…2^63 − 1).
+
+    Raises:
+        ModelError: an unknown model or layer, weights that cannot be read or do not fit, a bad seed.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - 1:
+        raise ModelError(f"seed must be an integer in 0…2^63 - 1, got {seed!r}")
     if weights is not None and weights != "imagenet":
         weights = Path(weights)
     if name in ("resnet50", "vgg16", "vgg19"):

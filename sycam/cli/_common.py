@@ -8,7 +8,6 @@ work, in one line (see :class:`Parser`).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -17,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._io import OutputFolder
+from .._io import JSONError, OutputFolder, loads_strict
 from ..errors import SycamError
 
 EXIT_OK = 0
@@ -214,8 +213,8 @@ def key_value(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
     try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
+        return key.strip(), loads_strict(value)  # NaN, 1e999 or a 5000-digit number stay text, for the metric to refuse
+    except JSONError:
         return key.strip(), value
 
 
