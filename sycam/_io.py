@@ -268,7 +268,8 @@ class OutputFolder:
     # ---------------------------------------------------------------------------------------- opening
 
     def open(self) -> OutputFolder:
-        """Check, lock and (with ``force``) clear the folder; raise :class:`OutputError` when it cannot be used."""
+        """Check and lock the folder (with ``force``, note the earlier run's files: nothing is removed yet); raise
+        :class:`OutputError` when it cannot be used."""
         root = self.root
         if root.exists() and not root.is_dir():
             raise OutputError(f"output path {root} exists and is not a folder")
