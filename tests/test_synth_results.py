@@ -513,3 +513,14 @@ def test_demo_settings_are_reproducible_and_guarded() -> None:
     guards = [parse_constraint(c) for c in DEMO["constraint"]]
     assert {g.metric for g in guards} >= {"mask_auc"} and all(g.metric in METRICS for g in guards)
     assert DEMO["validation_fraction"] > 0 and DEMO["validation_fraction"] + DEMO["test_fraction"] < 1
+
+
+def test_a_checkpoint_of_an_older_sycam_is_named_so(tmp_path) -> None:
+    path = tmp_path / "checkpoint.json"
+    ckpt.save(path, "k", ["iou"], {"G": [0.5]}, {})
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({**state, "version": 2}))
+    with pytest.raises(SynthesisError) as info:
+        ckpt.load(path, "k", ["iou"])
+    assert str(info.value) == (f"checkpoint {path} was written by an older sycam (checkpoint version 2; this one "
+                               "reads version 3); rerun without --resume")

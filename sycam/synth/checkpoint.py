@@ -2,7 +2,7 @@
 
 A checkpoint is one JSON object, written atomically (a temporary file renamed over the old one)::
 
-    {"format": "sycam-checkpoint", "version": 2,
+    {"format": "sycam-checkpoint", "version": 3,
      "key": "<hash of the settings that determine the scores>",
      "parts": {"data": "<hash>", "model": "<hash>", ...},      # the key's parts, to say what changed
      "digest": "<hash of key, columns and scored>",            # a hand-edited value is refused
@@ -33,7 +33,8 @@ from .._io import JSONError, loads_strict, write_atomic
 from .errors import SynthesisError
 
 FORMAT = "sycam-checkpoint"
-VERSION = 2
+VERSION = 3
+"""3: the key covers the data fingerprint, and the file carries its parts and a digest (2 had neither)"""
 BUDGET_KEYS = ("max_candidates", "time_limit")
 _REQUIRED = ("format", "version", "key", "columns", "scored")
 
@@ -117,6 +118,10 @@ def load(path: Path, key: str, columns: Sequence[str], parts: Mapping[str, str] 
     missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise corrupt(f"missing key(s) {', '.join(missing)}")
+    if state["format"] == FORMAT and isinstance(state["version"], int) and not isinstance(state["version"], bool) \
+            and 0 < state["version"] < VERSION:
+        raise SynthesisError(f"checkpoint {path} was written by an older sycam (checkpoint version "
+                             f"{state['version']}; this one reads version {VERSION}); rerun without --resume")
     if state["format"] != FORMAT or state["version"] != VERSION:
         raise corrupt(f"format {state['format']!r} version {state['version']!r}, expected {FORMAT!r} "
                       f"version {VERSION}")
