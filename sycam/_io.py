@@ -5,12 +5,16 @@ folder a CLI run writes into, with these rules (the CLI's ``--out``, ``--force``
 
 - it is checked (created if missing, and written to) before any work starts, so an unwritable ``--out``
   fails at once, not after a long search;
-- a lock file (``.sycam.lock``, holding the pid and host) makes a second run into the same folder fail
-  with a clear message while the first is alive (a lock left by a dead process on this host is taken over);
-- a folder holding files is refused unless ``force`` (the earlier run's own files, listed in its manifest
-  ``.sycam-run.json``, are removed first, so stale outputs never mix with new ones; files sycam did not
-  write are left alone) or ``resume`` (which needs the earlier run's checkpoint: a folder with results but
-  no checkpoint is refused, so nothing is silently overwritten);
+- a lock file (``.sycam.lock``, holding the pid, host and a fresh token) makes a second run into the same
+  folder fail with a clear message while the first is alive; a lock left by a dead process on this host is
+  taken over, by one process only (each taker checks and writes the lock under ``flock``);
+- a folder holding files is refused unless ``force`` or ``resume``. With ``force`` nothing is removed
+  when the folder is opened: the earlier run's own files (listed in its manifest ``.sycam-run.json``) are
+  set aside when this run first writes — after it has checked its inputs — and removed when it succeeds,
+  or put back when it fails before keeping anything, so a mistyped input never costs the earlier run.
+  Files sycam did not write are never replaced: writing one is refused (:meth:`OutputFolder.check_names`).
+  ``resume`` needs the earlier run's checkpoint: a folder with results but no checkpoint is refused, so
+  nothing is silently overwritten;
 - every file a run writes is recorded in the manifest as it is written; a failed run removes what it
   created (and the folder, if it created it), keeping only a checkpoint to resume from.
 
@@ -25,7 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -36,12 +44,97 @@ from typing import Any, BinaryIO
 
 from .errors import SycamError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the lock is then checked without flock
+    fcntl = None  # type: ignore[assignment]
+
 LOCK_NAME = ".sycam.lock"
 MANIFEST_NAME = ".sycam-run.json"
+ASIDE_PREFIX = ".sycam-replaced-"
+"""``--force`` sets the earlier run's files aside in ``.sycam-replaced-<token>/`` until the new run commits"""
+LOCK_WAIT = 10.0
+"""seconds a run waits for another process that is checking or writing the lock file"""
 
 
 class OutputError(SycamError):
     """An output folder that cannot be used: not writable, in use, or holding an earlier run."""
+
+
+class JSONError(SycamError, ValueError):
+    """A file we read back that is not strict JSON: not JSON at all, a non-finite number (``NaN``,
+    ``Infinity``, ``1e999``), a number of more than :data:`MAX_JSON_DIGITS` characters, or nesting deeper than
+    :data:`MAX_JSON_DEPTH`. The message is one line; callers prefix the file it came from."""
+
+
+MAX_JSON_DEPTH = 32
+"""deepest nesting of lists and objects :func:`loads_strict` accepts (our files need 4)"""
+MAX_JSON_DIGITS = 100
+"""longest number literal :func:`loads_strict` accepts, in characters (a float needs 24)"""
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` outside strings (a scan, so deep input never reaches the parser)."""
+    depth = deepest = 0
+    for m in _JSON_TOKEN.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    break
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _number(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if len(text) > MAX_JSON_DIGITS:
+            raise JSONError(f"a number of {len(text)} characters (the limit is {MAX_JSON_DIGITS})")
+        value = kind(text)
+        if kind is float and not math.isfinite(value):
+            raise JSONError(f"a number out of range: {text}")
+        return value
+
+    return parse
+
+
+def _constant(name: str) -> Any:
+    raise JSONError(f"a non-finite number: {name}")
+
+
+def loads_strict(text: str) -> Any:
+    """Parse JSON strictly: finite numbers only, at most :data:`MAX_JSON_DIGITS` characters a number and
+    :data:`MAX_JSON_DEPTH` levels of nesting; every failure is one :class:`JSONError` line (no
+    ``RecursionError``, no ``ValueError`` from a 5000-digit integer). Every JSON file sycam reads back
+    (manifests, checkpoints, locks, run files) goes through this.
+
+    Example::
+
+        loads_strict('{"a": [1, 2.5]}')     # {'a': [1, 2.5]}
+        loads_strict('[NaN]')               # JSONError: a non-finite number: NaN
+    """
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise JSONError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text, parse_int=_number(int), parse_float=_number(float), parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise JSONError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # pragma: no cover - the depth scan comes first
+        raise JSONError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+
+
+def read_json_file(path: str | os.PathLike[str], encoding: str = "utf-8") -> Any:
+    """:func:`loads_strict` of a file's text; :class:`JSONError` for text that is not ``encoding``
+    (``OSError`` passes through: the caller says what the file is)."""
+    try:
+        text = Path(path).read_bytes().decode(encoding)
+    except UnicodeDecodeError:
+        raise JSONError(f"not {encoding.upper().replace('-SIG', '')} text") from None
+    return loads_strict(text)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str | Callable[[BinaryIO], object]) -> Path:
@@ -93,6 +186,48 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _flock(fd: int, deadline: float) -> bool:
+    """``flock(fd, LOCK_EX)``, polling until ``deadline``; False when another process holds it that long."""
+    if fcntl is None:  # pragma: no cover
+        return True
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not unlinked or replaced since)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _read_fd(fd: int) -> dict[str, Any] | None:
+    """The lock's content: None when empty (free), ``{}`` when not a JSON object (refused: unknown owner)."""
+    raw = os.pread(fd, 1 << 16, 0)
+    if not raw.strip():
+        return None
+    try:
+        data = loads_strict(raw.decode("utf-8"))
+    except (UnicodeDecodeError, JSONError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stale(other: dict[str, Any], host: str) -> bool:
+    """A lock left by a process that died on this host."""
+    pid = other.get("pid")
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 and other.get("host") == host \
+        and not _pid_alive(pid)
+
+
 def _names(paths: list[Path], limit: int = 4) -> str:
     shown = ", ".join(p.name for p in paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
@@ -122,12 +257,19 @@ class OutputFolder:
         self._locked = False
         self._started = time.time()
         self.kept: list[str] = []  # what a failed run left behind on purpose (a checkpoint)
-        self.replaced: list[str] = []  # earlier-run files removed by --force
+        self.replaced: list[str] = []  # earlier-run files set aside (then removed) by --force
+        self._token = ""  # this run's lock token
+        self._wrote_manifest = False
+        self._earlier: list[str] = []  # --force: the earlier run's files, set aside at the first write
+        self._earlier_manifest: bytes | None = None
+        self._aside: Path | None = None  # where they are until this run commits (or fails: put back)
+        self._stale_aside: list[Path] = []  # set-aside folders of runs that were killed
 
     # ---------------------------------------------------------------------------------------- opening
 
     def open(self) -> OutputFolder:
-        """Check, lock and (with ``force``) clear the folder; raise :class:`OutputError` when it cannot be used."""
+        """Check and lock the folder (with ``force``, note the earlier run's files: nothing is removed yet); raise
+        :class:`OutputError` when it cannot be used."""
         root = self.root
         if root.exists() and not root.is_dir():
             raise OutputError(f"output path {root} exists and is not a folder")
@@ -155,43 +297,58 @@ class OutputFolder:
         return self
 
     def _lock(self) -> None:
+        """Take ``.sycam.lock``: free (absent or empty) or left by a dead process on this host, else refused.
+
+        Every taker holds ``flock`` on the lock file while it checks and writes it, so that two processes that
+        both find a stale lock cannot both take it over; a taker that opened a file another one unlinked
+        meanwhile (another inode than the path's) starts again. The lock holds a fresh random token, so a
+        run releases only its own lock.
+        """
         lock = self.root / LOCK_NAME
+        self._token = secrets.token_hex(8)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": self._started,
-                "command": self.command}
-        for _ in range(2):
+                "command": self.command, "token": self._token}
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
             try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                other = self._read_json(lock)
-                pid, host = other.get("pid"), other.get("host")
-                if isinstance(pid, int) and host == info["host"] and not _pid_alive(pid):
-                    with contextlib.suppress(FileNotFoundError):
-                        lock.unlink()  # left by a run that died on this host: take it over
-                    continue
-                who = f"pid {pid} on {host}" if pid else "another process"
-                raise OutputError(f"output folder {self.root} is in use by another sycam run ({who}); wait for "
-                                  f"it to finish, choose another --out, or delete {lock} if no run is active"
-                                  ) from None
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 self._remove_made_dirs()
                 raise OutputError(f"output folder {self.root} is not writable: {exc.strerror or exc}") from None
             try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(info, f)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    lock.unlink()
+                if not _flock(fd, deadline):
+                    raise OutputError(f"output folder {self.root}: cannot take the lock {lock} (another process "
+                                      f"holds it for more than {LOCK_WAIT:g} s)")
+                if not _same_file(fd, lock):
+                    continue  # released (unlinked) while we waited: take the new one
+                other = _read_fd(fd)
+                if other is not None and not _stale(other, info["host"]):
+                    pid, host = other.get("pid"), other.get("host")
+                    who = f"pid {pid} on {host}" if pid else "another process"
+                    raise OutputError(f"output folder {self.root} is in use by another sycam run ({who}); wait for "
+                                      f"it to finish, choose another --out, or delete {lock} if no run is active")
+                try:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, json.dumps(info).encode(), 0)
+                    os.fsync(fd)
+                except OSError as exc:
+                    with contextlib.suppress(OSError):
+                        lock.unlink()
+                    raise OutputError(f"output folder {self.root} is not writable: {exc.strerror or exc}"
+                                      ) from None
+                self._locked = True
+                return
+            except OutputError:
                 self._remove_made_dirs()
-                raise OutputError(f"output folder {self.root} is not writable: {exc.strerror or exc}") from None
-            self._locked = True
-            return
-        raise OutputError(f"output folder {self.root}: cannot take the lock {lock}")  # pragma: no cover
+                raise
+            finally:
+                os.close(fd)  # releases the flock
 
     @staticmethod
     def _read_json(path: Path) -> dict[str, Any]:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = read_json_file(path)
+        except (OSError, JSONError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -199,6 +356,9 @@ class OutputFolder:
         return sorted(p for p in self.root.iterdir() if p.name != LOCK_NAME)
 
     def _check_contents(self) -> None:
+        """Refuse a folder that holds files, unless ``resume`` (with its checkpoint) or ``force``; with
+        ``force`` nothing is removed yet: the earlier run is set aside when this run first writes
+        (:meth:`_set_aside_earlier`), after its inputs were checked."""
         contents = self._contents()
         if not contents:
             return
@@ -214,18 +374,64 @@ class OutputFolder:
         if not self.force:
             raise OutputError(f"output folder {self.root} is not empty (it holds {_names(contents)}); pass --force "
                               "to replace the earlier run's files, or choose another --out")
-        for name in earlier:
+        root = self.root.resolve()
+        for name in dict.fromkeys(earlier):
             target = (self.root / name).resolve()
-            if self.root.resolve() not in target.parents or not target.is_file():
-                continue  # never follow a manifest outside the folder
+            if root in target.parents and target.is_file():  # never follow a manifest outside the folder
+                self._earlier.append(name)
+        self._stale_aside = [p for p in contents if p.name.startswith(ASIDE_PREFIX) and p.is_dir()]
+
+    def _set_aside_earlier(self) -> None:
+        """``force``: move the earlier run's files into a hidden folder (restored if this run fails before it
+        keeps anything; removed when it succeeds)."""
+        if self._aside is not None or not (self._earlier or self._stale_aside):
+            return
+        self._aside = self.root / f"{ASIDE_PREFIX}{self._token}"
+        manifest = self.root / MANIFEST_NAME
+        with contextlib.suppress(OSError):
+            self._earlier_manifest = manifest.read_bytes()
+        for name in self._earlier:
+            dest = self._aside / name
             try:
-                target.unlink()
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.root / name, dest)
+            except FileNotFoundError:
+                continue
             except OSError as exc:
-                raise OutputError(f"--force: cannot remove {target} of the earlier run: {exc.strerror or exc}"
-                                  ) from None
+                raise OutputError(f"--force: cannot remove {self.root / name} of the earlier run: "
+                                  f"{exc.strerror or exc}") from None
             self.replaced.append(name)
         with contextlib.suppress(FileNotFoundError):
-            (self.root / MANIFEST_NAME).unlink()
+            manifest.unlink()
+
+    def _drop_aside(self) -> None:
+        for d in [*self._stale_aside, *([self._aside] if self._aside is not None else [])]:
+            shutil.rmtree(d, ignore_errors=True)
+        self._stale_aside, self._aside = [], None
+
+    def _restore_aside(self) -> None:
+        """Put the earlier run back as it was (this run failed and keeps nothing)."""
+        if self._aside is None:
+            return
+        for name in self.replaced:
+            with contextlib.suppress(OSError):
+                (self.root / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._aside / name, self.root / name)
+        if self._earlier_manifest is not None:
+            with contextlib.suppress(OSError):
+                write_atomic(self.root / MANIFEST_NAME, self._earlier_manifest)
+        shutil.rmtree(self._aside, ignore_errors=True)
+        self._aside, self.replaced = None, []
+
+    def check_names(self, names: list[str]) -> None:
+        """Refuse, before any work, to write ``names`` where a file of that name is not this run's or the
+        earlier run's (a user's own ``explain.json``: ``--force`` replaces only what a manifest of ours lists)."""
+        for name in names:
+            target = self.root / name
+            ours = name in self.files or name in self._earlier or (self.resume and name == self.checkpoint)
+            if (target.exists() or target.is_symlink()) and not ours:
+                raise OutputError(f"{target} was not written by sycam (no manifest of ours lists it) and is never "
+                                  "replaced; move it away or choose another --out")
 
     # ---------------------------------------------------------------------------------------- writing
 
@@ -233,6 +439,8 @@ class OutputFolder:
         """The path of ``name`` in the folder, recorded as this run's (write it yourself, or let a library do)."""
         target = self.root / name
         if name not in self.files:
+            self.check_names([name])
+            self._set_aside_earlier()
             if not target.exists():
                 self.created.append(target)
             self.files.append(name)
@@ -247,13 +455,16 @@ class OutputFolder:
         manifest = {"command": self.command, "started": self._started, "complete": complete,
                     "files": self.files}
         write_atomic(self.root / MANIFEST_NAME, json.dumps(manifest, indent=1))
+        self._wrote_manifest = True
 
     # ---------------------------------------------------------------------------------------- closing
 
     def commit(self) -> None:
         """The run succeeded: mark the manifest complete and release the lock."""
         try:
+            self._set_aside_earlier()
             self._write_manifest(complete=True)
+            self._drop_aside()
         finally:
             self._unlock()
 
@@ -272,17 +483,34 @@ class OutputFolder:
         with contextlib.suppress(OSError):
             if self.files:
                 self._write_manifest(complete=False)
-            else:
+            elif self._wrote_manifest:  # never the earlier run's, when this one wrote nothing
                 (self.root / MANIFEST_NAME).unlink(missing_ok=True)
+        if keep is None:
+            self._restore_aside()  # nothing of this run is kept: the earlier run stays as it was
+        else:
+            self._drop_aside()  # the new run's checkpoint replaces the earlier run
         self._unlock()
         self._remove_made_dirs()
         return self.kept
 
     def _unlock(self) -> None:
-        if self._locked:
-            with contextlib.suppress(FileNotFoundError):
-                (self.root / LOCK_NAME).unlink()
-            self._locked = False
+        """Remove the lock if it is still ours (its token), under its flock."""
+        if not self._locked:
+            return
+        self._locked = False
+        lock = self.root / LOCK_NAME
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            if _flock(fd, time.monotonic() + LOCK_WAIT) and _same_file(fd, lock):
+                mine = _read_fd(fd) or {}
+                if mine.get("token") == self._token:
+                    with contextlib.suppress(OSError):
+                        lock.unlink()
+        finally:
+            os.close(fd)
 
     def _remove_made_dirs(self) -> None:
         for d in reversed(self._made_dirs):  # innermost first; only if empty

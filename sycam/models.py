@@ -109,7 +109,11 @@ def _load_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelError(f"cannot read weights from {path}: {exc}") from exc
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if isinstance(exc, KeyError | EOFError) or len(text) < 8:  # the unpickler's bare "101", "", ...
+            raise ModelError(f"cannot read weights from {path}: not a PyTorch weights file (expected what "
+                             "torch.save writes for a state dict)") from None
+        raise ModelError(f"cannot read weights from {path}: {text}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -270,8 +274,13 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
         name: one of :data:`ZOO` or any timm model name.
         weights: ``"imagenet"`` (default: the model's ImageNet weights), ``None`` (random weights drawn
             with ``seed``, for tests and timing) or a path to a local state dict.
-        seed: seed of the random initialisation when ``weights`` is ``None``.
+        seed: seed of the random initialisation when ``weights`` is ``None`` (an integer in 0…2^63 − 1).
+
+    Raises:
+        ModelError: an unknown model or layer, weights that cannot be read or do not fit, a bad seed.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - 1:
+        raise ModelError(f"seed must be an integer in 0…2^63 - 1, got {seed!r}")
     if weights is not None and weights != "imagenet":
         weights = Path(weights)
     if name in ("resnet50", "vgg16", "vgg19"):

@@ -6,10 +6,35 @@ sample's output row (e.g. ``ClassifierOutputSoftmaxTarget``). ``None`` means the
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from .errors import SycamError
+
+
+class TargetError(SycamError, ValueError):
+    """Targets that cannot be resolved: a bool, a fraction or a huge number as a class, the wrong count, a mix."""
+
+
+INT64_MAX = 2**63 - 1
+
+
+def _class_index(t: object, where: str) -> int:
+    """One class index: an int (or a one-element integer tensor) in the int64 range; bools and fractions refused."""
+    if isinstance(t, Tensor):
+        if t.numel() != 1 or t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TargetError(f"{where}: a target tensor must hold integer class indices, got dtype "
+                              f"{str(t.dtype).replace('torch.', '')} and {t.numel()} value(s)")
+        t = int(t.item())
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+        raise TargetError(f"{where}: {t!r} is not a class index (an integer) nor a callable")
+    value = int(t)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise TargetError(f"{where}: class index {value} is out of range (a class index is a 64-bit integer)")
+    return value
 
 TargetSpec = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]]
 """What a caller may pass as ``targets``: ``None`` (predicted class), one class index for all samples, one index per
@@ -25,7 +50,7 @@ class Targets:
 
     def __init__(self, classes: Tensor | None = None, fns: Sequence[Callable[[Tensor], Tensor]] | None = None):
         if (classes is None) == (fns is None):
-            raise ValueError("give either class indices or callables")
+            raise TargetError("give either class indices or callables")
         self.classes = classes
         self.fns = list(fns) if fns is not None else None
 
@@ -34,27 +59,34 @@ class Targets:
         """Targets for ``n`` samples from a spec; ``None`` takes the argmax of ``logits``."""
         if spec is None:
             if logits is None:
-                raise ValueError("targets=None needs the model outputs to take the predicted class")
+                raise TargetError("targets=None needs the model outputs to take the predicted class")
             return cls(classes=logits.argmax(dim=-1).long())
         if isinstance(spec, Tensor):
             spec = spec.flatten()
+            if spec.dtype == torch.bool or spec.is_floating_point() or spec.is_complex():
+                raise TargetError(f"targets: a target tensor must hold integer class indices, got dtype "
+                                  f"{str(spec.dtype).replace('torch.', '')}")
             if spec.numel() == 1:
                 spec = spec.expand(n)
             if spec.numel() != n:
-                raise ValueError(f"got {spec.numel()} targets for {n} images")
+                raise TargetError(f"got {spec.numel()} targets for {n} images")
             return cls(classes=spec.long())
-        if isinstance(spec, int):
-            return cls(classes=torch.full((n,), spec, dtype=torch.long))
+        if isinstance(spec, numbers.Number) and not callable(spec):
+            return cls(classes=torch.full((n,), _class_index(spec, "targets"), dtype=torch.long))
         if callable(spec):
             return cls(fns=[spec] * n)
+        if isinstance(spec, str | bytes):
+            raise TargetError(f"targets: {spec!r} is not a class index (an integer) nor a callable")
         items = list(spec)
         if len(items) != n:
-            raise ValueError(f"got {len(items)} targets for {n} images; give one per image")
-        if all(isinstance(t, int) or (isinstance(t, Tensor) and t.numel() == 1) for t in items):
-            return cls(classes=torch.tensor([int(t) for t in items], dtype=torch.long))
-        if all(callable(t) for t in items):
+            raise TargetError(f"got {len(items)} targets for {n} images; give one per image")
+        if items and all(callable(t) and not isinstance(t, Tensor) for t in items):
             return cls(fns=items)
-        raise ValueError("targets must be class indices or callables on a sample's output, not a mix")
+        if any(callable(t) and not isinstance(t, Tensor) for t in items) and \
+                all(callable(t) or isinstance(t, numbers.Integral | Tensor) for t in items):
+            raise TargetError("targets must be class indices or callables on a sample's output, not a mix")
+        return cls(classes=torch.tensor([_class_index(t, f"targets[{i}]") for i, t in enumerate(items)],
+                                        dtype=torch.long))
 
     def check(self, num_outputs: int) -> None:
         """Raise if a class index is outside the model's outputs."""
@@ -62,7 +94,7 @@ class Targets:
             lo, hi = int(self.classes.min()), int(self.classes.max())
             if lo < 0 or hi >= num_outputs:
                 bad = lo if lo < 0 else hi
-                raise ValueError(f"target class {bad} is outside the model's {num_outputs} outputs")
+                raise TargetError(f"target class {bad} is outside the model's {num_outputs} outputs")
 
     def scores(self, outputs: Tensor, index: Tensor | None = None) -> Tensor:
         """Target score of each output row; ``index[m]`` is the sample that row ``m`` belongs to."""

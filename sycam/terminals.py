@@ -45,6 +45,7 @@ from torch import Tensor, fx, nn
 from . import _progress
 from ._progress import progress
 from ._torch import module_device
+from .errors import SycamError
 from .expr.ops import safe_div
 from .models import ModelError, resolve_layer
 from .targets import Targets, TargetSpec
@@ -168,6 +169,10 @@ class TailSplit:
 # --------------------------------------------------------------------------------------------------
 
 
+class OptionsError(SycamError, ValueError):
+    """Extraction options out of range (a zero, negative, bool or 2^64 batch size)."""
+
+
 @dataclass
 class ExtractOptions:
     """Knobs of terminal extraction."""
@@ -180,6 +185,14 @@ class ExtractOptions:
     #: the images whose forwards decide whether that copy pays off (None: the images of the call); a shard of a
     #: split sets the split's size, so that it decides as one process holding the whole split does
     plan_images: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "score_top_k", "ablation_batch", "plan_images"):
+            value = getattr(self, name)
+            if value is None and name in ("score_top_k", "plan_images"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**63 - 1:
+                raise OptionsError(f"ExtractOptions.{name} must be a positive integer, got {value!r}")
 
 #: fewest forwards for which building an inference-optimized copy pays off (it costs about one batch)
 OPTIMIZE_MIN_FORWARDS = 256

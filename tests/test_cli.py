@@ -150,3 +150,37 @@ def test_synthesize_on_demo_subset(tmp_path, photos, capsys) -> None:
     assert code == 0, err
     again = json.loads((out / "results.json").read_text())
     assert again["best"] == res["best"] and any("resumed" in n for n in again["notes"])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_force_with_a_bad_input_keeps_the_earlier_run_and_the_users_files(tmp_path, capsys) -> None:
+    """Issue 22 §1: a mistyped input under --force costs nothing; a user's own explain.json is never replaced;
+    explain.json lists every file written, a repeated image included."""
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(photo)
+    out = tmp_path / "out"
+    fast = ["explain", "--random-weights", "--method", "gradcam", "--quiet"]
+    code, _, err = run(capsys, *fast, photo, photo, "--out", out)  # the same image twice: p and p_2
+    assert code == 0, err
+    listed = {f for image in json.loads((out / "explain.json").read_text())["images"]
+              for files in image["files"].values() for f in files.values()}
+    written = {p.name for p in out.iterdir() if p.suffix in (".png", ".npy") and p.name != "grid.png"}
+    assert listed == written and len(written) == 4
+    before = _snapshot(out)
+    for bad in ([*fast, tmp_path / "typo.png"], [*fast, "--layer", "nope", photo]):
+        code, _, err = run(capsys, *bad, "--out", out, "--force")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert _snapshot(out) == before, bad  # nothing deleted, nothing written
+    code, _, err = run(capsys, "evaluate", "--random-weights", "--data", tmp_path / "typo.csv", "--metrics", "iou",
+                       "--out", out, "--force")
+    assert code == 2 and "typo.csv: no such file" in err and _snapshot(out) == before
+    # a user's own explain.json in a folder sycam never wrote: refused before any work, left as it was
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "explain.json").write_text("my notes")
+    code, _, err = run(capsys, *fast, photo, "--out", mine, "--force")
+    assert code == 2 and "explain.json was not written by sycam" in err
+    assert _snapshot(mine) == {"explain.json": b"my notes"}

@@ -271,3 +271,69 @@ class _Parsed:
 
     def parse_args(self, argv: Any) -> argparse.Namespace:
         return self.args
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_in_seconds(tmp_path: Path, capsys: Any) -> None:
+    """Ray retries a dead HOST:PORT for minutes; the probe answers in one line, here on a closed loopback port."""
+    import socket
+    import time
+
+    pytest.importorskip("ray", reason='Ray is not installed (pip install "sycam[ray]")')
+    with socket.socket() as s:  # a port that was just free: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    code, err = run(capsys, [*SYN, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out",
+                             tmp_path / "o"])
+    assert time.monotonic() - t0 < 10
+    assert code == 2 and err == (f"sycam: error: cannot join the Ray cluster at '127.0.0.1:{port}': Connection "
+                                 f"refused; is a Ray head running there (ray start --head --port {port})?\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_timeout_of_the_probe_is_one_line(monkeypatch: Any) -> None:
+    from sycam.synth import ray_executor
+    from sycam.synth.executors import ExecutorError
+
+    def silent(address: Any, timeout: float) -> None:
+        raise TimeoutError
+
+    monkeypatch.setattr(ray_executor.socket, "create_connection", silent)
+    with pytest.raises(ExecutorError, match=r"^cannot join the Ray cluster at '10\.0\.0\.9:6379': no answer within "
+                                            r"0\.5 s; is a Ray head running there"):
+        ray_executor.probe_address("10.0.0.9:6379", timeout=0.5)
+    ray_executor.probe_address("auto")  # left to Ray
+    ray_executor.probe_address("ray://head:10001")
+
+
+def test_a_dying_local_ray_ends_the_run_with_one_line_at_once() -> None:
+    """When the local Ray instance sycam started dies (its dashboard agent killed takes the raylet with it), a
+    lost worker cannot come back: the executor says so at once instead of waiting for a restart."""
+    import types
+
+    from sycam.synth.executors import ExecutorError
+    from sycam.synth.ray_executor import RayExecutor
+
+    class Lost(Exception):
+        pass
+
+    class Node:
+        def dead_processes(self) -> list[tuple[str, Any]]:
+            return [("raylet", None), ("dashboard_agent", None)]
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        raise Lost("The actor is dead because its owner has died.")
+
+    exceptions = types.SimpleNamespace(RayActorError=Lost, ActorUnavailableError=Lost, GetTimeoutError=TimeoutError)
+    fake = types.SimpleNamespace(exceptions=exceptions, get=get,
+                                 _private=types.SimpleNamespace(worker=types.SimpleNamespace(_global_node=Node())))
+    actor = types.SimpleNamespace(pid=types.SimpleNamespace(remote=lambda: None))
+    ex = object.__new__(RayExecutor)
+    ex._ray, ex._started_ray, ex.address, ex.actors, ex.log = fake, True, None, [actor], [[]]
+    with pytest.raises(ExecutorError) as info:
+        ex._recover(0)
+    assert str(info.value) == ("the local Ray instance that sycam started has died (dashboard_agent, raylet "
+                               "exited), so worker 0 cannot come back; rerun, with --resume to keep the scores "
+                               "checkpointed so far")
+    ex._started_ray = False  # a cluster someone else runs: no verdict from here
+    assert ex._dead_local_ray() == ""

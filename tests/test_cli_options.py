@@ -253,3 +253,78 @@ def test_sigint_during_a_real_search_exits_130(tmp_path) -> None:
     assert "interrupted" in stdout + stderr and "Traceback" not in stderr
     if "stopped: interrupted" in stdout:  # the search had started: it kept its best, and says so
         assert "interrupted: the search stopped early; kept results.json" in stdout
+
+
+_SIGTERM_RUN = r"""
+import sys, time
+from pathlib import Path
+import sycam.cli.synthesize as syn
+from sycam.cli import main
+from sycam.cli._common import output_folder
+from sycam.synth import checkpoint as ckpt
+
+
+def fake_run(args):  # a search that checkpoints as it goes, until it is stopped
+    with output_folder(args, "synthesize", checkpoint="checkpoint.json") as out:
+        path = out.path("checkpoint.json")
+        scored = {}
+        for i in range(10**6):
+            scored[f"expr{i}"] = [i / 1000]
+            ckpt.save(path, "k", ["iou"], scored, {"max_candidates": None})
+            if i == 3:
+                print("ready", flush=True)
+            time.sleep(0.01)
+
+
+syn.run = fake_run
+sys.exit(main(["synthesize", "--data", "demo", "--metric", "iou", "--out", sys.argv[1]]))
+"""
+
+
+def test_sigterm_exits_143_releases_the_lock_and_keeps_a_valid_checkpoint(tmp_path) -> None:
+    """A real SIGTERM to a real process: exit 143, one line saying what was kept, no lock, a checkpoint
+    that loads, and a rerun with --resume that is let in."""
+    from sycam._io import LOCK_NAME, MANIFEST_NAME, OutputFolder
+    from sycam.synth import checkpoint as ckpt
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_RUN, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip() == (f"sycam: error: terminated (SIGTERM): kept checkpoint.json in {out} "
+                              "(continue with --resume)")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "checkpoint.json"]
+    assert not (out / LOCK_NAME).exists()
+    stored = ckpt.load(out / "checkpoint.json", "k", ["iou"])
+    assert len(stored) >= 4 and stored["expr3"] == [0.003]
+    OutputFolder(out, resume=True, checkpoint="checkpoint.json").open().commit()
+
+
+def test_sigterm_from_rays_own_handler_is_handled_too(tmp_path, capsys) -> None:
+    """Ray's driver handler turns SIGTERM into ``sys.exit(15)``: the run still ends as a SIGTERM (143, the
+    lock released, what was kept said), not silently."""
+    import sycam.cli.synthesize as syn
+    from sycam._io import LOCK_NAME
+    from sycam.cli._common import output_folder
+
+    out = tmp_path / "o"
+
+    def fake_run(args: Any) -> int:
+        with output_folder(args, "synthesize", checkpoint="checkpoint.json") as folder:
+            folder.write("checkpoint.json", "{}")
+            raise SystemExit(signal.SIGTERM)
+
+    original, before = syn.run, signal.getsignal(signal.SIGTERM)
+    syn.run = fake_run
+    try:
+        code = main(["synthesize", "--data", "demo", "--metric", "iou", "--out", str(out)])
+    finally:
+        syn.run = original
+    assert code == 143 and not (out / LOCK_NAME).exists()
+    assert capsys.readouterr().err.strip() == (f"sycam: error: terminated (SIGTERM): kept checkpoint.json in {out} "
+                                               "(continue with --resume)")
+    assert signal.getsignal(signal.SIGTERM) == before  # main() puts the caller's handler back

@@ -164,3 +164,20 @@ def test_broken_and_missing_files(tmp_path: Path) -> None:
         read_image(tmp_path / "bad.png", "x")
     with pytest.raises(DataError, match="mask file not found"):
         read_image(tmp_path / "none.png", "y", "mask")
+
+
+def test_the_size_after_the_resize_is_bounded_too(monkeypatch) -> None:
+    """A 1×100000 image passes Pillow's decoded-size check but would be resized to 256×25600000 (issue 22 §6)."""
+    from sycam.data import preprocess
+
+    pre = Preprocess(size=224, resize=256)
+    with pytest.raises(DataError, match=r"^a 1×100000 image would be resized to 256×25600000 \(6553600000 pixels\) "
+                                        r"before the centre crop, more than the limit of 89478485 \(an aspect ratio "
+                                        r"of at most 1365:1\); crop the image first$"):
+        pre.pixels(Image.new("L", (1, 100000)))
+    assert pre.geometry(4000, 300) == (3413, 256, 1594, 16)  # a wide panorama is fine
+    monkeypatch.setattr(preprocess.Image, "MAX_IMAGE_PIXELS", 256 * 1000)  # the limit is read at each call
+    with pytest.raises(DataError, match="resized to 2560×256"):
+        pre.geometry(3000, 300)
+    with pytest.raises(DataError, match="a 256×1001 image would be resized to 256×1001"):  # masks too
+        pre.mask(np.ones((1001, 256), dtype=bool))

@@ -187,7 +187,12 @@ def test_empty_and_unknown_files(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("data, message", [
-    ('[{"image": "a.png", "label": 285,}]', "line 1: not valid JSON"),
+    ('[{"image": "a.png", "label": 285,}]', "not valid JSON: Expecting property name enclosed in double quotes at "
+                                            "line 1"),
+    ('[{"image": "a.png", "label": NaN}]', r"m\.json: a non-finite number: NaN"),
+    ('[{"image": "a.png", "label": 285, "box": [0, 0, 1e999, 1]}]', "a number out of range: 1e999"),
+    ('[{"image": "a.png", "label": ' + "2" * 5000 + "}]", r"a number of 5000 characters \(the limit is 100\)"),
+    ("[" * 5000 + "]" * 5000, "nested more than 32 levels deep"),
     ('{"image": "a.png"}', "expected a list of objects"),
     ('["a.png"]', "entry 1: expected an object"),
     ('[{"image": "a.png", "label": 1}, {"image": "a.png"}]', "entry 2: the label is missing"),

@@ -218,3 +218,50 @@ def test_samples_sources_are_checked_and_normalization_is_shared() -> None:
     torch.testing.assert_close(s.pixels, pre.denormalize(s.images))
     torch.testing.assert_close(s.pixels, pixels, atol=1e-6, rtol=0)
     torch.testing.assert_close(s.normalize(pixels), s.images)
+
+
+def test_one_image_written_two_ways_is_one_image_for_the_split(tmp_path) -> None:
+    """``/abs/d/img0.png``, ``../d/img0.png`` and a symlinked folder name one file: never on two sides."""
+    from PIL import Image
+
+    from sycam.data import Preprocess, load_data
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(6):
+        Image.new("RGB", (16, 16), (40 * i, 10, 200 - 30 * i)).save(d / f"img{i}.png")
+    (tmp_path / "link").symlink_to(d)
+    (tmp_path / "m").mkdir()
+    rows = [f"{d / 'img0.png'},1", "../d/img0.png,2", "../link/img1.png,3", "../d/img1.png,4",
+            *[f"../d/img{i}.png,{i}" for i in range(2, 6)]]
+    manifest = tmp_path / "m" / "m.csv"
+    manifest.write_text("image,label\n" + "\n".join(rows) + "\n")
+    samples = load_data(manifest, Preprocess(size=16, resize=16))
+    assert len(samples) == 8
+    for seed in range(12):
+        a, b = split(samples, 0.5, seed)
+        assert shared_sources(a, b) == [], seed
+        sides = {sid: side for side, part in (("a", a), ("b", b)) for sid in part.ids}
+        assert sides[f"{d / 'img0.png'}#1"] == sides["../d/img0.png#2"]
+        assert sides["../link/img1.png#3"] == sides["../d/img1.png#4"]
+
+
+def test_a_tilde_in_a_manifest_is_relative_to_the_manifest(tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    from sycam.data import DataError, Preprocess, load_data
+
+    home = tmp_path / "home"
+    home.mkdir()
+    Image.new("RGB", (16, 16)).save(home / "x.png")  # $HOME/x.png exists, and must not be read
+    monkeypatch.setenv("HOME", str(home))
+    here = tmp_path / "data"
+    here.mkdir()
+    manifest = here / "m.csv"
+    manifest.write_text("image,label\n~/x.png,1\n")
+    with pytest.raises(DataError, match=rf"image file not found: {here}/~/x.png"):
+        load_data(manifest, Preprocess(size=16, resize=16))
+    (here / "~").mkdir()
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(here / "~" / "x.png")
+    samples = load_data(manifest, Preprocess(size=16, resize=16))
+    assert samples.ids == ("~/x.png#1",) and float(samples.pixels.max()) < 0.1

@@ -27,6 +27,7 @@ from sycam.errors import SycamError
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 SYN = ["synthesize", "--data", "demo", "--metric", "energy_pointing_game"]
 EXPLAIN = ["explain", "--random-weights", "--method", "gradcam"]
+EVALUATE = ["evaluate", "--random-weights", "--metrics", "iou", "--methods", "gradcam", "--gallery", "0", "--quiet"]
 
 
 def _png(path: Path, width: int = 32, height: int = 32) -> Path:
@@ -59,7 +60,28 @@ def _setup_out(tmp: Path, kind: str) -> Path:
     elif kind == "locked":
         out.mkdir()
         (out / ".sycam.lock").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    elif kind == "deeplock":
+        out.mkdir()
+        (out / ".sycam.lock").write_text("[" * 5000 + "]" * 5000)
+    elif kind in ("run", "own"):  # an earlier run (its manifest lists its files), and a file of the user's
+        out.mkdir()
+        (out / "evaluation.json").write_text("{}")
+        (out / ".sycam-run.json").write_text(json.dumps({"complete": True, "files": ["evaluation.json"]}))
+        if kind == "own":
+            (out / "explain.json").write_text('{"mine": true}')
     return out
+
+
+def _tall_png(path: Path) -> Path:
+    """A 1×100000 grey PNG: 100000 pixels decoded, 6.5 billion after the resize to a shorter side of 256."""
+    from PIL import Image
+
+    Image.new("L", (1, 100000)).save(path, optimize=True)
+    return path
+
+
+MANIFESTS = {"deep": "[" * 5000 + "]" * 5000, "digits": '[{"image": "a.png", "label": ' + "1" * 5000 + "}]",
+             "nan": '[{"image": "a.png", "label": 1, "box": [0, 0, NaN, 4]}]'}
 
 
 # id -> (bad input, how to run it: argv with {tmp}/{photo} placeholders, or a callable(tmp) for API rows)
@@ -136,6 +158,33 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E61": ("zero Ray workers", [*SYN, "--executor", "ray", "--workers", "0", "--out", "{tmp}/o"]),
     "E62": ("a negative GPU share per worker", [*SYN, "--executor", "ray", "--worker-gpus", "-1", "--out",
                                                 "{tmp}/o"]),
+    "E63": ("--force with a mistyped --data (the earlier run is kept)",
+            [*EVALUATE, "--data", "{tmp}/typo.csv", "--out", "{tmp}/out", "--force", "@run"]),
+    "E64": ("explain --force where --out holds the user's own explain.json",
+            [*EXPLAIN, "{photo}", "--out", "{tmp}/out", "--force", "@own"]),
+    "E65": ("a JSON manifest nested 5000 deep", [*EVALUATE, "--data", "{tmp}/m.json", "--out", "{tmp}/o", "@deep"]),
+    "E66": ("a JSON manifest with a 5000-digit number",
+            [*EVALUATE, "--data", "{tmp}/m.json", "--out", "{tmp}/o", "@digits"]),
+    "E67": ("a JSON manifest with NaN", [*EVALUATE, "--data", "{tmp}/m.json", "--out", "{tmp}/o", "@nan"]),
+    "E68": ("a lock file nested 5000 deep", [*EXPLAIN, "{photo}", "--out", "{tmp}/out", "--force", "@deeplock"]),
+    "E69": ("--ray-address with nothing listening", [*SYN, "--executor", "ray", "--ray-address", "127.0.0.1:1",
+                                                     "--out", "{tmp}/o"]),
+    "E70": ("--ray-address with port 0", [*SYN, "--executor", "ray", "--ray-address", "localhost:0", "--out",
+                                          "{tmp}/o"]),
+    "E71": ("a 1×100000 PNG (a few hundred bytes, 20 GB once resized)", [*EXPLAIN, "{tmp}/tall.png", "--out", "{tmp}/o",
+                                                             "@tall"]),
+    "E72": ("the same, in a manifest", [*EVALUATE, "--data", "{tmp}/tall.csv", "--out", "{tmp}/o", "@tall"]),
+    "E73": ("a seed above 2^63", [*SYN, "--seed", str(2**64), "--out", "{tmp}/o"]),
+    "E74": ("a 30-digit sample limit", [*SYN, "--limit", "9" * 30, "--out", "{tmp}/o"]),
+    "E75": ("--methods that name no method", ["evaluate", "--data", "demo", "--methods", ",", "--metrics", "iou",
+                                              "--out", "{tmp}/o"]),
+    "E76": ("--metrics that name no metric", ["evaluate", "--data", "demo", "--metrics", " , ", "--out", "{tmp}/o"]),
+    "E77": ("the same metric twice in --metrics", ["evaluate", "--data", "demo", "--metrics", "iou,iou", "--out",
+                                                   "{tmp}/o"]),
+    "E78": ("--baselines that name no method", [*SYN, "--baselines", ",", "--out", "{tmp}/o"]),
+    "E79": ("explain with a repeated method", [*EXPLAIN, "--method", "gradcam", "{photo}", "--out", "{tmp}/o"]),
+    "E80": ("--weights naming a text file", ["explain", "--weights", "{tmp}/text.pt", "--method", "gradcam",
+                                            "{photo}", "--out", "{tmp}/o", "@text"]),
 }
 
 
@@ -193,6 +242,63 @@ def _api_long_expression(tmp: Path) -> None:
     parse("G" * 5000)
 
 
+def _api_target_huge(tmp: Path) -> None:
+    from engine_helpers import tiny_net
+
+    from sycam import CAM
+
+    CAM(tiny_net(), "body", "gradcam")(torch.zeros(2, 3, 16, 16), targets=[2**70, 0])
+
+
+def _api_target_bools(tmp: Path) -> None:
+    from engine_helpers import tiny_net
+
+    from sycam import CAM
+
+    CAM(tiny_net(), "body", "gradcam")(torch.zeros(2, 3, 16, 16), targets=[True, True])
+
+
+def _api_target_fraction(tmp: Path) -> None:
+    from engine_helpers import tiny_net
+
+    from sycam import CAM
+
+    CAM(tiny_net(), "body", "gradcam")(torch.zeros(2, 3, 16, 16), targets=[1.5, 0])
+
+
+def _api_target_float_tensor(tmp: Path) -> None:
+    from engine_helpers import tiny_net
+
+    from sycam import CAM
+
+    CAM(tiny_net(), "body", "gradcam")(torch.zeros(2, 3, 16, 16), targets=torch.tensor([1.0, 0.0]))
+
+
+def _checkpoint(edit: Callable[[str], str]) -> None:
+    from sycam.synth import checkpoint as ckpt
+
+    path = Path("checkpoint.json")  # the fixture runs in tmp
+    ckpt.save(path, "k", ["iou"], {"mean(G)": [0.25]}, {"max_candidates": 3})
+    path.write_text(edit(path.read_text()))
+    ckpt.load(path, "k", ["iou"])
+
+
+def _api_resume_changed_data(tmp: Path) -> None:
+    from dataclasses import replace
+
+    from engine_helpers import tiny_net, tiny_samples
+
+    from sycam.metrics import get_metric
+    from sycam.synth import Grammar, SynthesisConfig, synthesize
+
+    net, samples, metric = tiny_net(), tiny_samples(4), get_metric("energy_pointing_game")
+    grammar = Grammar(terminals=("A", "G"), max_size=3)
+    config = SynthesisConfig(grammar=grammar, batch=4, max_candidates=3, checkpoint=Path("checkpoint.json"))
+    synthesize(net, "body", samples, None, metric, config)
+    moved = replace(samples, masks=samples.masks.roll(2, dims=-1))  # every box moved
+    synthesize(net, "body", moved, None, metric, replace(config, resume=True, max_candidates=6))
+
+
 API: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "A01": ("`CAM(...)(uint8 images)`", _api_uint8),
     "A02": ("`CAM(...)(torch.zeros(224, 224, 3))` (HWC)", _api_hwc),
@@ -201,6 +307,18 @@ API: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "A05": ("`CAM(...)(torch.zeros(1, 3, 1, 1))` (too small for the model)", _api_too_small),
     "A06": ('`parse("  ")`', _api_empty_expression),
     "A07": ("`parse(\"G\" * 5000)`", _api_long_expression),
+    "E81": ("`CAM(...)(x, targets=[2**70, 0])`", _api_target_huge),
+    "E82": ("`CAM(...)(x, targets=[True, True])`", _api_target_bools),
+    "E83": ("`CAM(...)(x, targets=[1.5, 0])`", _api_target_fraction),
+    "E84": ("`CAM(...)(x, targets=torch.tensor([1.0, 0.0]))`", _api_target_float_tensor),
+    "E85": ("a checkpoint holding Infinity (which save() never writes)",
+            lambda tmp: _checkpoint(lambda t: t.replace("0.25", "Infinity"))),
+    "E86": ("a checkpoint holding NaN", lambda tmp: _checkpoint(lambda t: t.replace("0.25", "NaN"))),
+    "E87": ("a checkpoint value edited by hand", lambda tmp: _checkpoint(lambda t: t.replace("0.25", "0.99"))),
+    "E88": ("a checkpoint with a 5000-digit number", lambda tmp: _checkpoint(lambda t: t.replace("0.25", "1" * 5000))),
+    "E89": ("a checkpoint nested 5000 deep", lambda tmp: _checkpoint(lambda t: "[" * 5000 + "]" * 5000)),
+    "E90": ("`--resume` after every box of the data moved (`synthesize(..., resume=True)`)",
+            _api_resume_changed_data),
 }
 
 
@@ -232,6 +350,13 @@ def run_cli(case: str, tmp: Path, capsys: Any) -> tuple[int, str]:
             _png(tmp / "bomb.png", 30000, 30000)
         elif a == "@nobox":
             (tmp / "nobox.csv").write_text(f"image,label\n{_photo(tmp)},1\n")
+        elif a[1:] in MANIFESTS:
+            (tmp / "m.json").write_text(MANIFESTS[a[1:]])
+        elif a == "@tall":
+            _tall_png(tmp / "tall.png")
+            (tmp / "tall.csv").write_text("image,label\ntall.png,1\n")
+        elif a == "@text":
+            (tmp / "text.pt").write_text("hello, these are not weights\n")
         else:
             _setup_out(tmp, a[1:])
     argv = [a.replace("{tmp}", str(tmp)).replace("{photo}", str(_photo(tmp))) for a in argv]
@@ -286,6 +411,8 @@ def tmp(tmp_path: Path, monkeypatch) -> Path:
 def test_cli_row(case: str, tmp: Path, capsys) -> None:
     if case == "E15" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    if case in ("E69", "E70"):
+        pytest.importorskip("ray", reason='the Ray address is probed by the Ray executor (pip install "sycam[ray]")')
     row = doc_rows()[case]
     code, err = run_cli(case, tmp, capsys)
     assert err.rstrip("\n") == row["message"]

@@ -8,8 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sycam._io import LOCK_NAME, MANIFEST_NAME, OutputError, OutputFolder, write_atomic
 from sycam.errors import SycamError
@@ -90,8 +93,9 @@ def test_force_removes_only_the_earlier_runs_files(tmp_path: Path) -> None:
         run.write("results.json", "old")
     (out / "my_notes.txt").write_text("mine")  # not written by sycam: kept
     with OutputFolder(out, force=True) as run:
-        assert sorted(run.replaced) == ["results.json", "stale_overlay.png"]
+        assert run.replaced == []  # nothing is touched before the new run writes (its inputs are checked)
         run.write("results.json", "new")
+        assert sorted(run.replaced) == ["results.json", "stale_overlay.png"]
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "my_notes.txt", "results.json"]
     assert (out / "results.json").read_text() == "new"
 
@@ -161,4 +165,196 @@ def test_a_resumed_run_keeps_owning_the_earlier_files(tmp_path: Path) -> None:
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert sorted(manifest["files"]) == ["checkpoint.json", "report.html"]  # a later --force removes both
     with OutputFolder(out, force=True) as run:
-        assert sorted(run.replaced) == ["checkpoint.json", "report.html"]
+        pass
+    assert sorted(run.replaced) == ["checkpoint.json", "report.html"]
+
+
+# ------------------------------------------------------------------ --force never costs the earlier run early
+
+
+def _earlier_run(out: Path) -> None:
+    with OutputFolder(out, checkpoint="checkpoint.json") as run:
+        run.write("results.json", "old")
+        run.write("report.html", "<old>")
+
+
+def test_force_touches_nothing_until_the_new_run_writes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _earlier_run(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError), OutputFolder(out, force=True) as run:
+        raise ValueError("a mistyped --data, found while loading")
+    assert run.replaced == [] and {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_force_puts_the_earlier_run_back_when_the_new_one_fails(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _earlier_run(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(RuntimeError), OutputFolder(out, force=True, checkpoint="checkpoint.json") as run:
+        run.write("results.json", "new, partial")
+        assert not (out / "report.html").exists()  # set aside while the new run writes
+        raise RuntimeError("the new run fails before keeping a checkpoint")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_force_with_a_kept_checkpoint_replaces_the_earlier_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _earlier_run(out)
+    with pytest.raises(KeyboardInterrupt), OutputFolder(out, force=True, checkpoint="checkpoint.json") as run:
+        run.write("checkpoint.json", "{}")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "checkpoint.json"]
+
+
+def test_a_killed_runs_set_aside_folder_is_removed_by_the_next_force(tmp_path: Path) -> None:
+    from sycam._io import ASIDE_PREFIX
+
+    out = tmp_path / "out"
+    _earlier_run(out)
+    (out / f"{ASIDE_PREFIX}dead").mkdir()
+    (out / f"{ASIDE_PREFIX}dead" / "results.json").write_text("older")
+    with OutputFolder(out, force=True) as run:
+        run.write("results.json", "new")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "results.json"]
+
+
+def test_force_never_replaces_a_file_no_manifest_lists(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _earlier_run(out)
+    (out / "explain.json").write_text("the user's own")
+    with OutputFolder(out, force=True) as run:
+        with pytest.raises(OutputError, match=r"explain\.json was not written by sycam \(no manifest of ours "
+                                              r"lists it\) and is never replaced"):
+            run.check_names(["results.json", "explain.json"])
+        assert run.replaced == []
+        with pytest.raises(OutputError, match="was not written by sycam"):
+            run.write("explain.json", "ours")
+    assert (out / "explain.json").read_text() == "the user's own"
+
+
+# ------------------------------------------------------------------ the lock: one taker of a stale lock
+
+
+def _take(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        folder = OutputFolder(path).open()
+    except OutputError as exc:
+        results.put("busy" if "in use" in str(exc) else str(exc))
+        return
+    results.put("got")
+    import time
+
+    time.sleep(0.4)  # hold it while the others try
+    folder.commit()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_stale_lock_is_taken_over_by_exactly_one_of_six_processes(tmp_path: Path) -> None:
+    import multiprocessing
+    import socket
+
+    ctx = multiprocessing.get_context("fork")
+    dead = _dead_pid()
+    for trial in range(4):
+        out = tmp_path / f"out{trial}"
+        out.mkdir()
+        (out / LOCK_NAME).write_text(json.dumps({"pid": dead, "host": socket.gethostname()}))
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_take, args=(str(out), barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        got = sorted(results.get(timeout=5) for _ in procs)
+        assert got == ["busy"] * 5 + ["got"], (trial, got)
+        assert not (out / LOCK_NAME).exists()
+
+
+def test_a_run_releases_only_its_own_lock(tmp_path: Path) -> None:
+    import socket
+
+    out = tmp_path / "out"
+    run = OutputFolder(out).open()
+    other = {"pid": 1, "host": socket.gethostname(), "token": "someone-else"}
+    (out / LOCK_NAME).write_text(json.dumps(other))  # e.g. deleted by hand and retaken
+    run.commit()
+    assert json.loads((out / LOCK_NAME).read_text()) == other
+
+
+def test_a_corrupt_lock_or_run_file_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(OutputError, match=r"in use by another sycam run \(another process\)"):
+        OutputFolder(out).open()
+    (out / LOCK_NAME).unlink()
+    (out / MANIFEST_NAME).write_text('{"files": [' + "1" * 5000 + "]}")
+    with OutputFolder(out, force=True) as run:  # an unreadable run file lists nothing of ours
+        run.write("a.txt", "x")
+    assert run.replaced == []
+
+
+# ------------------------------------------------------------------ strict JSON, for every file read back
+
+
+def test_strict_json_refuses_what_save_never_writes() -> None:
+    from sycam._io import JSONError, loads_strict
+
+    cases = {"[NaN]": "a non-finite number: NaN", '{"a": Infinity}': "a non-finite number: Infinity",
+             "[-Infinity]": "a non-finite number: -Infinity", "[1e999]": "a number out of range: 1e999",
+             "[" + "9" * 5000 + "]": "a number of 5000 characters (the limit is 100)",
+             "[" * 33 + "]" * 33: "nested more than 32 levels deep",
+             '{"a": [1,}': "not valid JSON: Expecting value at line 1 column 10"}
+    for text, message in cases.items():
+        with pytest.raises(JSONError) as exc:
+            loads_strict(text)
+        assert str(exc.value) == message
+    assert issubclass(JSONError, SycamError)
+    assert loads_strict('{"a": [1, -2.5e-3, "[[{", null, true]}') == {"a": [1, -2.5e-3, "[[{", None, True]}
+    assert loads_strict("[" * 32 + "]" * 32) == eval("[" * 32 + "]" * 32)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values)
+def test_strict_json_reads_back_what_json_dumps_writes(value: Any) -> None:
+    from sycam._io import loads_strict
+
+    assert loads_strict(json.dumps(value)) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}",:0123456789.eE-+ aNIfinityul\\tr', max_size=60))
+def test_strict_json_on_any_text_returns_a_value_or_one_json_error(text: str) -> None:
+    import math
+
+    from sycam._io import JSONError, loads_strict
+
+    try:
+        value = loads_strict(text)
+    except JSONError as exc:
+        assert "\n" not in str(exc)
+        return
+
+    def finite(v: Any) -> bool:
+        if isinstance(v, float):
+            return math.isfinite(v)
+        if isinstance(v, list):
+            return all(finite(x) for x in v)
+        if isinstance(v, dict):
+            return all(finite(x) for x in v.values())
+        return True
+
+    assert finite(value)

@@ -66,3 +66,18 @@ def test_preprocess_geometry_by_hand() -> None:
     x = pre(image)
     assert x.shape == (3, 224, 224)
     torch.testing.assert_close(pre.denormalize(x)[:, 0, 0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, True, 1.5])
+def test_a_seed_out_of_range_is_one_line(seed: object) -> None:
+    with pytest.raises(ModelError, match=r"^seed must be an integer in 0…2\^63 - 1, got "):
+        load_model("resnet50", weights=None, seed=seed)  # refused before anything is built
+
+
+def test_a_file_that_is_not_weights_is_named_so(tmp_path) -> None:
+    path = tmp_path / "text.pt"
+    path.write_text("hello, these are not weights\n")
+    with pytest.raises(ModelError) as info:
+        load_model("resnet50", weights=path)
+    assert str(info.value) == (f"cannot read weights from {path}: not a PyTorch weights file (expected what "
+                               "torch.save writes for a state dict)")

@@ -308,6 +308,46 @@ def test_corrupt_values_and_a_corrupt_resume(tmp_path) -> None:
         synthesize(net, LAYER, samples, None, get_metric("iou"), _checkpointed(tmp_path, resume=True))
 
 
+def test_resume_refuses_changed_data_and_says_what_changed(tmp_path) -> None:
+    """A resumed run's stored scores belong to its data: changed boxes (same ids, same count) are refused."""
+    from dataclasses import replace as dc_replace
+
+    net, samples = tiny_net(), tiny_samples(6)
+    metric = get_metric("energy_pointing_game")
+    synthesize(net, LAYER, samples, None, metric, _checkpointed(tmp_path, max_candidates=6))
+    shifted = dc_replace(samples, masks=samples.masks.roll(3, dims=-1),
+                         boxes=tuple(b + torch.tensor([3.0, 0.0, 3.0, 0.0]) for b in samples.boxes))
+    path = tmp_path / "checkpoint.json"
+    with pytest.raises(SynthesisError) as info:
+        synthesize(net, LAYER, shifted, None, metric, _checkpointed(tmp_path, max_candidates=12, resume=True))
+    assert str(info.value) == (
+        f"checkpoint {path} was written with other settings: the data (images, labels, boxes or masks) changed; "
+        "rerun without --resume or with the same settings and data (only the budgets --max-candidates and "
+        "--time-limit may change)")
+    with pytest.raises(SynthesisError, match=r": the metric changed; rerun"):
+        synthesize(net, LAYER, samples, None, get_metric("iou"),
+                   _checkpointed(tmp_path, max_candidates=12, resume=True))
+    assert samples.fingerprint() == tiny_samples(6).fingerprint() != shifted.fingerprint()
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    (lambda t: t.replace("0.5", "Infinity"), "a non-finite number: Infinity"),
+    (lambda t: t.replace("0.5", "NaN"), "a non-finite number: NaN"),
+    (lambda t: t.replace("0.5", "0.99"), "its values do not match its digest"),
+    (lambda t: t.replace("0.5", "1e999"), "a number out of range: 1e999"),
+    (lambda t: t.replace("0.5", "1" * 5000), "a number of 5000 characters"),
+    (lambda t: t.replace("[0.5]", "[" * 40 + "0.5" + "]" * 40), "nested more than 32 levels deep"),
+])
+def test_forged_or_non_finite_checkpoint_values_are_refused(tmp_path, edit, reason: str) -> None:
+    path = tmp_path / "checkpoint.json"
+    ckpt.save(path, "k", ["iou"], {"mean(G)": [0.5], "G": [float("nan")]}, {"max_candidates": 3})
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(SynthesisError) as info:
+        ckpt.load(path, "k", ["iou"])
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {path} is corrupt (") and reason in message and "\n" not in message
+
+
 @pytest.mark.parametrize(("field", "value"), [("max_candidates", 0), ("max_candidates", -5), ("time_limit", -5.0),
                                               ("time_limit", float("nan")), ("batch", 0),
                                               ("max_degenerate_fraction", 1.0)])
@@ -473,3 +513,14 @@ def test_demo_settings_are_reproducible_and_guarded() -> None:
     guards = [parse_constraint(c) for c in DEMO["constraint"]]
     assert {g.metric for g in guards} >= {"mask_auc"} and all(g.metric in METRICS for g in guards)
     assert DEMO["validation_fraction"] > 0 and DEMO["validation_fraction"] + DEMO["test_fraction"] < 1
+
+
+def test_a_checkpoint_of_an_older_sycam_is_named_so(tmp_path) -> None:
+    path = tmp_path / "checkpoint.json"
+    ckpt.save(path, "k", ["iou"], {"G": [0.5]}, {})
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({**state, "version": 2}))
+    with pytest.raises(SynthesisError) as info:
+        ckpt.load(path, "k", ["iou"])
+    assert str(info.value) == (f"checkpoint {path} was written by an older sycam (checkpoint version 2; this one "
+                               "reads version 3); rerun without --resume")

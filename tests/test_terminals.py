@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from sycam.heatmap import CAM, explain, finish, normalize
@@ -228,3 +230,52 @@ def test_score_cam_announces_its_cost_and_shows_progress(net: SkipNet) -> None:
     text = stream.getvalue()
     assert "Score-CAM terminal S: " in text and "forwards" in text
     assert "Score-CAM S: " in text and "Ablation-CAM D: " in text
+
+
+# -- targets: class indices are 64-bit integers, never bools or fractions (issue 22 §8) -----------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**80), 2**80) | st.booleans() | st.floats(allow_nan=True) | st.just("3"),
+                min_size=2, max_size=2))
+def test_targets_take_int64_class_indices_and_refuse_the_rest_in_one_line(items: list) -> None:
+    from sycam.errors import SycamError
+    from sycam.targets import TargetError, Targets
+
+    good = all(isinstance(t, int) and not isinstance(t, bool) and -(2**63) <= t < 2**63 for t in items)
+    try:
+        resolved = Targets.resolve(items, 2)
+    except TargetError as exc:
+        assert not good and isinstance(exc, SycamError) and "\n" not in str(exc)
+        assert str(exc).startswith("targets[")
+        return
+    assert good and resolved.classes.tolist() == items
+
+
+def test_target_spellings_that_were_silently_wrong() -> None:
+    from sycam.targets import TargetError, Targets
+
+    with pytest.raises(TargetError, match=r"^targets\[0\]: True is not a class index"):
+        Targets.resolve([True, True], 2)  # explained class 1
+    with pytest.raises(TargetError, match=r"^targets\[0\]: 1\.5 is not a class index"):
+        Targets.resolve([1.5, 0], 2)  # said "not a mix"
+    with pytest.raises(TargetError, match=r"^targets: a target tensor must hold integer class indices, got dtype "
+                                          r"bool"):
+        Targets.resolve(torch.tensor([True, False]), 2)
+    with pytest.raises(TargetError, match="not a mix"):
+        Targets.resolve([0, lambda row: row[0]], 2)
+    with pytest.raises(TargetError, match="got 3 targets for 2 images"):
+        Targets.resolve([0, 1, 2], 2)
+    assert Targets.resolve(torch.tensor([3]), 2).classes.tolist() == [3, 3]
+    assert Targets.resolve(7, 2).classes.tolist() == [7, 7]
+
+
+@pytest.mark.parametrize("kw", [{"batch_size": 0}, {"batch_size": True}, {"batch_size": 2.5},
+                                {"score_top_k": 2**64}, {"ablation_batch": -1}])
+def test_extract_options_are_range_checked(kw: dict) -> None:
+    from sycam.terminals import OptionsError
+
+    name = next(iter(kw))
+    with pytest.raises(OptionsError, match=rf"^ExtractOptions\.{name} must be a positive integer, got "):
+        ExtractOptions(**kw)
+    assert ExtractOptions(score_top_k=None, plan_images=None).batch_size == 32

@@ -2,8 +2,9 @@
 
 Exit status: 0 success; 2 bad input (one line ``sycam: error: ...`` on stderr, or the parser's one-line
 ``sycam CMD: error: ...``); 1 the system refused (disk full, permissions); 130 interrupted (Ctrl-C), with
-what was kept. Every error a user can cause is a :class:`sycam.errors.SycamError` and is printed as one
-line, never a traceback. ``docs/errors.md`` lists the messages.
+what was kept; 143 terminated (SIGTERM), handled as Ctrl-C: the lock released, a valid checkpoint kept.
+Every error a user can cause is a :class:`sycam.errors.SycamError` and is printed as one line, never a
+traceback. ``docs/errors.md`` lists the messages.
 
 Example::
 
@@ -22,13 +23,16 @@ from ..errors import SycamError
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OS,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     CLIError,
     HelpFormatter,
     Parser,
     current_folder,
     err,
+    handle_sigterm,
     set_quiet,
+    terminated,
 )
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -83,24 +87,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = bool(getattr(args, "quiet", False))
     set_quiet(quiet)
     _progress.configure(not quiet)
+    previous = _sigterm_handler()
+    handle_sigterm()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        return EXIT_TERMINATED if terminated() and code == EXIT_INTERRUPTED else code
     except SycamError as exc:
+        if terminated():  # SIGTERM while a Ray worker or a step reported it as its own failure
+            return _stopped()
         err(_one_line(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        folder = current_folder()
-        kept = folder.kept if folder is not None else []
-        where = f" in {folder.root}" if folder is not None else ""
-        what = f"kept {', '.join(kept)}{where} (continue with --resume)" if kept else "nothing was kept"
-        err(f"interrupted: {what}")
-        return EXIT_INTERRUPTED
+        return _stopped()
+    except SystemExit as exc:
+        import signal
+
+        if exc.code == signal.SIGTERM or terminated():  # a handler of Ray's, or a dying local Ray
+            _state_terminated()
+            return _stopped()
+        raise
     except OSError as exc:
         name = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         err(f"{exc.strerror or type(exc).__name__}{name}")
         return EXIT_OS
     finally:
         _progress.configure(False)
+        _restore_sigterm(previous)
+
+
+def _sigterm_handler() -> object:
+    import signal
+
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _restore_sigterm(previous: object) -> None:
+    import signal
+    import threading
+
+    from . import _common
+
+    _common._state["terminated"] = False
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+
+
+def _state_terminated() -> None:
+    from . import _common
+
+    _common._state["terminated"] = True
+
+
+def _stopped() -> int:
+    """Ctrl-C or SIGTERM: say what was kept (the lock is already released); 130 or 143."""
+    folder = current_folder()
+    kept = folder.kept if folder is not None else []
+    where = f" in {folder.root}" if folder is not None else ""
+    what = f"kept {', '.join(kept)}{where} (continue with --resume)" if kept else "nothing was kept"
+    if terminated():
+        err(f"terminated (SIGTERM): {what}")
+        return EXIT_TERMINATED
+    err(f"interrupted: {what}")
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ work, in one line (see :class:`Parser`).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -17,13 +16,41 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._io import OutputFolder
+from .._io import JSONError, OutputFolder, loads_strict
 from ..errors import SycamError
 
 EXIT_OK = 0
 EXIT_OS = 1  #: the system refused (disk full, permissions) — not the user's input
 EXIT_USAGE = 2  #: bad input: one line on stderr says what and where
 EXIT_INTERRUPTED = 130  #: Ctrl-C (SIGINT); what was kept is said
+EXIT_TERMINATED = 143  #: SIGTERM (128 + 15): handled as Ctrl-C (lock released, checkpoint kept), then this status
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM, so that a run stops as on Ctrl-C: the search returns its best so far,
+    a failed run removes what it wrote but its checkpoint, and the lock is released."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    if _state.get("terminated"):
+        return  # a second SIGTERM while the first unwinds: let the cleanup finish
+    _state["terminated"] = True
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (called again after Ray starts: ``ray.init``
+    installs a handler of its own that exits without cleaning up)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def terminated() -> bool:
+    """Whether this command was stopped by SIGTERM."""
+    return bool(_state.get("terminated"))
 
 
 
@@ -109,8 +136,15 @@ def _type(name: str, check: Any, what: str) -> Any:
     return parse
 
 
+MAX_INT = 2**63 - 1
+"""the largest integer any option takes (torch, numpy and the seeds are 64-bit)"""
+
+
 def _int(text: str, low: int) -> int | None:
     value = int(text.strip())
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most 2^63 - 1 = {MAX_INT}, got {text.strip()[:30]!r}"
+                                         + ("…" if len(text.strip()) > 30 else ""))
     return value if value >= low else None
 
 
@@ -179,8 +213,8 @@ def key_value(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
     try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
+        return key.strip(), loads_strict(value)  # NaN, 1e999 or a 5000-digit number stay text, for the metric to refuse
+    except JSONError:
         return key.strip(), value
 
 
@@ -202,14 +236,28 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def method_list(text: str) -> list[str]:
-    """A comma-separated list of methods; ``all`` stands for every classic method (``sycam list methods``)."""
+def method_list(text: str, option: str = "--methods") -> list[str]:
+    """A comma-separated list of methods; ``all`` stands for every classic method (``sycam list methods``);
+    a list that names none (``,``) is refused."""
     from ..methods import METHODS
 
     out: list[str] = []
     for item in split_list(text):
         out += list(METHODS) if item.lower() == "all" else [item]
+    if not out:
+        raise CLIError(f"{option} {text!r} names no method (see sycam list methods)")
     return out
+
+
+def name_list(text: str, option: str, what: str) -> list[str]:
+    """A comma-separated list that must name at least one thing, each once (``--metrics``)."""
+    names = split_list(text)
+    if not names:
+        raise CLIError(f"{option} {text!r} names no {what}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CLIError(f"{option} names {', '.join(twice)} twice")
+    return names
 
 
 def split_list(text: str) -> list[str]:
@@ -336,6 +384,7 @@ def executor_from(args: argparse.Namespace) -> Iterator[Any]:
 
     executor = make_executor(args.executor, args.ray_address, args.workers, args.worker_threads or 1,
                              args.worker_gpus or 0.0)
+    handle_sigterm()  # Ray's own handler would exit leaving the lock and a half-written run
     if executor is None:
         yield None
         return

@@ -23,11 +23,11 @@ from ._common import (
     load_model,
     load_samples,
     method_list,
+    name_list,
     non_empty,
     nonneg_int,
     output_folder,
     pick,
-    split_list,
 )
 
 DESCRIPTION = """\
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..workspace import evaluate_methods
 
     methods = dict(resolve_method(m) for m in method_list(args.methods))
-    metric_names = split_list(args.metrics)
+    metric_names = name_list(args.metrics, "--metrics", "metric (see sycam list metrics)")
     metrics = {name: get_metric(name) for name in metric_names}
     check_executor_args(args)
     with output_folder(args, "evaluate") as out, executor_from(args) as executor:

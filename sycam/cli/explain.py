@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import (
+    CLIError,
     HelpFormatter,
     Repeat,
     add_model_args,
@@ -67,6 +68,16 @@ def read_image(path: str) -> Any:
     from ..data.images import to_rgb
 
     return to_rgb(read(path, where="explain"))
+
+
+def _pixels(pre: Any, image: Any, path: str) -> Any:
+    """The model's crop of ``image`` (an image too large once resized is refused naming its file)."""
+    from ..data import DataError
+
+    try:
+        return pre.pixels(image)
+    except DataError as exc:
+        raise DataError(f"explain: {path}: {exc}") from None
 
 
 def _unique_names(paths: list[str]) -> list[str]:
@@ -132,11 +143,17 @@ def run(args: argparse.Namespace) -> int:
     from ..viz import grid, overlay, to_image
 
     methods = [resolve_method(m) for m in args.method]  # a bad expression fails before any work
+    labels_given = [label for label, _ in methods]
+    twice = sorted({label for label in labels_given if labels_given.count(label) > 1})
+    if twice:
+        raise CLIError(f"--method {', '.join(twice)} is given twice (each method is one column of the grid)")
+    names = _unique_names(args.images)  # a repeated image gets a second name: img, img_2
+    stems = [f"{name}_{j}_{_slug(label)}" for name in names for j, (label, _) in enumerate(methods)]
     with output_folder(args, "explain") as out:
+        out.check_names([*(f"{s}{ext}" for s in stems for ext in (".png", ".npy")), "grid.png", "explain.json"])
         originals = [read_image(p) for p in args.images]  # unreadable files fail before the model loads
         model = load_model(args)
-        pixels = torch.stack([model.preprocess.pixels(im) for im in originals])
-        names = _unique_names(args.images)
+        pixels = torch.stack([_pixels(model.preprocess, im, p) for im, p in zip(originals, args.images, strict=True)])
         x = model.preprocess.normalize(pixels).to(model.device)
         targets = None
         if args.target is not None:

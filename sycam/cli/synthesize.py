@@ -211,7 +211,7 @@ def baselines_from(text: str) -> tuple[str, ...]:
     from ..methods import METHODS, resolve_method
 
     out = []
-    for b in method_list(text):
+    for b in method_list(text, "--baselines"):
         if b.strip().lower() not in METHODS and b.strip().lower().replace("-", "") not in METHODS:
             raise CLIError(f"unknown baseline {b!r}; known: {', '.join(METHODS)}")
         out.append(resolve_method(b)[0])

@@ -4,6 +4,7 @@ policy. Nothing is returned (and nothing is written anywhere) unless every sampl
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +122,10 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
     boxes_out: list[Tensor] = []
     masks_out: list[Tensor] = []
     declared: list[bool] = []
+    identity: dict[Path, tuple[str, ...]] = {}
     for t in targets:
         if t.image not in pixels_cache:
+            identity[t.image] = image_identity(t.image)
             im = read_image(t.image, t.where)
             try:
                 pixels_cache[t.image] = (preprocess.pixels(im), im.width, im.height)
@@ -199,4 +202,19 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
         ids=tuple(targets[i].sample_id for i in keep),
         mean=tuple(preprocess.mean),  # type: ignore[arg-type]
         std=tuple(preprocess.std),  # type: ignore[arg-type]
+        sources=tuple(identity[targets[i].image] for i in keep),
     )
+
+
+def image_identity(path: Path) -> tuple[str, ...]:
+    """The canonical identity of an image file as split sources: its resolved path and the SHA-256 of its
+    bytes, so that one image written two ways (``/abs/d/img0.png`` and ``../d/img0.png``, a symlink, a copy)
+    is one image to :func:`sycam.data.split`, never on two sides.
+
+    Example: ``image_identity(Path("a.png"))`` → ``("image:/abs/a.png", "image:sha256:9f86d081884c7d65…")``.
+    """
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        digest = "unreadable"  # read_image says why, next
+    return f"image:{path.resolve()}", f"image:sha256:{digest}"

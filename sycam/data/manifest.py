@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .._io import JSONError, loads_strict
 from .assemble import Target, add_target
 from .errors import DataError
 from .geometry import Box, parse_box
@@ -34,7 +34,8 @@ JSON_KEYS = (*COLUMNS, "box", "boxes")
 
 
 def _path(base: Path, text: str) -> Path:
-    return Path(os.path.normpath(base / Path(text).expanduser()))
+    """A manifest's path, relative to the manifest's folder (``~`` is a name like any other, not ``$HOME``)."""
+    return Path(os.path.normpath(base / Path(text)))
 
 
 def _row(
@@ -149,11 +150,13 @@ def read_json(path: Path, labeler: Labeler) -> list[Target]:
     """Parse a JSON manifest into targets (no image is read yet)."""
     name = str(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{name}: cannot read the manifest: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name} line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    try:
+        data = loads_strict(text)
+    except JSONError as exc:
+        raise DataError(f"{name}: {exc}") from None
     if isinstance(data, dict) and set(data) == {"samples"}:
         data = data["samples"]
     if not isinstance(data, list):

@@ -26,6 +26,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 """ImageNet channel standard deviations (RGB), the torchvision convention"""
 
 
+def max_resized_pixels() -> int:
+    """The most pixels an image may have after the resize that precedes the crop: Pillow's decompression-bomb
+    limit (``PIL.Image.MAX_IMAGE_PIXELS``, read at each call), so that neither the decoded image nor the
+    resized one can exhaust memory (a 475-byte 1×100000 PNG would otherwise become 256×25600000)."""
+    return int(Image.MAX_IMAGE_PIXELS or 2**62)
+
+
 def _stats(values: Sequence[float], like: Tensor) -> Tensor:
     return torch.tensor(tuple(values), dtype=like.dtype, device=like.device).view(3, 1, 1)
 
@@ -72,6 +79,11 @@ class Preprocess:
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = self.resize, int(self.resize * long / short)
         new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        limit = max_resized_pixels()
+        if new_w * new_h > limit:
+            raise DataError(f"a {width}×{height} image would be resized to {new_w}×{new_h} ({new_w * new_h} pixels) "
+                            f"before the centre crop, more than the limit of {limit} (an aspect ratio of at most "
+                            f"{limit // (self.resize * self.resize)}:1); crop the image first")
         if new_w < self.size or new_h < self.size:
             raise DataError(f"resize {self.resize} is smaller than the crop {self.size}")
         left = int(round((new_w - self.size) / 2.0))

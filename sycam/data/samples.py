@@ -3,7 +3,9 @@ terminals and metrics."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -89,6 +91,33 @@ class Samples:
             ids=tuple(self.ids[i] for i in pos) if self.ids else (),
             sources=tuple(self.sources[i] for i in pos) if self.sources else (),
         )
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+
+        def add(tag: str, t: Tensor | None) -> None:
+            h.update(f"\x00{tag}".encode())
+            if t is not None:
+                t = t.detach().to("cpu").contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.numpy().tobytes())
+
+        add("images", self.images)
+        add("labels", self.labels)
+        add("masks", self.masks)
+        for b in self.boxes or ():
+            add("box", b)
+        h.update(repr((self.ids, self.mean, self.std, self.sources, self.boxes is None)).encode())
+        return h.hexdigest()[:32]
+
+    def fingerprint(self) -> str:
+        """A hash of everything a score can depend on: the input pixels, labels, masks, boxes, ids, sources
+        and normalization (what a resumed search checks against its checkpoint).
+
+        Example: changing one box of a manifest changes the fingerprint of the samples loaded from it.
+        """
+        return self._fingerprint
 
     def to(self, device: str | torch.device) -> Samples:
         """The same samples with every tensor on ``device``."""

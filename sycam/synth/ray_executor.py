@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
+import re
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +29,35 @@ from ..terminals import ExtractOptions
 from ..workspace import reduce_allocation_churn
 from .executors import Executor, ExecutorError
 from .shard import Shard
+
+CONNECT_TIMEOUT = 5.0
+"""seconds to wait for the head of a ``HOST:PORT`` address to accept a connection before Ray is asked to join it
+(Ray itself retries for minutes when nothing listens there)"""
+_HOST_PORT = re.compile(r"(?P<host>\[[^\]]+\]|[^:/\s]+):(?P<port>\d{1,5})")
+
+
+def probe_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse, in one line within ``timeout`` seconds, a ``HOST:PORT`` Ray address where nothing accepts a TCP
+    connection (``auto``, ``ray://`` and other forms are left to Ray).
+
+    Example: ``probe_address("127.0.0.1:1")`` raises :class:`ExecutorError` at once (connection refused).
+    """
+    m = _HOST_PORT.fullmatch(address.strip())
+    if m is None:
+        return
+    host, port = m["host"].strip("[]"), int(m["port"])
+    if not 0 < port < 65536:
+        raise ExecutorError(f"cannot join the Ray cluster at {address!r}: port {port} is not in 1…65535")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except TimeoutError:
+        why = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    raise ExecutorError(f"cannot join the Ray cluster at {address!r}: {why}; is a Ray head running there "
+                        f"(ray start --head --port {port})?")
+
 
 RESTART_WAIT = 120.0
 """seconds to wait for Ray to bring a dead worker back before giving up"""
@@ -122,6 +153,8 @@ class RayExecutor(Executor):
         self._started_ray = False
         self._checked_modules: set[str] = set()
         self._local_cpus = None if workers is None else workers * max(1, threads or 1)
+        if address is not None:
+            probe_address(address)  # in seconds, where Ray would retry for minutes
         if not self._ray.is_initialized():
             self._connect()
         if workers is None:
@@ -231,10 +264,27 @@ class RayExecutor(Executor):
                 self.restarts += 1
                 return
             except (*lost, ray.exceptions.GetTimeoutError) as exc:
+                dead = self._dead_local_ray()
+                if dead:
+                    raise ExecutorError(f"the local Ray instance that sycam started has died ({dead} exited), so "
+                                        f"worker {i} cannot come back; rerun, with --resume to keep the scores "
+                                        "checkpointed so far") from None
                 if time.monotonic() > deadline:
                     raise ExecutorError(f"worker {i} died and did not come back within {RESTART_WAIT:.0f} s: "
                                         f"{exc}") from None
                 time.sleep(0.5)
+
+    def _dead_local_ray(self) -> str:
+        """The processes of the local Ray instance this executor started that have exited (raylet, GCS, the
+        dashboard agent, ...), comma-separated; ``""`` when they are alive or Ray is someone else's."""
+        if not self._started_ray or self.address is not None:
+            return ""
+        try:
+            node = self._ray._private.worker._global_node
+            dead = node.dead_processes() if node is not None else []
+        except Exception:  # Ray internals vary between versions: no verdict
+            return ""
+        return ", ".join(sorted({str(kind) for kind, _ in dead}))
 
     def pids(self) -> list[int]:
         """The worker processes' ids (to watch them, or to kill one in a test)."""

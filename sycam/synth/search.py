@@ -442,15 +442,21 @@ class Search:
 
     # -- 3. the OGIS loop -------------------------------------------------------------------------------
 
+    def _checkpoint_settings(self) -> dict[str, Any]:
+        """What the scores depend on: the settings (any executor resumes any run), the constraints, and the
+        fingerprint of the synthesis data (:meth:`Samples.fingerprint`: ids, labels, boxes, masks, pixels)."""
+        settings = {k: v for k, v in self.settings.items() if k != "executor"}
+        return {**settings, "constraints": [c.text for c in self.constraint_specs],
+                "data_fingerprint": self.synthesis.fingerprint()}
+
     def _checkpoint_key(self) -> str:
-        constraints = [c.text for c in self.constraint_specs]
-        settings = {k: v for k, v in self.settings.items() if k != "executor"}  # any executor resumes any run
-        return ckpt.settings_key({**settings, "constraints": constraints})
+        return ckpt.settings_key(self._checkpoint_settings())
 
     def _save_checkpoint(self) -> None:
         if self.config.checkpoint is not None:
             ckpt.save(self.config.checkpoint, self._checkpoint_key(), self.names, self.done,
-                      {"max_candidates": self.config.max_candidates, "time_limit": self.config.time_limit})
+                      {"max_candidates": self.config.max_candidates, "time_limit": self.config.time_limit},
+                      ckpt.settings_parts(self._checkpoint_settings()))
         self._last_checkpoint = time.perf_counter()
 
     def _stream(self) -> Iterator[tuple[Entry, str | None]]:
@@ -523,7 +529,8 @@ class Search:
         """Enumerate, triage, score in batches, until the space, the budget or the time runs out."""
         t0 = self._t_search = self._last_checkpoint = time.perf_counter()
         if self.config.checkpoint is not None and self.config.resume and self.config.checkpoint.exists():
-            self.done = ckpt.load(self.config.checkpoint, self._checkpoint_key(), self.names)
+            self.done = ckpt.load(self.config.checkpoint, self._checkpoint_key(), self.names,
+                                  ckpt.settings_parts(self._checkpoint_settings()))
             self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
         self.learner = self._new_learner()
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
