@@ -176,6 +176,13 @@ class TailSplit:
                 env[node] = tail_graph.node_copy(node, lambda n: env[n])
         return cls(fx.GraphModule(gm, head_graph), fx.GraphModule(gm, tail_graph), len(cut))
 
+    def batched(self, images: Tensor) -> bool:
+        """Whether every cut value is a per-image tensor (leading axis = the batch) on ``images``: a tail that reads
+        sizes or shared tensors traced for one batch could not run on the ablated copies."""
+        with torch.no_grad():
+            cut = self.head(images)
+        return all(isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == images.shape[0] for v in cut)
+
 
 # --------------------------------------------------------------------------------------------------
 # Extraction
@@ -605,6 +612,11 @@ class TerminalCache:
                 self._split = False
                 self.notes.append(f"Ablation-CAM reruns the whole network: torch.fx could not split it at "
                                   f"{self.layer_name} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            else:
+                if not self._split.batched(self.images[:2]):
+                    self._split = False
+                    self.notes.append(f"Ablation-CAM reruns the whole network: the network after {self.layer_name} "
+                                      "reads values other than per-image tensors (e.g. the batch size)")
         return self._split or None
 
     def values(self, names: Iterable[str]) -> dict[str, Tensor]:

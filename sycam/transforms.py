@@ -177,8 +177,9 @@ class RawAblation:
         except Exception as exc:
             raise ReshapeError(f"Ablation-CAM (D) cannot run through this reshape_transform: "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        if not isinstance(index, Tensor) or index.dim() != 4 or not bool((index == index.round()).all()) \
-                or not bool(torch.equal(reshape(sample).double(), sample.flatten().double()[index.long()])):
+        selects = isinstance(index, Tensor) and index.dim() == 4 and bool((index == index.round()).all()) \
+            and bool(((index >= 0) & (index < sample.numel())).all())
+        if not selects or not bool(torch.equal(reshape(sample).double(), sample.flatten().double()[index.long()])):
             raise ReshapeError("Ablation-CAM (D) needs a reshape_transform that only selects, reshapes and "
                                "permutes the layer's output")
         index = index.long()[0].flatten(1)  # (K, h*w) flat raw positions
