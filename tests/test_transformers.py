@@ -196,3 +196,47 @@ def test_options_reshape_reaches_every_terminal() -> None:
     values = cache.get(["A", "G", "S", "D"])
     assert values["A"].shape == values["G"].shape == (2, 32, 4, 4)
     assert values["S"].shape == values["D"].shape == (2, 32)
+
+
+# --------------------------------------------------------------------------------------------------
+# The CLI: --reshape and --layer repeated
+# --------------------------------------------------------------------------------------------------
+
+
+def _photo(tmp_path) -> str:
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_cli_explain_vit_with_its_preset_and_several_layers(tmp_path) -> None:
+    import json
+
+    from sycam.cli import main
+
+    # timm's 0.4M-parameter test ViT (160×160)
+    base = ["explain", "--model", "test_vit", "--random-weights", "--method", "gradcam",
+            _photo(tmp_path)]
+    assert main([*base, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--quiet", "--reshape", "vit",
+                 "--layer", "blocks[-2].norm1", "--layer", "blocks[-1].norm1"]) == 0
+    a = json.loads((tmp_path / "a" / "explain.json").read_text())
+    b = json.loads((tmp_path / "b" / "explain.json").read_text())
+    assert a["model"]["layer"] == "blocks.5.norm1" and a["model"]["reshape"] is None
+    assert b["model"]["layers"] == ["blocks.4.norm1", "blocks.5.norm1"] and b["model"]["reshape"] == "vit"
+    one = np.load(tmp_path / "a" / a["images"][0]["files"]["gradcam"]["map"])
+    two = np.load(tmp_path / "b" / b["images"][0]["files"]["gradcam"]["map"])
+    assert one.max() > 0.99 and two.max() > 0.99 and np.abs(one - two).max() > 1e-3
+
+
+def test_cli_several_layers_only_in_explain(tmp_path, capsys) -> None:
+    from sycam.cli import main
+
+    code = main(["evaluate", "--data", "demo", "--random-weights", "--methods", "gradcam", "--metrics", "iou",
+                 "--layer", "bn2", "--layer", "conv_head", "--out", str(tmp_path / "e")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("sycam: error: several --layer are fused by `sycam "
+                                                                "explain` only; evaluate and synthesize take one "
+                                                                "target layer")
