@@ -224,6 +224,12 @@ class SynthesisResult:
         v = self.best.validation_score
         return None if v is None else self.best.synthesis_score - v
 
+    def _repr_html_(self) -> str:
+        """The synthesis report inline in a notebook (rendered by :func:`sycam.notebook.result_html`)."""
+        from ..notebook import result_html  # the rendering lives above; this only hands the result over
+
+        return result_html(self)
+
     def to_dict(self) -> SynthesisResults:
         """The ``results.json`` content (JSON-ready: non-finite numbers become ``None``)."""
         objectives = self.metrics or [self.metric]
