@@ -237,6 +237,6 @@ def test_cli_several_layers_only_in_explain(tmp_path, capsys) -> None:
     code = main(["evaluate", "--data", "demo", "--random-weights", "--methods", "gradcam", "--metrics", "iou",
                  "--layer", "bn2", "--layer", "conv_head", "--out", str(tmp_path / "e")])
     assert code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == ("sycam: error: several --layer are fused by `sycam "
-                                                                "explain` only; evaluate and synthesize take one "
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("sycam: error: several --layer are fused by sycam "
+                                                                "explain only; evaluate and synthesize take one "
                                                                 "target layer")

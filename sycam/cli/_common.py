@@ -376,7 +376,7 @@ def load_model(args: argparse.Namespace, device: str | None = None) -> Any:
     model = load(args.model, weights=weights, seed=args.seed)
     layers = list(getattr(args, "layer", None) or [])
     if len(layers) > 1 and not getattr(args, "several_layers", False):
-        raise CLIError("several --layer are fused by `sycam explain` only; evaluate and synthesize take one target "
+        raise CLIError("several --layer are fused by sycam explain only; evaluate and synthesize take one target "
                        "layer")
     if layers:
         model.layer = resolve_layer(model.module, layers[0])[0] or layers[0]
