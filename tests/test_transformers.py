@@ -240,3 +240,30 @@ def test_cli_several_layers_only_in_explain(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.strip().splitlines()[-1] == ("sycam: error: several --layer are fused by sycam "
                                                                 "explain only; evaluate and synthesize take one "
                                                                 "target layer")
+
+
+def test_synthesize_and_evaluate_on_a_vit_through_the_options() -> None:
+    """The search and the evaluation read a transformer through ExtractOptions(reshape=...), every terminal."""
+    from sycam.data.samples import Samples
+    from sycam.expr import parse
+    from sycam.metrics import get_metric
+    from sycam.synth import Grammar, SynthesisConfig, synthesize
+    from sycam.workspace import evaluate_methods
+
+    vit = tiny_vit()
+    x = images(4)
+    masks = torch.zeros(4, 32, 32, dtype=torch.bool)
+    masks[:, 8:24, 8:24] = True
+    samples = Samples(x, torch.tensor([1, 2, 3, 4]), masks, None, tuple(f"i{i}" for i in range(4)),
+                      mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    options = ExtractOptions(reshape=TokensToMap())
+    metric = get_metric("energy_pointing_game")
+    ev = evaluate_methods(vit, "blocks.1.norm1", samples, {"gradcam": parse("mean(G)")}, {"epg": metric}, options)
+    want = CAM(vit, "blocks.1.norm1", "gradcam", reshape_transform="vit")(x, [1, 2, 3, 4])
+    by_hand = ((want * masks).sum((1, 2)) / want.sum((1, 2))).mean()  # share of the map's energy in the mask
+    assert ev["gradcam"]["epg"] == pytest.approx(float(by_hand), abs=1e-6)
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "S", "D"), max_size=2), max_candidates=8,
+                             baselines=("gradcam",))
+    result = synthesize(vit, "blocks.1.norm1", samples.subset(range(3)), samples.subset([3]), metric, config, options)
+    assert result.settings["extraction"]["reshape"] == "TokensToMap(prefix_tokens=None, grid=None)"
+    assert np.isfinite(result.best.synthesis_score)

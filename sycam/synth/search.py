@@ -335,7 +335,8 @@ class Search:
         self.notes: list[str] = []
         self.baseline_nodes = {b: METHODS[b].node for b in config.baselines}
         self.settings = {**(settings or {}), "synthesis": config.as_dict(),
-                         "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k},
+                         "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k,
+                                        **({} if options.reshape is None else {"reshape": repr(options.reshape)})},
                          "metric": self.objectives[0].describe(), "metrics": [m.describe() for m in self.objectives],
                          "synthesis_ids": list(synthesis.ids)}
         self.per_image: dict[str, dict[str, list[float]]] = {}
