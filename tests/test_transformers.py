@@ -136,6 +136,7 @@ def test_load_model_vit_defaults_to_a_map() -> None:
 
     model = load_model("vit_tiny_patch16_224", weights=None)
     assert model.layer == "blocks.11.norm1" and model.reshape_transform == TokensToMap(1, (14, 14))
+    assert load_model("test_vit", weights=None, reshape_transform="swin").reshape_transform == ChannelsLastToMap()
     maps = CAM(model, method="gradcam")(torch.randn(1, 3, 224, 224), [1])
     assert maps.shape == (1, 224, 224) and float(maps.max()) > 0.99
 
