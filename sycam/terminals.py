@@ -25,6 +25,11 @@ layouts), used only after it was checked to agree with the plain network to with
 scale on the first batch; otherwise the plain network runs. Every long extraction shows progress with an
 ETA, and S announces its cost (forwards) before it starts.
 
+With ``ExtractOptions.reshape`` (pytorch-grad-cam's ``reshape_transform``, :mod:`sycam.transforms`) the layer's
+output is mapped to ``(N, K, h, w)`` in the capture hook: ``A`` is the reshaped output, ``G`` the reshaped gradient
+with respect to the raw output, ``S`` masks with the reshaped maps, and ``D`` ablates the raw output where each map
+channel comes from. Every captured map is checked to be ``(N, K, h, w)`` (:func:`~sycam.transforms.check_map`).
+
 Extraction is a pure function of (model, layer, images, targets) → tensors, so it can be sharded by image.
 Hooks are always removed and the model's mode restored, also on errors and under ``torch.no_grad()``.
 """
