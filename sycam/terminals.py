@@ -25,6 +25,11 @@ layouts), used only after it was checked to agree with the plain network to with
 scale on the first batch; otherwise the plain network runs. Every long extraction shows progress with an
 ETA, and S announces its cost (forwards) before it starts.
 
+With ``ExtractOptions.reshape`` (pytorch-grad-cam's ``reshape_transform``, :mod:`sycam.transforms`) the layer's
+output is mapped to ``(N, K, h, w)`` in the capture hook: ``A`` is the reshaped output, ``G`` the reshaped gradient
+with respect to the raw output, ``S`` masks with the reshaped maps, and ``D`` ablates the raw output where each map
+channel comes from. Every captured map is checked to be ``(N, K, h, w)`` (:func:`~sycam.transforms.check_map`).
+
 Extraction is a pure function of (model, layer, images, targets) → tensors, so it can be sharded by image.
 Hooks are always removed and the model's mode restored, also on errors and under ``torch.no_grad()``.
 """
@@ -49,6 +54,7 @@ from .errors import SycamError
 from .expr.ops import safe_div
 from .models import ModelError, resolve_layer
 from .targets import Targets, TargetSpec
+from .transforms import RawAblation, ReshapeTransform, check_map
 
 MAP_TERMINALS = ("A", "G")
 VECTOR_TERMINALS = ("S", "D")
@@ -65,20 +71,33 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+class Captured(list[Tensor]):
+    """The maps ``(N, K, h, w)`` a layer produced inside :func:`capture_output` (after the reshape transform), with
+    the layer's raw outputs in ``raw`` (what the rest of the network reads; the same tensors without a transform)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[Tensor] = []
+
+
 @contextmanager
-def capture_output(layer: nn.Module, replace: Callable[[Tensor], Tensor] | None = None) -> Iterator[list[Tensor]]:
-    """Record (and optionally replace) ``layer``'s output during the forward passes inside the block."""
-    seen: list[Tensor] = []
+def capture_output(layer: nn.Module, replace: Callable[[Tensor], Tensor] | None = None,
+                   reshape: ReshapeTransform | None = None,
+                   input_size: tuple[int, int] | None = None) -> Iterator[Captured]:
+    """Record (and optionally replace) ``layer``'s output during the forward passes inside the block.
+
+    ``replace`` acts on the raw output (what the network reads on); the recorded map is ``reshape(output)``
+    (pytorch-grad-cam's ``reshape_transform``), checked to be ``(N, K, h, w)`` for inputs of ``input_size``
+    (:func:`~sycam.transforms.check_map`: never a silent reading of other axes)."""
+    seen = Captured()
 
     def hook(_module: nn.Module, _inputs: object, output: object) -> Tensor | None:
-        if not isinstance(output, Tensor) or output.dim() != 4:
-            raise ModelError(
-                f"the target layer must output a (N, K, h, w) tensor, got {type(output).__name__}"
-                + (f" of shape {tuple(output.shape)}" if isinstance(output, Tensor) else "")
-            )
+        if not isinstance(output, Tensor):
+            raise ModelError(f"the target layer must output a (N, K, h, w) tensor, got {type(output).__name__}")
         if replace is not None:
             output = replace(output)
-        seen.append(output)
+        seen.append(check_map(output if reshape is None else reshape(output), input_size, reshape is not None))
+        seen.raw.append(output)
         return output
 
     handle = layer.register_forward_hook(hook)
@@ -163,6 +182,13 @@ class TailSplit:
                 env[node] = tail_graph.node_copy(node, lambda n: env[n])
         return cls(fx.GraphModule(gm, head_graph), fx.GraphModule(gm, tail_graph), len(cut))
 
+    def batched(self, images: Tensor) -> bool:
+        """Whether every cut value is a per-image tensor (leading axis = the batch) on ``images``: a tail that reads
+        sizes or shared tensors traced for one batch could not run on the ablated copies."""
+        with torch.no_grad():
+            cut = self.head(images)
+        return all(isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == images.shape[0] for v in cut)
+
 
 # --------------------------------------------------------------------------------------------------
 # Extraction
@@ -185,6 +211,8 @@ class ExtractOptions:
     #: the images whose forwards decide whether that copy pays off (None: the images of the call); a shard of a
     #: split sets the split's size, so that it decides as one process holding the whole split does
     plan_images: int | None = None
+    #: the layer output → (N, K, h, w) map (pytorch-grad-cam's reshape_transform; :mod:`sycam.transforms`)
+    reshape: ReshapeTransform | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "score_top_k", "ablation_batch", "plan_images"):
@@ -259,10 +287,15 @@ def announce(message: str) -> None:
 
 
 def forward_backward(
-    model: nn.Module, layer: nn.Module, images: Tensor, targets: Targets, batch_size: int = 32, need_grad: bool = True
+    model: nn.Module, layer: nn.Module, images: Tensor, targets: Targets, batch_size: int = 32, need_grad: bool = True,
+    reshape: ReshapeTransform | None = None, raw_out: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor]:
-    """``(A, G, logits)`` for ``images``: one forward (and one backward when ``need_grad``) per chunk."""
-    acts, grads, outs = [], [], []
+    """``(A, G, logits)`` for ``images``: one forward (and one backward when ``need_grad``) per chunk.
+
+    With ``reshape``, ``A = reshape(output)`` and ``G = reshape(∂y/∂output)`` (as pytorch-grad-cam), and the raw
+    outputs are appended to ``raw_out`` when given (the Ablation-CAM terminal ablates them)."""
+    acts, grads, outs, raws = [], [], [], []
+    size = tuple(images.shape[-2:])
     with eval_mode(model), progress(images.shape[0], "terminals A, G" if need_grad else "terminal A", "img") as bar:
         for sl in _chunks(images.shape[0], batch_size):
             x = images[sl]
@@ -272,19 +305,22 @@ def forward_backward(
                 return out if out.requires_grad else out.detach().requires_grad_(True)
 
             ctx = torch.enable_grad() if need_grad else torch.no_grad()
-            with ctx, capture_output(layer, keep_graph if need_grad else None) as seen:
+            with ctx, capture_output(layer, keep_graph if need_grad else None, reshape, size) as seen:  # type: ignore[arg-type]
                 logits = model(x)
                 if not seen:
                     raise ModelError("the target layer was not called during the forward pass")
-                a = seen[0]
+                a, raw = seen[0], seen.raw[0]
                 if need_grad:
                     targets.check(logits.shape[-1])
                     score = targets.scores(logits, index)
-                    (g,) = torch.autograd.grad(score.sum(), a)
-                    grads.append(g.detach())
+                    (g,) = torch.autograd.grad(score.sum(), raw)
+                    grads.append((g if reshape is None else reshape(g)).detach())
             acts.append(a.detach())
+            raws.append(raw.detach())
             outs.append(logits.detach())
             bar.update(sl.stop - sl.start)
+    if raw_out is not None:
+        raw_out.append(torch.cat(raws))
     return torch.cat(acts), (torch.cat(grads) if need_grad else None), torch.cat(outs)
 
 
@@ -385,9 +421,13 @@ def ablation_drops(
     split: TailSplit | None = None,
     options: ExtractOptions | None = None,
     image_batch: int = 32,
+    raw: Tensor | None = None,
 ) -> Tensor:
     """The Ablation-CAM terminal ``D`` of shape ``(N, K)`` (see the module docstring). Ablated copies are
     forwarded in chunks of ``batch_size`` that never span two batches of ``image_batch`` images.
+
+    ``raw`` is the layer's raw output when ``options.reshape`` turned it into ``acts``: the copies ablate it,
+    channel by channel as :class:`~sycam.transforms.RawAblation` maps them (default: ``acts`` itself).
 
     With a tail split whose only cut value is the layer's output, the cached activations are the tail's
     input (no head forward at all).
@@ -397,11 +437,14 @@ def ablation_drops(
     ablate_to = torch.where(mins == 0, torch.zeros_like(mins), mins - 1e7)
     pairs_n = torch.arange(n, device=acts.device).repeat_interleave(k)
     pairs_k = torch.arange(k, device=acts.device).repeat(n)
+    reshape = None if options is None else options.reshape
+    raw = acts if raw is None or reshape is None else raw
+    where = RawAblation(reshape if raw is not acts else None, raw)
 
     def ablated(sl: slice) -> tuple[Tensor, Tensor]:
         ni, ki = pairs_n[sl], pairs_k[sl]
-        a = acts[ni]  # advanced indexing: already a copy
-        a[torch.arange(ni.numel(), device=a.device), ki] = ablate_to[ni].view(-1, 1, 1)
+        a = raw[ni]  # advanced indexing: already a copy
+        where.apply(a, ki, ablate_to[ni])
         return a, ni
 
     total = pairs_n.numel()
@@ -409,7 +452,7 @@ def ablation_drops(
     with eval_mode(model), progress(total, "Ablation-CAM D", "fwd") as bar:
         if split is not None:
             if split.n_cut == 1:
-                cut_values = [acts]
+                cut_values = [raw]
             else:
                 with torch.no_grad():
                     cut = [split.head(images[sl]) for sl in _chunks(n, image_batch)]
@@ -444,7 +487,7 @@ def ablation_drops(
                 state["a"] = a
                 return images[ni], ni
 
-            with capture_output(layer, swap):
+            with capture_output(layer, swap, None if options is None else options.reshape):
                 abl = _target_scores(model, run, total, targets, batch_size, None, bar, chunks)
     base = base_scores[pairs_n].to(abl.dtype)
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
@@ -484,6 +527,7 @@ class TerminalCache:
         self._values: dict[str, Tensor] = {}
         self._logits: Tensor | None = None
         self._split: TailSplit | bool | None = None  # False: tracing failed
+        self._raw: Tensor | None = None  # the layer's raw output, kept when options.reshape maps it
         self.timings: dict[str, float] = {}
         """Seconds spent per stage (``forward_backward``, ``S``, ``D``)."""
         self.notes: list[str] = []
@@ -526,9 +570,12 @@ class TerminalCache:
                 self._targets = Targets.resolve(None, len(self), logits)
             else:
                 self._targets = Targets.resolve(self._target_spec, len(self))
+        raw: list[Tensor] = []
         a, g, logits = forward_backward(
-            self.model, self.layer, self.images, self._targets, self.options.batch_size
+            self.model, self.layer, self.images, self._targets, self.options.batch_size,
+            reshape=self.options.reshape, raw_out=raw if self.options.reshape is not None else None,
         )
+        self._raw = raw[0] if raw else None
         self._targets.check(logits.shape[-1])
         self._values["A"] = a
         if g is not None:
@@ -570,6 +617,7 @@ class TerminalCache:
                 self._tail_split(),
                 self.options,
                 self.options.batch_size,
+                self._raw,
             )
             self.timings["D"] = time.perf_counter() - t0
         return {n: self._values[n] for n in names}
@@ -582,6 +630,11 @@ class TerminalCache:
                 self._split = False
                 self.notes.append(f"Ablation-CAM reruns the whole network: torch.fx could not split it at "
                                   f"{self.layer_name} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            else:
+                if not self._split.batched(self.images[:2]):
+                    self._split = False
+                    self.notes.append(f"Ablation-CAM reruns the whole network: the network after {self.layer_name} "
+                                      "reads values other than per-image tensors (e.g. the batch size)")
         return self._split or None
 
     def values(self, names: Iterable[str]) -> dict[str, Tensor]:

@@ -280,11 +280,19 @@ class Evaluation(dict[str, dict[str, float]]):
     """
 
     def __init__(self, aggregate: Mapping[str, dict[str, float]], per_image: dict[str, dict[str, list[float]]],
-                 degenerate: dict[str, int], ids: list[str]) -> None:
+                 degenerate: dict[str, int], ids: list[str], metrics: Mapping[str, Metric] | None = None) -> None:
         super().__init__(aggregate)
         self.per_image = per_image
         self.degenerate = degenerate
         self.ids = ids
+        self.metrics = {name: {"higher_is_better": m.higher_is_better} for name, m in (metrics or {}).items()}
+        """``{metric: {"higher_is_better": bool}}`` (what the table needs to mark the best value)."""
+
+    def _repr_html_(self) -> str:
+        """The evaluation table inline in a notebook (rendered by :func:`sycam.notebook.evaluation_html`)."""
+        from .notebook import evaluation_html  # the rendering lives above; this only hands the scores over
+
+        return evaluation_html(self)
 
 
 def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples, methods: Mapping[str, Node],
@@ -314,4 +322,4 @@ def evaluate_methods(model: nn.Module, layer: str | nn.Module, samples: Samples,
         for label, value in zip(labels, metric.aggregate(scores).tolist(), strict=True):
             results[label][mname] = float(value)
     blank = {label: ws.degenerate_counts([e])[0] for label, e in zip(labels, exprs, strict=True)}
-    return Evaluation(results, per_image, blank, list(samples.ids))
+    return Evaluation(results, per_image, blank, list(samples.ids), metrics)

@@ -185,6 +185,11 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E79": ("explain with a repeated method", [*EXPLAIN, "--method", "gradcam", "{photo}", "--out", "{tmp}/o"]),
     "E80": ("--weights naming a text file", ["explain", "--weights", "{tmp}/text.pt", "--method", "gradcam",
                                             "{photo}", "--out", "{tmp}/o", "@text"]),
+    "E135": ("an unknown --reshape preset", [*EXPLAIN, "--reshape", "deit", "{photo}", "--out", "{tmp}/o"]),
+    "E136": ("several --layer outside explain", ["evaluate", "--random-weights", "--data", "demo", "--metrics",
+                                                 "iou", "--layer", "bn2", "--layer", "conv_head", "--out", "{tmp}/o"]),
+    "E137": ("--reshape swin on a CNN (its maps read as channels last)",
+             [*EXPLAIN, "--reshape", "swin", "--quiet", "{photo}", "--out", "{tmp}/o"]),
 }
 
 
@@ -243,6 +248,44 @@ def _api_long_expression(tmp: Path) -> None:
 
 
 def _api_target_huge(tmp: Path) -> None:
+def _tiny_vit(img_size: int = 32) -> Any:
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=img_size,
+                             patch_size=8 if img_size == 32 else 16, depth=1, num_classes=10).eval()
+
+
+def _api_attention_output(tmp: Path) -> None:
+    from sycam import CAM
+
+    CAM(_tiny_vit(224), "blocks[-1].attn.k_norm", "gradcam")(torch.zeros(1, 3, 224, 224))
+
+
+def _api_channels_last(tmp: Path) -> None:
+    import timm
+
+    from sycam import CAM
+
+    torch.manual_seed(0)
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32, window_size=4,
+                             embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=10).eval()
+    CAM(swin, "layers[-1].blocks[-1].norm1", "gradcam")(torch.zeros(1, 3, 32, 32))
+
+
+def _api_tokens(tmp: Path) -> None:
+    from sycam import CAM
+
+    CAM(_tiny_vit(), "blocks[-1].norm1", "gradcam")(torch.zeros(1, 3, 32, 32))
+
+
+def _api_vit_preset_on_a_map(tmp: Path) -> None:
+    from sycam.transforms import TokensToMap
+
+    TokensToMap()(torch.zeros(1, 8, 4, 4))
+
+
+def _api_unknown_preset(tmp: Path) -> None:
     from engine_helpers import tiny_net
 
     from sycam import CAM
@@ -251,6 +294,44 @@ def _api_target_huge(tmp: Path) -> None:
 
 
 def _api_target_bools(tmp: Path) -> None:
+    CAM(tiny_net(), "body", "gradcam", reshape_transform="deit")
+
+
+def _api_ablation_through_arithmetic(tmp: Path) -> None:
+    from sycam import CAM
+    from sycam.transforms import TokensToMap
+
+    CAM(_tiny_vit(), "blocks[-1].norm1", "ablationcam",
+        reshape_transform=lambda t: TokensToMap()(t) * 2)(torch.zeros(1, 3, 32, 32), [1])
+
+
+def _api_export_score_cam(tmp: Path) -> None:
+    import sycam
+
+    sycam.export("scorecam", "pytorch_grad_cam")
+
+
+def _api_export_format(tmp: Path) -> None:
+    import sycam
+
+    sycam.export("gradcam", "captum")
+
+
+def _api_export_without_grad_cam(tmp: Path) -> None:
+    import sycam
+
+    saved = sys.modules.get("pytorch_grad_cam.base_cam")
+    sys.modules["pytorch_grad_cam.base_cam"] = None  # type: ignore[assignment]
+    try:
+        sycam.export("gradcam", "pytorch_grad_cam")
+    finally:
+        if saved is None:
+            del sys.modules["pytorch_grad_cam.base_cam"]
+        else:
+            sys.modules["pytorch_grad_cam.base_cam"] = saved
+
+
+def _api_no_layers(tmp: Path) -> None:
     from engine_helpers import tiny_net
 
     from sycam import CAM
@@ -259,6 +340,10 @@ def _api_target_bools(tmp: Path) -> None:
 
 
 def _api_target_fraction(tmp: Path) -> None:
+    CAM(tiny_net(), method="gradcam", layers=[])
+
+
+def _api_layer_and_layers(tmp: Path) -> None:
     from engine_helpers import tiny_net
 
     from sycam import CAM
@@ -297,6 +382,13 @@ def _api_resume_changed_data(tmp: Path) -> None:
     synthesize(net, "body", samples, None, metric, config)
     moved = replace(samples, masks=samples.masks.roll(2, dims=-1))  # every box moved
     synthesize(net, "body", moved, None, metric, replace(config, resume=True, max_candidates=6))
+    CAM(tiny_net(), "body", "gradcam", layers=["stem", "body"])
+
+
+def _api_heatmaps_misfit(tmp: Path) -> None:
+    import sycam
+
+    sycam.Heatmaps(torch.zeros(2, 8, 8), torch.zeros(2, 3, 16, 16))
 
 
 API: dict[str, tuple[str, Callable[[Path], Any]]] = {
@@ -319,6 +411,20 @@ API: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "E89": ("a checkpoint nested 5000 deep", lambda tmp: _checkpoint(lambda t: "[" * 5000 + "]" * 5000)),
     "E90": ("`--resume` after every box of the data moved (`synthesize(..., resume=True)`)",
             _api_resume_changed_data),
+    "E138": ("`CAM(vit, \"blocks[-1].attn.k_norm\", ...)` (attention output (N, heads, tokens, dim))",
+             _api_attention_output),
+    "E139": ("`CAM(swin, \"layers[-1].blocks[-1].norm1\", ...)` without a reshape_transform (channels last)",
+             _api_channels_last),
+    "E140": ("`CAM(vit, \"blocks[-1].norm1\", ...)` without a reshape_transform (tokens)", _api_tokens),
+    "E141": ("`TokensToMap()(a (N, K, h, w) map)`", _api_vit_preset_on_a_map),
+    "E142": ('`CAM(..., reshape_transform="deit")`', _api_unknown_preset),
+    "E143": ("Ablation-CAM through a reshape_transform that computes (`× 2`)", _api_ablation_through_arithmetic),
+    "E144": ('`sycam.export("scorecam")`', _api_export_score_cam),
+    "E145": ('`sycam.export("gradcam", "captum")`', _api_export_format),
+    "E146": ("`sycam.export(...)` where pytorch-grad-cam is not installed", _api_export_without_grad_cam),
+    "E147": ("`CAM(..., layers=[])`", _api_no_layers),
+    "E148": ('`CAM(model, "body", ..., layers=[...])`', _api_layer_and_layers),
+    "E149": ("`Heatmaps(maps, pixels)` of different sizes", _api_heatmaps_misfit),
 }
 
 
@@ -380,7 +486,7 @@ def run_api(case: str, tmp: Path) -> tuple[int, str]:
     raise AssertionError(f"{case} raised nothing")
 
 
-ROW = re.compile(r"^\| (?P<id>[EA]\d\d) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
+ROW = re.compile(r"^\| (?P<id>[EA]\d{2,3}) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
 
 
 def doc_rows() -> dict[str, dict[str, str]]:

@@ -84,7 +84,8 @@ def set_quiet(quiet: bool) -> None:
 
 #: what an option whose default is None does, shown as its default in --help (by dest)
 UNSET_DEFAULTS = {
-    "layer": "the model's usual CAM layer", "score_top_k": "all channels", "target": "each image's predicted class",
+    "layer": "the model's usual CAM layer", "reshape": "the model's own (none for CNNs)", "score_top_k": "all channels",
+    "target": "each image's predicted class",
     "terminals": "the grammar's", "operators": "the grammar's", "constants": "the grammar's",
     "form": "the grammar's, channel", "max_size": "the grammar's, 7", "validation_fraction": "none",
     "lambda_": "the best classic method's score on the synthesis split", "time_limit": "no limit",
@@ -290,8 +291,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="a local state dict to load instead of the model's ImageNet weights")
     g.add_argument("--random-weights", action="store_true",
                    help="seeded random weights instead of ImageNet ones (for trying things out)")
-    g.add_argument("--layer", type=non_empty("a layer path"), metavar="PATH",
-                   help="target layer, e.g. 'layer4[-1]' or 'features.29'")
+    g.add_argument("--layer", type=non_empty("a layer path"), metavar="PATH", action="append",
+                   help="target layer, e.g. 'layer4[-1]' or 'features.29'; repeated (explain only): several layers, "
+                   "fused as pytorch-grad-cam does (per-layer normalized maps averaged, then normalized)")
+    g.add_argument("--reshape", choices=("vit", "swin"), default=None,
+                   help="turn the layer's output into (N, K, h, w) maps: 'vit' (ViT/DeiT tokens, prefix tokens "
+                   "dropped) or 'swin' (channels last); timm ViT/DeiT/Swin models get theirs by default")
     g.add_argument("--device", type=device_arg, default="auto", metavar="DEVICE",
                    help="auto, cpu, cuda, cuda:N or mps (auto: cuda when available)")
     g.add_argument("--seed", type=nonneg_int, default=0, metavar="N",
@@ -418,8 +423,17 @@ def load_model(args: argparse.Namespace, device: str | None = None) -> Any:
         raise CLIError("--weights and --random-weights exclude each other")
     weights = args.weights or (None if args.random_weights else "imagenet")
     model = load(args.model, weights=weights, seed=args.seed)
-    if args.layer:
-        model.layer = resolve_layer(model.module, args.layer)[0] or args.layer
+    layers = list(getattr(args, "layer", None) or [])
+    if len(layers) > 1 and not getattr(args, "several_layers", False):
+        raise CLIError("several --layer are fused by sycam explain only; evaluate and synthesize take one target "
+                       "layer")
+    if layers:
+        model.layer = resolve_layer(model.module, layers[0])[0] or layers[0]
+    args.layers = [resolve_layer(model.module, x)[0] or x for x in layers] or [model.layer]
+    if getattr(args, "reshape", None):
+        from ..transforms import reshape_preset
+
+        model.reshape_transform = reshape_preset(args.reshape, model.module)
     return model.to(resolve_device(device or args.device))
 
 

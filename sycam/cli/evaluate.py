@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             if metric.requires == "mask" and samples.masks is None:
                 raise CLIError(f"metric {name} needs ground truth (boxes or masks), but {args.data} has none")
         t0 = time.perf_counter()
-        options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k)
+        options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k,
+                                 reshape=model.reshape_transform)
         if executor is None:
             results = evaluate_methods(model.module, model.layer, samples, methods, metrics, options,
                                        progress=lambda m: info(f"scoring {m} ..."))
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
             "metrics": {n: m.describe() for n, m in metrics.items()},
             "results": {name: dict(scores) for name, scores in results.items()},
             **per_image_evidence(results, metric_names),
-            "model": {"name": model.name, "layer": model.layer, "weights": model.weights},
+            "model": {"name": model.name, "layer": model.layer, "weights": model.weights,
+                      "reshape": args.reshape},
             "data": {"source": str(args.data), "n": len(samples)},
             "settings": {"methods": {k: str(v) for k, v in methods.items()}, "batch_size": args.batch_size,
                          "score_top_k": args.score_top_k, "seed": args.seed, "limit": args.limit},

@@ -58,7 +58,7 @@ def add_parsers(sub: Any) -> None:
                    help="draw the overlays on the model's centre crop instead of the original image")
     add_model_args(p)
     add_output_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, several_layers=True)
 
 
 def read_image(path: str) -> Any:
@@ -158,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
         targets = None
         if args.target is not None:
             targets = [LabelResolver(model.classes).resolve(args.target, "--target")] * len(names)
+        several = {"layers": args.layers} if len(args.layers) > 1 else {}
         maps = explain(model, x, [node for _, node in methods], targets=targets, score_top_k=args.score_top_k,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, **several)
         with torch.no_grad():
             probs = torch.softmax(model.module(x).float(), dim=1).cpu()
         predicted = probs.argmax(1).tolist()
@@ -195,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         picture = grid(rows, row_labels=labels, col_labels=["image", *[label for label, _ in methods]])
         out.write("grid.png", lambda f: picture.save(f, format="PNG"))
         out.write("explain.json", json.dumps({"model": {"name": model.name, "layer": model.layer,
+                                                        **({"layers": args.layers} if several else {}),
+                                                        "reshape": args.reshape,
                                                         "weights": model.weights},
                                               "methods": {label: str(node) for label, node in methods},
                                               "overlays_on": "crop" if args.crop else "original",

@@ -252,8 +252,10 @@ def run(args: argparse.Namespace) -> int:
             batch=args.candidate_batch, checkpoint=out.path(CHECKPOINT), resume=args.resume, baselines=baselines,
             constraints=tuple(as_list(args.constraint)),
             max_degenerate_fraction=args.max_degenerate, racing=args.racing)
-        options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k)
-        settings = {"model": {"name": model.name, "layer": model.layer, "weights": model.weights},
+        options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k,
+                                 reshape=model.reshape_transform)
+        settings = {"model": {"name": model.name, "layer": model.layer, "weights": model.weights,
+                      "reshape": args.reshape},
                     "data": {"source": str(args.data), "n_synthesis": len(synthesis), "n_test": len(test),
                              "n_validation": 0 if validation is None else len(validation),
                              "test_fraction": args.test_fraction, "validation_fraction": args.validation_fraction,

@@ -224,6 +224,12 @@ class SynthesisResult:
         v = self.best.validation_score
         return None if v is None else self.best.synthesis_score - v
 
+    def _repr_html_(self) -> str:
+        """The synthesis report inline in a notebook (rendered by :func:`sycam.notebook.result_html`)."""
+        from ..notebook import result_html  # the rendering lives above; this only hands the result over
+
+        return result_html(self)
+
     def to_dict(self) -> SynthesisResults:
         """The ``results.json`` content (JSON-ready: non-finite numbers become ``None``)."""
         objectives = self.metrics or [self.metric]
@@ -329,7 +335,8 @@ class Search:
         self.notes: list[str] = []
         self.baseline_nodes = {b: METHODS[b].node for b in config.baselines}
         self.settings = {**(settings or {}), "synthesis": config.as_dict(),
-                         "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k},
+                         "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k,
+                                        **({} if options.reshape is None else {"reshape": repr(options.reshape)})},
                          "metric": self.objectives[0].describe(), "metrics": [m.describe() for m in self.objectives],
                          "synthesis_ids": list(synthesis.ids)}
         self.per_image: dict[str, dict[str, list[float]]] = {}

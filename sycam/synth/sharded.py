@@ -441,4 +441,4 @@ def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples,
             results[label][mname] = float(value)
     bad = on_all("split_degenerate", texts)
     blank = {label: sum(p[b] for p in bad) for b, label in enumerate(labels)}
-    return Evaluation(results, per_image, blank, list(samples.ids))
+    return Evaluation(results, per_image, blank, list(samples.ids), metrics)
