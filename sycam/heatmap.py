@@ -36,14 +36,70 @@ def normalize(maps: Tensor) -> Tensor:
     return (maps - lo) / (hi - lo + NORM_EPS)
 
 
+CHANNEL_ROWS = 16
+"""Candidates per matrix product of :func:`channel_sum`: every product has this shape, whatever the batch."""
+
+
+def channel_sum(weights: Tensor, acts: Tensor) -> Tensor:
+    r"""The channel form :math:`\sum_k \alpha_{b,n,k} A_{n,k}` of a batch of candidates: weights ``(B, N, K)``,
+    activations ``(N, K, h, w)`` → ``(B, N, h, w)``.
+
+    One batched matrix product per :data:`CHANNEL_ROWS` candidates: for each image ``n``,
+    ``W_n (CHANNEL_ROWS, K) @ A_n (K, h·w)``, the last block padded with zero rows. Every product has the same
+    shape, so a candidate's map does not depend on the batch it is scored in (position in the block, batch
+    size, or the images beside it: a shard's images give the same maps; tested bit for bit), and one candidate
+    alone costs what a block of them does.
+
+    >>> a = torch.rand(2, 3, 4, 4); w = torch.rand(5, 2, 3)
+    >>> torch.equal(channel_sum(w, a)[3], channel_sum(w[3:4], a)[0])
+    True
+    """
+    b, n, k = weights.shape
+    flat = acts.reshape(n, k, -1)
+    if flat.dtype != weights.dtype:
+        weights = weights.to(flat.dtype)
+    rows = CHANNEL_ROWS
+    pad = (-b) % rows
+    w = weights.permute(1, 0, 2)  # (N, B, K)
+    if pad:
+        w = torch.cat([w, w.new_zeros(n, pad, k)], 1)
+    blocks = [torch.bmm(w[:, i:i + rows].contiguous(), flat) for i in range(0, b + pad, rows)]
+    out = torch.cat(blocks, 1)[:, :b]  # (N, B, h·w)
+    return out.permute(1, 0, 2).reshape(b, n, *acts.shape[-2:])
+
+
 def saliency(weights: Tensor, acts: Tensor) -> Tensor:
     r"""Raw layer-resolution saliency :math:`\sum_k w_k A_k` for weights ``(*B, N, K, 1|h, 1|w)`` or a
-    0-d constant, and activations ``(N, K, h, w)``; returns ``(*B, N, h, w)``."""
+    0-d constant, and activations ``(N, K, h, w)``; returns ``(*B, N, h, w)``. Channel vectors go through
+    :func:`channel_sum` (one candidate or many: the same numbers)."""
     if weights.dim() == 0:
         return weights * acts.sum(1)
     if weights.shape[-2:] == (1, 1):
-        return torch.einsum("...nk,nkhw->...nhw", weights[..., 0, 0], acts)
+        n, k = acts.shape[:2]
+        lead = weights.shape[:-4]
+        w = torch.broadcast_to(weights[..., 0, 0], (*lead, n, k)).reshape(-1, n, k)
+        return channel_sum(w, acts).reshape(*lead, n, *acts.shape[-2:])
     return (weights * acts).sum(-3)
+
+
+def layer_maps_batch(weights: Sequence[Tensor], acts: Tensor) -> Tensor:
+    r"""Layer maps ``(B, N, h, w)`` of many candidates at once: :func:`layer_maps` of each of ``weights`` (each
+    ``(N, K, 1|h, 1|w)`` or 0-d), with every channel-vector candidate in one :func:`channel_sum` (the same
+    numbers as one by one). The batched scoring path of the search, on one machine and on a shard."""
+    n, k = acts.shape[:2]
+    out: list[Tensor | None] = [None] * len(weights)
+    vec = [i for i, w in enumerate(weights) if w.dim() == 4 and w.shape[-2:] == (1, 1)]
+    if vec:
+        stacked = torch.stack([torch.broadcast_to(weights[i][..., 0, 0], (n, k)) for i in vec])
+        maps = normalize(torch.relu(channel_sum(stacked, acts)))
+        for j, i in enumerate(vec):
+            out[i] = maps[j]
+    for i, w in enumerate(weights):
+        if out[i] is None:
+            out[i] = layer_maps(w, acts)
+    if not out:
+        return acts.new_zeros(0, n, *acts.shape[-2:])
+    return torch.stack(out)  # type: ignore[arg-type]
 
 
 def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from ._progress import progress
 from ._torch import module_device
 from .data.samples import Samples
 from .expr import Node, evaluate
-from .heatmap import finish_layer, layer_maps, render, render_all
+from .heatmap import finish_layer, layer_maps_batch, render, render_all
 from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
@@ -186,7 +186,7 @@ class Workspace:
             needed |= e.terminals()
         vals = self.values(needed, view)
         memo: dict[Node, Tensor] = {}
-        return torch.stack([layer_maps(evaluate(e, vals, memo), vals["A"]) for e in exprs])
+        return layer_maps_batch([evaluate(e, vals, memo) for e in exprs], vals["A"])
 
     def evaluate_layers(self, metric: Metric, layers: Callable[[str], Tensor], exprs: Sequence[Node]) -> Tensor:
         """Per-image scores ``(B, N)`` of candidates ``exprs`` whose layer-resolution maps on each view are

@@ -27,6 +27,7 @@ earlier).
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 import time
@@ -43,7 +44,7 @@ from .._progress import progress
 from .._torch import module_device
 from ..data.samples import Samples
 from ..expr import Kind, Node, evaluate, kind_of, parse
-from ..heatmap import finish_layer, layer_maps
+from ..heatmap import finish_layer
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
@@ -56,12 +57,15 @@ from .errors import SynthesisError
 from .grammar import Grammar
 from .keystore import KeyStore
 from .learner import Entry, Learner
-from .oracles import CorrectnessOracle, EquivalenceOracle
+from .oracles import CorrectnessOracle, EquivalenceOracle, triage_block
 from .racing import Race
 from .selection import Candidate, choose_within_noise, pareto_add
 
 if TYPE_CHECKING:
     from .executors import Executor
+
+TRIAGE_BLOCK = 64
+"""candidates read ahead and triaged at once (one batched pass of both oracles; on shards one round trip)"""
 
 __all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
 
@@ -353,6 +357,11 @@ class Search:
         """raced-out candidates with the bar (the leaderboard's last score) they could not beat"""
         self._bar_at_flush: float | None = None
         self.rejected: dict[str, int] = {}
+        self._snap: tuple[Any, dict[str, int]] | None = None
+        self._tri: dict[int, tuple[str | None, tuple[int, int] | None, Tensor, list[Tensor]]] = {}
+        """per candidate read ahead: the reason to reject it, its fingerprint, flat maps and layer maps per view"""
+        self._held: dict[int, list[Tensor]] = {}
+        """layer maps per view of the candidates waiting to be scored (computed once, in triage)"""
 
     @property
     def primary(self) -> Metric:
@@ -453,7 +462,7 @@ class Search:
                       {"max_candidates": self.config.max_candidates, "time_limit": self.config.time_limit})
         self._last_checkpoint = time.perf_counter()
 
-    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
+    def _candidates(self) -> Iterator[tuple[Entry, str | None]]:
         """Seeds (the classic methods the grammar admits) first, then the learner's entries by size."""
         grammar = self.config.grammar
         seed_texts: set[str] = set()
@@ -472,6 +481,24 @@ class Search:
             else:
                 yield entry, None
 
+    def _stream_state(self) -> tuple[Any, dict[str, int]]:
+        stats = replace(self.learner.stats, rejected=dict(self.learner.stats.rejected))
+        return stats, {k: self.count[k] for k in ("seeds", "form_skipped", "duplicates_of_seeds")}
+
+    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
+        """The candidate stream read ahead in blocks of :data:`TRIAGE_BLOCK`, each block triaged at once
+        (:meth:`_triage_block`) before its candidates are handed out one by one; the counters are those of the
+        last candidate handed out (:meth:`_rewind_stream`)."""
+        it = self._candidates()
+        while True:
+            block = [(item, self._stream_state()) for item in itertools.islice(it, TRIAGE_BLOCK)]
+            if not block:
+                return
+            self._triage_block([entry for (entry, _), _ in block])
+            for item, snap in block:
+                self._snap = snap
+                yield item
+
     def _seed_entry(self, node: Node, kind: Kind) -> Entry:
         """The bank-style entry of a seeded classic method (its values on every view)."""
         return Entry(node, kind, tuple(evaluate(node, pv) for pv in self.per_view))
@@ -480,17 +507,32 @@ class Search:
         return Learner(self.config.grammar, self.leaves, self.config.max_bank_bytes)
 
     def _rewind_stream(self) -> None:
-        """Called when the search stopped before the stream ran dry (an executor that reads ahead rewinds its
-        counters to the last candidate taken; here nothing was read ahead)."""
+        """Counters back to the last candidate the search took (the stream was read ahead)."""
+        if self._snap is not None:
+            self.learner.stats, counts = self._snap
+            self.count.update(counts)
+
+    def _triage_block(self, entries: Sequence[Entry]) -> None:
+        """Both oracles' tensor work for a block of candidates at once (:func:`~sycam.synth.oracles.triage_block`):
+        the reason to reject each, its heatmap fingerprint and flat maps, and its layer maps (kept for scoring)."""
+        block = triage_block([e.values for e in entries], self.acts)
+        n = len(self.synthesis)
+        keys = block.keys() if self.equivalence.mode == "heatmap" else [None] * len(entries)
+        for j, e in enumerate(entries):
+            reason = self.oracle.reject_counts(block.finite[j], block.blank[j], block.bad[j], n)
+            self._tri[e.uid] = (reason, keys[j], block.flat[j].clone(), [m[j] for m in block.maps])
 
     def _triage(self, entry: Entry) -> bool:
         """True when the candidate is to be scored; otherwise it was rejected or pruned (and counted)."""
-        maps = self.equivalence.layer_maps(entry.values, self.acts)
-        reason = self.oracle.reject(maps)
+        reason, key, flat, maps = self._tri.pop(entry.uid)
         if reason is not None:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
             return False
-        return not self.equivalence.check(str(entry.node), maps)
+        if key is not None and self.equivalence.match(str(entry.node), key, flat,
+                                                      lambda other: float((flat - other).abs().max())):
+            return False
+        self._held[entry.uid] = maps
+        return True
 
     def _considered(self) -> int:
         """Candidates that reached scoring: scored plus raced out (the budget counts both; racing off: scored)."""
@@ -574,13 +616,16 @@ class Search:
         (no forwards). With ``race`` the first column is raced (:mod:`sycam.synth.racing`): a candidate
         dropped there gets None."""
         nodes = [e.node for e in entries]
-
         memo: dict[str, Tensor] = {}
+        fresh = [e for e in entries if e.uid not in self._held]
+        made = triage_block([e.values for e in fresh], self.acts).maps  # not triaged here: one pass for all
+        extra = {e.uid: [m[j] for m in made] for j, e in enumerate(fresh)}
+        held = [self._held.get(e.uid) or extra[e.uid] for e in entries]
 
         def layers(view: str) -> Tensor:
             if view not in memo:
                 i = self.views.index(view)
-                memo[view] = torch.stack([layer_maps(e.values[i], self.acts[i]) for e in entries])
+                memo[view] = torch.stack([h[i] for h in held])
             return memo[view]
 
         per_column = [self._column(j, nodes, layers, race and k == 0) for k, j in enumerate(columns)]
@@ -678,6 +723,7 @@ class Search:
                     cand.holds = None
                     self.count["constraint_unchecked"] += bool(self.constraint_specs)
             self.pending.pop(0)
+            self._held.pop(entry.uid, None)
         self._bar.update(self._considered() - self._bar.n)
         if self.best is not None:
             self._bar.set_postfix_str(f"best={self.best.synthesis_score:.4f}")

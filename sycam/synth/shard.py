@@ -30,13 +30,14 @@ from torch import Tensor, nn
 
 from ..exactsum import ExactSum, partial_sums
 from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
-from ..heatmap import faint, finish_layer, layer_maps
-from ..metrics.base import Metric, degenerate
+from ..heatmap import finish_layer, layer_maps_batch
+from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from .control import control_scores
 from .keystore import digest
 from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry, same_values
+from .oracles import triage_block
 
 BankItem = tuple[int, str, tuple[int, ...], int, Any]
 """``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
@@ -173,31 +174,28 @@ class Shard:
 
     # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
 
-    def _maps(self, entry: Entry) -> list[Tensor]:
-        return [layer_maps(w, a) for w, a in zip(entry.values, self.acts, strict=True)]
-
     def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
                drop: Sequence[int] = ()) -> list[TriageReply]:
         """Reply per candidate ``(uid, seed expression or None)`` (:data:`TriageReply`), holding its flat maps
         until the driver says whether it founded a heatmap class (``keep``: they become the class's maps) or not
-        (``drop``). A seed (a classic method) is built here from its expression."""
+        (``drop``). A seed (a classic method) is built here from its expression. The block is triaged in one
+        batched pass (:func:`~sycam.synth.oracles.triage_block`, the same code as on one machine)."""
         for uid in keep:
             self.classes[uid] = self.flats.pop(uid)
         for uid in drop:
             self.flats.pop(uid, None)
-        out: list[TriageReply] = []
         for uid, seed in items:
             if seed is not None:
                 node = parse(seed)
                 self.entries[uid] = Entry(node, kind_of(node), tuple(evaluate(node, pv) for pv in self.per_view),
                                           uid=uid)
-            maps = self._maps(self.entries[uid])
-            finite = all(bool(torch.isfinite(m).all()) for m in maps)
-            blank = degenerate(maps[0])
-            flat = torch.cat([m.flatten() for m in maps])
-            self.flats[uid] = flat
-            out.append((finite, int(blank.sum()), int((blank | faint(maps[0])).sum()),
-                        flat.index_select(0, self.sample.to(flat.device)).cpu()))
+        block = triage_block([self.entries[uid].values for uid, _ in items], self.acts)
+        out: list[TriageReply] = []
+        sample = block.flat.index_select(1, self.sample.to(block.flat.device)).cpu() if items else None
+        for j, (uid, _) in enumerate(items):
+            self.flats[uid] = block.flat[j].clone()  # a row of its own: the block's tensor is freed
+            assert sample is not None
+            out.append((block.finite[j], block.blank[j], block.bad[j], sample[j].clone()))
         return out
 
     def _flat(self, uid: int) -> Tensor:
@@ -221,7 +219,7 @@ class Shard:
         memo = self._layers(uids)
         if view not in memo:
             i = self.views.index(view)
-            memo[view] = torch.stack([layer_maps(self.entries[u].values[i], self.acts[i]) for u in uids])
+            memo[view] = layer_maps_batch([self.entries[u].values[i] for u in uids], self.acts[i])
         return memo[view]
 
     def keys(self, uids: Sequence[int], column: int) -> list[bytes] | None:

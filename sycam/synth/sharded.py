@@ -57,12 +57,10 @@ from .grammar import Grammar
 from .keystore import KeyStore
 from .learner import _UIDS, Entry, Learner, Proposal, Signature, fingerprint_positions, fingerprint_sample
 from .oracles import FINGERPRINT_LEVELS
-from .search import Search, SynthesisConfig
+from .search import TRIAGE_BLOCK, Search, SynthesisConfig  # noqa: F401 (TRIAGE_BLOCK: read here by docs tests)
 
 BANK_CHUNK = 4096
 """proposed sub-expressions per round trip of the bank"""
-TRIAGE_BLOCK = 64
-"""candidates read ahead and triaged per round trip"""
 
 
 class RemoteEntry:
@@ -204,7 +202,6 @@ class ShardedSearch(Search):
         self._measured: set[int] = set()
         self._keep: list[int] = []
         self._drop: list[int] = []
-        self._snap: tuple[Any, dict[str, int]] | None = None
 
     # -- calls on the shards of a split -----------------------------------------------------------------
 
@@ -299,29 +296,6 @@ class ShardedSearch(Search):
         entry = RemoteEntry(node, kind)
         self._seed_texts[entry.uid] = str(node)
         return entry  # type: ignore[return-value]
-
-    def _stream_state(self) -> tuple[Any, dict[str, int]]:
-        stats = dataclasses.replace(self.learner.stats, rejected=dict(self.learner.stats.rejected))
-        return stats, {k: self.count[k] for k in ("seeds", "form_skipped", "duplicates_of_seeds")}
-
-    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
-        """The candidate stream read ahead in blocks of :data:`TRIAGE_BLOCK`, each triaged on the shards in one
-        round trip before its candidates are handed out one by one."""
-        it = super()._stream()
-        while True:
-            block = [(item, self._stream_state()) for item in itertools.islice(it, TRIAGE_BLOCK)]
-            if not block:
-                return
-            self._triage_block([entry for (entry, _), _ in block])
-            for item, snap in block:
-                self._snap = snap
-                yield item
-
-    def _rewind_stream(self) -> None:
-        """Counters back to the last candidate the search took (the stream was read ahead)."""
-        if self._snap is not None:
-            self.learner.stats, counts = self._snap
-            self.count.update(counts)
 
     # -- triage ---------------------------------------------------------------------------------------
 
