@@ -78,8 +78,10 @@ class WorkspaceContext:
 
     def __init__(self, samples: Samples, model: nn.Module, view_maps: Callable[[str], Tensor],
                  explain: Callable[[Tensor], Tensor], batch_size: int = 64, memo_key: object = None,
-                 view_layer_maps: Callable[[str], Tensor] | None = None) -> None:
+                 view_layer_maps: Callable[[str], Tensor] | None = None,
+                 on_forward: Callable[[int], None] | None = None) -> None:
         self._samples = samples
+        self._on_forward = on_forward
         self._view_layer_maps = view_layer_maps
         self.memo_key = memo_key
         """stands for (model, samples): metrics memoize candidate-independent work (the clean forward,
@@ -111,6 +113,8 @@ class WorkspaceContext:
         """Model outputs ``(M, classes)`` for inputs ``(M, 3, H, W)``: eval mode, no gradients, in chunks of
         ``batch_size`` on the samples' device."""
         device = self._samples.device
+        if self._on_forward is not None:
+            self._on_forward(int(images.shape[0]))
         with eval_mode(self._model):
             outs = [self._model(images[sl].to(device)) for sl in _chunks(images.shape[0], self.batch_size)]
         return torch.cat(outs)
@@ -130,6 +134,8 @@ class Workspace:
     samples: Samples
     options: ExtractOptions
     caches: dict[str, TerminalCache] = field(default_factory=dict)
+    forwards: int = 0
+    """model forwards (one per input image) the metrics have run through this workspace's contexts"""
 
     @classmethod
     def build(cls, model: nn.Module, layer: str | nn.Module, samples: Samples, metrics: Iterable[Metric] = (),
@@ -237,7 +243,11 @@ class Workspace:
             return self.layer_heatmaps(exprs, view)
 
         return WorkspaceContext(self.samples, self.model, view_maps or render_view, explain or explain_fn,
-                             self.options.batch_size, memo_key=self, view_layer_maps=view_layer_maps or layer_view)
+                             self.options.batch_size, memo_key=self, view_layer_maps=view_layer_maps or layer_view,
+                             on_forward=self._count_forwards)
+
+    def _count_forwards(self, n: int) -> None:
+        self.forwards += n
 
     def evaluate(self, metric: Metric, maps: Tensor, exprs: Sequence[Node],
                  view_maps: Callable[[str], Tensor] | None = None,

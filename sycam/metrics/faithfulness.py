@@ -132,6 +132,11 @@ class AverageDrop(_MaskedConfidence):
         """1 (the whole probability lost) for ``output="prob"``; ``+inf`` for logits (unbounded)."""
         return 1.0 if self.output == "prob" else math.inf
 
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        """``(0, 1)`` per image for ``output="prob"`` (:mod:`sycam.synth.racing` races it); None for logits."""
+        return (0.0, 1.0) if self.output == "prob" else None
+
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         r"""Per image :math:`\max(0, y - o) / y` (``|y|`` for logits; 0 where ``y = 0``), ``(*B, N)``; lower is
         better."""
@@ -156,6 +161,11 @@ class IncreaseInConfidence(_MaskedConfidence):
     def worst(self) -> float:
         """0: no increase."""
         return 0.0
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """``(0, 1)``: each image scores 0 or 1 (:mod:`sycam.synth.racing` races it)."""
+        return (0.0, 1.0)
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         r"""Per image :math:`\mathbb{1}[o > y]` (1.0 or 0.0), ``(*B, N)``; higher is better."""

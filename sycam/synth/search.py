@@ -58,7 +58,7 @@ from .grammar import Grammar
 from .keystore import KeyStore
 from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle, triage_block
-from .racing import Race
+from .racing import Race, hardest_first
 from .selection import Candidate, choose_within_noise, pareto_add
 
 if TYPE_CHECKING:
@@ -350,7 +350,7 @@ class Search:
         self.pending: list[tuple[Entry, str | None]] = []
         self.stopped = "search space exhausted"
         self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0,
-                      "constraint_unchecked": 0, "raced_out": 0, "scored_by_key": 0}
+                      "constraint_unchecked": 0, "raced_out": 0, "scored_by_key": 0, "forwards": 0}
         self._keys: KeyStore[Tensor] = KeyStore()
         self.race: Race | None = None
         self.raced: list[tuple[str, float | None]] = []
@@ -544,14 +544,22 @@ class Search:
         if len(self.objectives) > 1:
             why = "several objectives (the Pareto front has no single bar)"
         else:
-            race = Race.build(self.ws, self.primary)
+            rows = [v for k, v in self.per_image.get("synthesis", {}).items() if k in self.baselines]
+            race = Race.build(self.ws, self.primary, order=hardest_first(self.primary, rows) or None)
             if race is not None:
                 self.notes.append(f"racing: candidates scored on {', '.join(str(len(p)) for p in race.positions)} "
-                                  "images in turn and dropped once they provably could not enter the leaderboard")
+                                  "images in turn (those the classic methods score worst on first) and dropped "
+                                  "once they provably could not enter the leaderboard")
                 return race
             why = f"no known per-image range of {self.primary.name} (or too few images)"
         self.notes.append(f"racing requested but off: {why}")
         return None
+
+    def _metric_forwards(self) -> int:
+        """Model forwards (one per input image) the metrics have run on the synthesis split so far (racing's
+        block workspaces included)."""
+        race = self.race.workspaces if self.race is not None else []
+        return self.ws.forwards + sum(w.forwards for w in race)
 
     def _budget_left(self) -> int | None:
         n = self.config.max_candidates
@@ -569,6 +577,7 @@ class Search:
             self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
         self.learner = self._new_learner()
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
+        forwards0 = self._metric_forwards()
         self.race = self._race() if self.config.racing else None
         with progress(self.config.max_candidates, "synthesize", "cand") as self._bar:
             try:
@@ -597,6 +606,7 @@ class Search:
             else:
                 self._rewind_stream()
         self._save_checkpoint()
+        self.count["forwards"] = self._metric_forwards() - forwards0
         self.timings["search"] = time.perf_counter() - t0
         if self.learner.stats.bank_full:
             self.notes.append("the sub-expression bank reached its memory cap; larger expressions were built only "
@@ -908,7 +918,9 @@ class Search:
         """Counters that add up: enumerated = scored + raced out + equivalent + rejected + merged
         sub-expressions + form skipped + duplicates of seeds + unscored (dropped by an interrupt).
         ``scored_by_key`` (a subset of the scored) took their scores from an earlier candidate with an identical
-        equivalence key, without forwards; ``raced_out`` is 0 without ``config.racing``."""
+        equivalence key, without forwards; ``raced_out`` is 0 without ``config.racing``; ``forwards`` counts the
+        model forwards (one per input image) the metrics ran during the search (0 for cached metrics; a naive
+        average-drop search runs candidates × images)."""
         ls = self.learner.stats
         rejected = dict(ls.rejected)
         for k, v in self.rejected.items():
@@ -918,6 +930,7 @@ class Search:
             "candidates_scored": len(self.scored),
             "raced_out": self.count["raced_out"],
             "scored_by_key": self.count["scored_by_key"],
+            "forwards": self.count["forwards"],
             "equivalent_pruned": self.equivalence.pruned,
             "rejected": rejected,
             "rejected_total": sum(rejected.values()),

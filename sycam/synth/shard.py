@@ -122,6 +122,10 @@ class Shard:
         self.sample = torch.tensor(list(sample), dtype=torch.long)
         self._batch: tuple[tuple[int, ...], dict[str, Tensor]] = ((), {})
 
+    def forwards(self) -> int:
+        """Model forwards the metrics have run on this shard's synthesis images (:attr:`Workspace.forwards`)."""
+        return self.splits["synthesis"].forwards
+
     def layout(self) -> dict[str, Any]:
         """Images, views and layer map size of the synthesis split (for the fingerprint positions)."""
         ws = self.splits["synthesis"]

@@ -274,6 +274,10 @@ class ShardedSearch(Search):
 
     # -- the learner and the candidate stream -----------------------------------------------------------
 
+    def _metric_forwards(self) -> int:
+        """The shards' model forwards on the synthesis split, summed."""
+        return sum(self._on("synthesis", "forwards"))
+
     def _new_learner(self) -> Learner:
         return ShardedLearner(self.config.grammar, self.config.max_bank_bytes, self._bank)
 
