@@ -98,8 +98,8 @@ class SynthesisConfig:
     tolerance: float = 1e-4
     """largest absolute difference at which two candidates count as equivalent"""
     batch: int | None = None
-    """candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its caches), 32
-    on an accelerator"""
+    """candidates scored per metric call; None: :func:`default_batch` (2 on the CPU, where large (B, N, H, W)
+    intermediates thrash its caches, unless every metric scores at layer resolution; 32 on an accelerator)"""
     leaderboard_size: int = 20
     """candidates kept on the leaderboard (the pool the winner is chosen from without several objectives)"""
     baselines: tuple[str, ...] = tuple(METHODS)
@@ -319,14 +319,14 @@ class Search:
                  config: SynthesisConfig, options: ExtractOptions, settings: dict[str, Any] | None = None,
                  on_progress: Callable[[int, float | None], None] | None = None) -> None:
         config.check()
-        if config.batch is None:
-            on_cpu = module_device(model, synthesis.device).type == "cpu"
-            config = replace(config, batch=2 if on_cpu else 32)
-        self.model, self.layer, self.synthesis = model, layer, synthesis
-        self.config, self.options, self.on_progress = config, options, on_progress
         self.objectives = list(metrics)
         self.constraint_specs = parse_constraints(config.constraints)
         self.columns = _columns(self.objectives, self.constraint_specs, config, synthesis)
+        if config.batch is None:
+            on_cpu = module_device(model, synthesis.device).type == "cpu"
+            config = replace(config, batch=default_batch(self.columns, on_cpu))
+        self.model, self.layer, self.synthesis = model, layer, synthesis
+        self.config, self.options, self.on_progress = config, options, on_progress
         """every metric a candidate is scored on: the objectives, then the constraints' other metrics"""
         self.names = [m.name for m in self.columns]
         self.timings: dict[str, float] = {}
@@ -362,6 +362,9 @@ class Search:
         """per candidate read ahead: the reason to reject it, its fingerprint, flat maps and layer maps per view"""
         self._held: dict[int, list[Tensor]] = {}
         """layer maps per view of the candidates waiting to be scored (computed once, in triage)"""
+
+    triage_size: int = TRIAGE_BLOCK
+    """candidates read ahead and triaged at once (1: one by one, the unbatched path the tests compare with)"""
 
     @property
     def primary(self) -> Metric:
@@ -491,7 +494,7 @@ class Search:
         last candidate handed out (:meth:`_rewind_stream`)."""
         it = self._candidates()
         while True:
-            block = [(item, self._stream_state()) for item in itertools.islice(it, TRIAGE_BLOCK)]
+            block = [(item, self._stream_state()) for item in itertools.islice(it, self.triage_size)]
             if not block:
                 return
             self._triage_block([entry for (entry, _), _ in block])
@@ -963,6 +966,25 @@ class Search:
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
             control=control, incomplete=incomplete)
+
+
+LOWRES_CPU_BATCH = 64
+"""Candidates per metric call on the CPU when every metric scores exactly at layer resolution (``Metric.lowres``):
+their intermediates are ``(B, N, h, w)``, small, so a large batch costs no cache misses and saves per-call work."""
+
+
+def default_batch(columns: Sequence[Metric], on_cpu: bool) -> int:
+    """Candidates per metric call when ``SynthesisConfig.batch`` is None: 32 on an accelerator; on the CPU
+    :data:`LOWRES_CPU_BATCH` when every metric of ``columns`` is a cached one with the exact layer-resolution path,
+    else 2 (full-resolution ``(B, N, H, W)`` intermediates of larger batches thrash the caches).
+
+    >>> from sycam.metrics import get_metric
+    >>> default_batch([get_metric("energy_pointing_game")], True), default_batch([get_metric("deletion_auc")], True)
+    (64, 2)
+    """
+    if not on_cpu:
+        return 32
+    return LOWRES_CPU_BATCH if all(m.lowres and m.cost != "model" for m in columns) else 2
 
 
 def _columns(objectives: list[Metric], constraints: Sequence[Constraint], config: SynthesisConfig,
