@@ -1,15 +1,17 @@
 """Racing (``SynthesisConfig.racing``): score a candidate on a growing share of the synthesis images and drop
 it as soon as it provably cannot enter the leaderboard.
 
-The synthesis images are split once, in a fixed seeded order, into disjoint blocks that end at 10 %, 25 %,
-50 % and 100 % of them (rounded up). A candidate is scored block by block; each image is scored once, by
+The synthesis images are split once, in an order fixed before the race (the search passes those the classic
+methods score worst on first, :func:`hardest_first`; default: seeded random), into disjoint blocks that end at
+5, 10, 20, 35, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block by block; each image is scored once, by
 the metric's ordinary path (:meth:`sycam.workspace.Workspace.evaluate_layers`), so the per-image scores of a
 survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum
 ``s``), the best mean the candidate can still reach is
 
 .. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
 
-where ``v_best`` is the best value one image can score (a metric states its range in :func:`score_range`).
+where ``v_best`` is the best value one image can score (a metric states its range in :func:`score_range`;
+average drop and increase in confidence with ``output="prob"`` lie in [0, 1]).
 For ``deletion_auc`` and ``insertion_auc`` with ``output="prob"`` the best value is per image
 (:func:`best_per_image`): the curve's end points (the clean input and the all-baseline input) do not depend on
 the candidate, so with every inner point at its best (probability 0 for deletion, 1 for insertion) the
