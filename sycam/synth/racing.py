@@ -3,10 +3,10 @@ it as soon as it provably cannot enter the leaderboard.
 
 The synthesis images are split once, in an order fixed before the race (the search passes those the classic
 methods score worst on first, :func:`hardest_first`; default: seeded random), into disjoint blocks that end at
-5, 10, 20, 35, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block by block; each image is scored once, by
-the metric's ordinary path (:meth:`sycam.workspace.Workspace.evaluate_layers`), so the per-image scores of a
-survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum
-``s``), the best mean the candidate can still reach is
+5, 10, 20, 35, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block by block;
+each image is scored once, by the metric's ordinary path (:meth:`sycam.workspace.Workspace.evaluate_layers`, whose
+forwards have a fixed shape), so the per-image scores of a survivor are exactly those of the exact run. After a
+block, with ``m`` of the ``N`` images scored (sum ``s``), the best mean the candidate can still reach is
 
 .. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
 

@@ -71,6 +71,14 @@ class Shard:
             torch.set_num_threads(threads)
         self.model, self.layer, self.options = model, layer, options
         self.splits: dict[str, Workspace] = {}
+        self._metrics: dict[str, Metric] = {}
+
+    def _metric(self, metric: Metric) -> Metric:
+        """The first metric object this shard got that equals ``metric`` (same class and settings): every call
+        arrives with its own copy, and a metric keeps its memo of forwards (e.g. perturbed inputs already scored)
+        in itself, so the search reuses the forwards the baselines' scoring ran, as on one machine."""
+        key = repr((type(metric).__module__, type(metric).__qualname__, sorted(metric.describe().items())))
+        return self._metrics.setdefault(key, metric)
 
     # -- splits ---------------------------------------------------------------------------------------
 
@@ -88,7 +96,7 @@ class Shard:
 
     def split_scores(self, split: str, texts: Sequence[str], metric: Metric, batch: int) -> list[list[float]]:
         """Per-image scores of the expressions ``texts`` on this shard of ``split``."""
-        rows = self.splits[split].score([parse(t) for t in texts], metric, batch)
+        rows = self.splits[split].score([parse(t) for t in texts], self._metric(metric), batch)
         return [[float(x) for x in r] for r in rows.tolist()]
 
     def split_degenerate(self, split: str, texts: Sequence[str]) -> list[int]:
@@ -97,7 +105,7 @@ class Shard:
 
     def split_control(self, split: str, winner: str, metric: Metric) -> tuple[list[float], int]:
         """:func:`~sycam.synth.control.control_scores` on this shard of ``split``."""
-        return control_scores(self.splits[split], parse(winner), metric)
+        return control_scores(self.splits[split], parse(winner), self._metric(metric))
 
     # -- the search's state ---------------------------------------------------------------------------
 
@@ -108,7 +116,7 @@ class Shard:
         that the heatmap fingerprint samples."""
         ws = self.splits["synthesis"]
         self.ws = ws
-        self.columns = list(columns)
+        self.columns = [self._metric(m) for m in columns]
         self.views = [BASE, *[v for v in ws.caches if v != BASE]]
         self.per_view = [ws.values(terminals, v) for v in self.views]
         self.acts = tuple(pv["A"] for pv in self.per_view)
