@@ -119,8 +119,8 @@ def test_racing_off_with_unknown_range_or_several_objectives() -> None:
 
 def test_race_bound_and_blocks() -> None:
     assert sorted(p for b in blocks(12) for p in b) == list(range(12))
-    # blocks end at ceil(12 * f) for f in FRACTIONS: 1, 2, 3, 5, 6, 9, 12
-    assert [len(b) for b in blocks(12)] == [1, 1, 1, 2, 1, 3, 3] and blocks(12) == blocks(12)
+    # blocks end at ceil(12 * f) for f in FRACTIONS: 1, 2, 3, 4, 5, 6, 9, 12
+    assert [len(b) for b in blocks(12)] == [1, 1, 1, 1, 1, 1, 3, 3] and blocks(12) == blocks(12)
     assert blocks(4, order=[2, 0, 3, 1]) == [[2], [0], [3], [1]]
     with pytest.raises(ValueError, match="permutation"):
         blocks(3, order=[0, 0, 1])

@@ -3,10 +3,11 @@ it as soon as it provably cannot enter the leaderboard.
 
 The synthesis images are split once, in an order fixed before the race (the search passes those the classic
 methods score worst on first, :func:`hardest_first`; default: seeded random), into disjoint blocks that end at
-5, 10, 20, 35, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block by block;
-each image is scored once, by the metric's ordinary path (:meth:`sycam.workspace.Workspace.evaluate_layers`, whose
-forwards have a fixed shape), so the per-image scores of a survivor are exactly those of the exact run. After a
-block, with ``m`` of the ``N`` images scored (sum ``s``), the best mean the candidate can still reach is
+5, 10, 15, 20, 25, 30, 40, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block
+by block; each image is scored once, by the metric's ordinary path
+(:meth:`sycam.workspace.Workspace.evaluate_layers`, whose forwards have a fixed shape), so the per-image scores of
+a survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum ``s``),
+the best mean the candidate can still reach is
 
 .. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
 
@@ -36,7 +37,7 @@ from ..expr import Node
 from ..metrics.base import Metric
 from ..workspace import Workspace
 
-FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 """Cumulative shares of the synthesis images scored at each stage of a race."""
 MARGIN = 1e-6
 """A bound must be worse than the bar by more than this share of the metric's range to drop a candidate

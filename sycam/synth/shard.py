@@ -21,6 +21,7 @@ actor (:mod:`sycam.synth.executors`), and what each returns combines exactly ove
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -74,11 +75,15 @@ class Shard:
         self._metrics: dict[str, Metric] = {}
 
     def _metric(self, metric: Metric) -> Metric:
-        """The first metric object this shard got that equals ``metric`` (same class and settings): every call
-        arrives with its own copy, and a metric keeps its memo of forwards (e.g. perturbed inputs already scored)
-        in itself, so the search reuses the forwards the baselines' scoring ran, as on one machine."""
+        """This shard's own copy of ``metric``, one per class and settings. A metric keeps its memo of forwards
+        (e.g. perturbed inputs already scored, one workspace at a time) in itself: a copy per shard keeps in-process
+        shards, which receive the driver's very object, from evicting each other's memo, and one copy for every call
+        lets the search reuse the forwards the baselines' scoring ran, as on one machine (Ray calls arrive as
+        fresh copies)."""
         key = repr((type(metric).__module__, type(metric).__qualname__, sorted(metric.describe().items())))
-        return self._metrics.setdefault(key, metric)
+        if key not in self._metrics:
+            self._metrics[key] = copy.deepcopy(metric)
+        return self._metrics[key]
 
     # -- splits ---------------------------------------------------------------------------------------
 
