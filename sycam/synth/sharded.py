@@ -55,7 +55,7 @@ from .errors import SynthesisError
 from .executors import Executor, balanced_batch, plan_shards
 from .grammar import Grammar
 from .keystore import KeyStore
-from .learner import _UIDS, Entry, Learner, Proposal, Signature, fingerprint_positions, fingerprint_sample
+from .learner import _UIDS, Entry, Learner, Proposal, Signature, fingerprint_positions, fingerprint_samples
 from .oracles import FINGERPRINT_LEVELS
 from .search import TRIAGE_BLOCK, Search, SynthesisConfig  # noqa: F401 (TRIAGE_BLOCK: read here by docs tests)
 
@@ -311,15 +311,16 @@ class ShardedSearch(Search):
         self._block = [e.uid for e in entries]
         self._dist, self._measured = {}, set()
         heatmap = self.equivalence.mode == "heatmap"
-        for j, e in enumerate(entries):
+        reasons, samples = [], []
+        for j in range(len(entries)):
             replies = [p[j] for p in parts]
-            reason = self.oracle.reject_counts(all(r[0] for r in replies), sum(r[1] for r in replies),
-                                               sum(r[2] for r in replies), n)
-            key = None
-            if reason is None and heatmap:
-                sample = torch.cat([r[3] for r in replies])[self._order]
-                key = fingerprint_sample(sample, FINGERPRINT_LEVELS)
-            self._tri[e.uid] = (reason, key)
+            reasons.append(self.oracle.reject_counts(all(r[0] for r in replies), sum(r[1] for r in replies),
+                                                     sum(r[2] for r in replies), n))
+            if reasons[-1] is None and heatmap:
+                samples.append(torch.cat([r[3] for r in replies])[self._order])
+        keys = iter(fingerprint_samples(torch.stack(samples), FINGERPRINT_LEVELS) if samples else [])
+        for e, reason in zip(entries, reasons, strict=True):  # the block's fingerprints in one pass, as on one machine
+            self._tri[e.uid] = (reason, next(keys) if reason is None and heatmap else None)
 
     def _measure(self, uid: int) -> None:
         """Distances (largest over shards) from the block's undecided candidates, from ``uid`` on, to the classes
