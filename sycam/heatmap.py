@@ -37,36 +37,83 @@ def normalize(maps: Tensor) -> Tensor:
     return (maps - lo) / (hi - lo + NORM_EPS)
 
 
-def saliency(weights: Tensor, acts: Tensor) -> Tensor:
-    r"""Raw layer-resolution saliency :math:`\sum_k w_k A_k` for weights ``(*B, N, K, 1|h, 1|w)`` or a
-    0-d constant, and activations ``(N, K, h, w)``; returns ``(*B, N, h, w)``."""
-    if weights.dim() == 0:
-        return weights * acts.sum(1)
-    if weights.shape[-2:] == (1, 1):
-        return _channel_sum(weights[..., 0, 0], acts)
-    return (weights * acts).sum(-3)
+CHANNEL_ROWS = 16
+"""Candidates per matrix product of :func:`channel_sum`: every product has this shape, whatever the batch."""
 
 
-def _channel_sum(weights: Tensor, acts: Tensor) -> Tensor:
-    r""":math:`\sum_k w_{bnk} A_{nkhw}` for weights ``(*B, N, K)``, as one matrix product **per image** whose
-    operands start on a 64-byte boundary, so that an image's map does not depend on which other images share
-    the call. A product batched over the images (``einsum``/``bmm``) does: on CPUs where MKL takes its SSE/AVX2
-    paths, its result for one image changes in the last bit with the number of images in the batch, which made
-    a search sharded over workers (each holding some of the images) differ from the local one in the ninth digit
-    (issue 22). The maps still depend on the number of candidates ``B`` in the call, which the driver of a
-    search chooses identically locally and on every shard."""
-    n, k = acts.shape[:2]
-    lead = weights.shape[:-2]
-    w = weights.expand(*lead, n, k).reshape(-1, n, k)
-    a = acts.reshape(n, k, -1)
-    out = torch.stack([_aligned(w[:, i].contiguous()) @ _aligned(a[i]) for i in range(n)], dim=1)
-    return out.reshape(*lead, n, *acts.shape[-2:])
+def channel_sum(weights: Tensor, acts: Tensor) -> Tensor:
+    r"""The channel form :math:`\sum_k \alpha_{b,n,k} A_{n,k}` of a batch of candidates: weights ``(B, N, K)``,
+    activations ``(N, K, h, w)`` → ``(B, N, h, w)``.
+
+    One matrix product per image and :data:`CHANNEL_ROWS` candidates, ``W_n (CHANNEL_ROWS, K) @ A_n (K, h·w)``,
+    the last block padded with zero rows, both operands starting on a 64-byte boundary. Every product has the
+    same shape and sees one image only, so a candidate's map does not depend on the batch it is scored in (its
+    position in a block, the batch size) nor on the images beside it. The last point is why the products are
+    not batched over the images (``bmm``/``einsum``): on CPUs where MKL takes its SSE/AVX2 paths, one image's
+    result then changes in the last bit with the number of images in the call, which made a search sharded over
+    workers (each holding some of the images) differ from the local one in the ninth digit (issue 22;
+    tests/test_batch_invariance.py reproduces it with ``MKL_ENABLE_INSTRUCTIONS=SSE4_2``). One candidate alone
+    costs what a block of them does.
+
+    >>> a = torch.rand(2, 3, 4, 4); w = torch.rand(5, 2, 3)
+    >>> torch.equal(channel_sum(w, a)[3], channel_sum(w[3:4], a)[0])
+    True
+    """
+    b, n, k = weights.shape
+    flat = acts.reshape(n, k, -1)
+    if flat.dtype != weights.dtype:
+        weights = weights.to(flat.dtype)
+    rows = CHANNEL_ROWS
+    pad = (-b) % rows
+    w = weights.permute(1, 0, 2)  # (N, B, K)
+    if pad:
+        w = torch.cat([w, w.new_zeros(n, pad, k)], 1)
+    images = [_aligned(flat[i]) for i in range(n)]
+    out = torch.stack([
+        torch.cat([_aligned(w[i, j:j + rows].contiguous()) @ images[i] for j in range(0, b + pad, rows)])
+        for i in range(n)
+    ])[:, :b]  # (N, B, h·w)
+    return out.permute(1, 0, 2).reshape(b, n, *acts.shape[-2:])
 
 
 def _aligned(t: Tensor) -> Tensor:
     """``t``, or a copy of it when its data do not start on a 64-byte boundary (the CPU allocator's alignment):
     BLAS kernels may take another code path, with other rounding, for an operand that starts elsewhere."""
-    return t if t.data_ptr() % 64 == 0 else t.clone()
+    return t if t.device.type != "cpu" or t.data_ptr() % 64 == 0 else t.clone()
+
+
+def saliency(weights: Tensor, acts: Tensor) -> Tensor:
+    r"""Raw layer-resolution saliency :math:`\sum_k w_k A_k` for weights ``(*B, N, K, 1|h, 1|w)`` or a
+    0-d constant, and activations ``(N, K, h, w)``; returns ``(*B, N, h, w)``. Channel vectors go through
+    :func:`channel_sum` (one candidate or many: the same numbers)."""
+    if weights.dim() == 0:
+        return weights * acts.sum(1)
+    if weights.shape[-2:] == (1, 1):
+        n, k = acts.shape[:2]
+        lead = weights.shape[:-4]
+        w = torch.broadcast_to(weights[..., 0, 0], (*lead, n, k)).reshape(-1, n, k)
+        return channel_sum(w, acts).reshape(*lead, n, *acts.shape[-2:])
+    return (weights * acts).sum(-3)
+
+
+def layer_maps_batch(weights: Sequence[Tensor], acts: Tensor) -> Tensor:
+    r"""Layer maps ``(B, N, h, w)`` of many candidates at once: :func:`layer_maps` of each of ``weights`` (each
+    ``(N, K, 1|h, 1|w)`` or 0-d), with every channel-vector candidate in one :func:`channel_sum` (the same
+    numbers as one by one). The batched scoring path of the search, on one machine and on a shard."""
+    n, k = acts.shape[:2]
+    out: list[Tensor | None] = [None] * len(weights)
+    vec = [i for i, w in enumerate(weights) if w.dim() == 4 and w.shape[-2:] == (1, 1)]
+    if vec:
+        stacked = torch.stack([torch.broadcast_to(weights[i][..., 0, 0], (n, k)) for i in vec])
+        maps = normalize(torch.relu(channel_sum(stacked, acts)))
+        for j, i in enumerate(vec):
+            out[i] = maps[j]
+    for i, w in enumerate(weights):
+        if out[i] is None:
+            out[i] = layer_maps(w, acts)
+    if not out:
+        return acts.new_zeros(0, n, *acts.shape[-2:])
+    return torch.stack(out)  # type: ignore[arg-type]
 
 
 def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:

@@ -171,6 +171,9 @@ class SynthesisResults(_LambdaKeys):
     """dropped by racing: provably unable to enter the leaderboard on the images seen so far (``--racing``)"""
     scored_by_key: int
     """scored candidates that took an earlier candidate's scores from an identical metric equivalence key"""
+    forwards: int
+    """model forwards (one per input image) the metrics ran during the search; naive: candidates × images per
+    forward the metric needs per image (0 for cached metrics)"""
     constraint_failed: int
     """scored candidates for which a constraint fails (a subset of the scored)"""
     constraint_unchecked: int

@@ -80,10 +80,29 @@ def test_clean_pass_is_memoized_per_context() -> None:
     metric = AverageDrop()
     metric.score(random_maps(2, 3, 6, 6), ctx)
     assert sum(counting.calls) == 3 + 6  # clean once + one per (candidate, image)
-    metric.score(random_maps(4, 3, 6, 6), ctx)
+    metric.score(random_maps(4, 3, 6, 6, seed=1), ctx)
     assert sum(counting.calls) == 3 + 6 + 12  # the clean pass is not repeated
-    metric.score(random_maps(1, 3, 6, 6), ctx_for(samples, model=counting))  # a new context: recomputed
+    metric.score(random_maps(1, 3, 6, 6, seed=2), ctx_for(samples, model=counting))  # a new context: recomputed
     assert sum(counting.calls) == 3 + 6 + 12 + 3 + 3
+
+
+def test_masked_inputs_are_forwarded_once_per_image_and_map() -> None:
+    counting = CountingModel(PoolNet())
+    samples = make_samples(3, 6, 6)
+    ctx = ctx_for(samples, model=counting)
+    metric = AverageDrop()
+    maps = random_maps(2, 3, 6, 6)
+    maps[1, 0] = maps[0, 0]  # candidate 1 equals candidate 0 on image 0 only
+    maps[1, 1] = maps[0, 2]  # the same map on another image is another masked input
+    first = metric.score(maps, ctx)
+    assert sum(counting.calls) == 3 + 5  # clean + 6 (candidate, image) pairs, one of them shared
+    assert first[1, 0] == first[0, 0]
+    again = metric.score(maps.flip(0), ctx)  # every pair scored before: no forward
+    assert sum(counting.calls) == 3 + 5 and torch.equal(again, first.flip(0))
+    # the same numbers as scoring each candidate alone in a fresh context
+    for b in range(2):
+        alone = AverageDrop().score(maps[b:b + 1], ctx_for(samples, model=PoolNet()))
+        assert torch.equal(alone[0], first[b])
 
 
 def test_contexts_sharing_a_memo_key_share_the_clean_pass() -> None:

@@ -16,7 +16,7 @@ from sycam.metrics.base import Metric, MetricContext
 from sycam.metrics.faithfulness import DeletionAUC
 from sycam.synth import SynthesisConfig, SynthesisError
 from sycam.synth.grammar import Grammar
-from sycam.synth.racing import Race, best_per_image, blocks, score_range
+from sycam.synth.racing import Race, best_per_image, blocks, hardest_first, score_range
 from sycam.synth.search import Search
 from sycam.terminals import ExtractOptions
 from sycam.workspace import Workspace, reduce_allocation_churn
@@ -100,7 +100,7 @@ def test_racing_keeps_winner_and_scores_and_drops_only_hopeless_candidates() -> 
     assert c["raced_out"] > 0 and c["raced_out"] == len(raced.raced)
     assert c["candidates_scored"] + c["raced_out"] == exact.counters()["candidates_scored"] == 60
     _identity(c)
-    assert any(n.startswith("racing: candidates scored on 1, 1, 2, 4 images") for n in raced.notes)
+    assert any(n.startswith("racing: candidates scored on 1, 1, 1, 1, 2, 2 images") for n in raced.notes)
     # scored exactly, each raced-out candidate is worse than the bar it was dropped at: it could not have entered
     metric = CornerMass()
     exact_scores = {x.expression: x.synthesis_score for x in exact.scored}
@@ -119,8 +119,18 @@ def test_racing_off_with_unknown_range_or_several_objectives() -> None:
 
 def test_race_bound_and_blocks() -> None:
     assert sorted(p for b in blocks(12) for p in b) == list(range(12))
-    assert [len(b) for b in blocks(12)] == [2, 1, 3, 6] and blocks(12) == blocks(12)
+    # blocks end at ceil(12 * f) for f in FRACTIONS: 1, 2, 3, 4, 5, 6, 9, 12
+    assert [len(b) for b in blocks(12)] == [1, 1, 1, 1, 1, 1, 3, 3] and blocks(12) == blocks(12)
+    assert blocks(4, order=[2, 0, 3, 1]) == [[2], [0], [3], [1]]
+    with pytest.raises(ValueError, match="permutation"):
+        blocks(3, order=[0, 0, 1])
     assert score_range(get_metric("insertion_auc")) == (0.0, 1.0)
+    assert score_range(get_metric("average_drop")) == (0.0, 1.0)
+    assert score_range(get_metric("average_drop", output="logit")) is None
+    assert score_range(get_metric("increase_in_confidence")) == (0.0, 1.0)
+    # hardest images first: average drop is lower-is-better, so the largest mean drop comes first
+    assert hardest_first(get_metric("average_drop"), [[0.1, 0.9, 0.5, 0.5], [0.3, 0.7, 0.5, 0.5]]) == [1, 2, 3, 0]
+    assert hardest_first(get_metric("increase_in_confidence"), [[1.0, 0.0, 1.0]]) == [1, 0, 2]
     assert score_range(get_metric("energy_pointing_game")) is None
     ws = Workspace.build(tiny_net(), LAYER, tiny_samples(4))
     race = Race.build(ws, CornerMass())

@@ -88,6 +88,16 @@ class _MaskedConfidence(_ModelMetric):
     def __init__(self, output: str = "prob", space: str = "input") -> None:
         super().__init__(output)
         self.space = check_choice(self.name, "space", space, SPACES)
+        self._forwards = Memo()
+
+    def _masked_cache(self, ctx: MetricContext) -> dict[bytes, float]:
+        """Target scores of masked inputs already scored, by a digest of (image, map); shared by every candidate
+        scored under the same context key and samples."""
+        s = ctx.samples
+        cache: dict[bytes, float] = self._forwards.get(ctx, (s.images, s.labels), (self.output, self.space), dict)
+        if len(cache) > MAX_CACHED_FORWARDS:
+            cache.clear()
+        return cache
 
     def masked_images(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         """``x ⊙ L`` for every candidate and image: ``(*B, N, 3, H, W)`` in model-input space."""
@@ -98,19 +108,39 @@ class _MaskedConfidence(_ModelMetric):
         return s.normalize(s.pixels * maps.unsqueeze(-3))
 
     def masked_scores(self, maps: Tensor, ctx: MetricContext) -> Tensor:
-        """Target scores ``(*B, N)`` of the masked inputs, built and scored chunk by chunk."""
+        """Target scores ``(*B, N)`` of the masked inputs, built and scored chunk by chunk. A masked input is a
+        function of (image, map) alone, so each distinct pair is forwarded once: rows are keyed by a 128-bit
+        BLAKE2 digest of the map's bytes salted with the image index, and a pair already scored (by another
+        candidate of this batch or an earlier one under the same context key) takes its score without a forward
+        (exact: :meth:`sycam.workspace.WorkspaceContext.logits` gives an input the same output whatever is
+        forwarded beside it)."""
         s = ctx.samples
         lead, n = maps.shape[:-3], len(s)
         rows = maps.reshape(-1, *maps.shape[-2:]).to(s.images.device, s.images.dtype)
         idx = sample_index(tuple(lead), n, rows.device)
         base = s.images if self.space == "input" else s.pixels
+        cache = self._masked_cache(ctx)
+        rows_np = rows.detach().contiguous().cpu().numpy()
+        keys = [hashlib.blake2b(rows_np[r].tobytes(), digest_size=16, salt=int(i).to_bytes(16, "little")).digest()
+                for r, i in enumerate(idx.tolist())]
+        todo: dict[bytes, int] = {}
+        for r, key in enumerate(keys):
+            if key not in cache and key not in todo:
+                todo[key] = r
+        picked = torch.tensor(list(todo.values()), dtype=torch.long, device=rows.device)
 
         def build(a: int, b: int) -> tuple[Tensor, Tensor]:
-            ii = idx[a:b]
-            x = base[ii] * rows[a:b].unsqueeze(1)
+            sel = picked[a:b]
+            ii = idx[sel]
+            x = base[ii] * rows[sel].unsqueeze(1)
             return (x if self.space == "input" else s.normalize(x)), s.labels[ii]
 
-        return chunked_target_scores(ctx, rows.shape[0], build, self.output).reshape(*lead, n)
+        if todo:
+            got = chunked_target_scores(ctx, len(todo), build, self.output).tolist()
+            for key, v in zip(todo, got, strict=True):
+                cache[key] = v
+        out = torch.tensor([cache[k] for k in keys], dtype=torch.float32, device=rows.device)
+        return out.reshape(*lead, n)
 
 
 class AverageDrop(_MaskedConfidence):
@@ -140,6 +170,11 @@ class AverageDrop(_MaskedConfidence):
     def worst(self) -> float:
         """1 (the whole probability lost) for ``output="prob"``; ``+inf`` for logits (unbounded)."""
         return 1.0 if self.output == "prob" else math.inf
+
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        """``(0, 1)`` per image for ``output="prob"`` (:mod:`sycam.synth.racing` races it); None for logits."""
+        return (0.0, 1.0) if self.output == "prob" else None
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         r"""Per image :math:`\max(0, y - o) / y` (``|y|`` for logits; 0 where ``y = 0``), ``(*B, N)``; lower is
@@ -174,6 +209,11 @@ class IncreaseInConfidence(_MaskedConfidence):
     def worst(self) -> float:
         """0: no increase."""
         return 0.0
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """``(0, 1)``: each image scores 0 or 1 (:mod:`sycam.synth.racing` races it)."""
+        return (0.0, 1.0)
 
     def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         r"""Per image :math:`\mathbb{1}[o > y]` (1.0 or 0.0), ``(*B, N)``; higher is better."""

@@ -76,18 +76,33 @@ def fingerprint_positions(numel: int) -> range:
 
 def fingerprint_sample(sample: Tensor, levels: float) -> tuple[int, int]:
     """:func:`fingerprint` of the sampled elements (a 1-d tensor, in position order)."""
-    sample = sample.to(torch.float64)
-    scale = sample.abs().max()
-    if scale == 0:
-        return (0, 0)
+    return fingerprint_samples(sample[None], levels)[0]
+
+
+def fingerprint_samples(samples: Tensor, levels: float) -> list[tuple[int, int]]:
+    """:func:`fingerprint_sample` of each row of ``samples`` ``(B, S)``, in one pass of tensor arithmetic (a row's
+    key does not depend on the rows beside it: each row's statistics are reductions of that row alone).
+
+    >>> x = torch.rand(3, 100)
+    >>> fingerprint_samples(x, 1e3)[1] == fingerprint_sample(x[1], 1e3)
+    True
+    """
+    samples = samples.to(torch.float64)
+    b, numel = samples.shape
+    if b == 0:
+        return []
+    scale = samples.abs().amax(1)
     blocks = _BLOCKS
-    pad = (-sample.numel()) % blocks
+    pad = (-numel) % blocks
     if pad:
-        sample = torch.cat([sample, sample.new_zeros(pad)])
-    rows = (sample / scale).reshape(blocks, -1)
-    stats = torch.round(torch.cat([rows.mean(1), rows.abs().mean(1)]) * levels).tolist()
-    exponent = int(torch.floor(torch.log2(scale) * 8).item())
-    return (hash((exponent, *stats)), sample.numel())
+        samples = torch.cat([samples, samples.new_zeros(b, pad)], 1)
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    rows = (samples / safe[:, None]).reshape(b, blocks, -1)
+    stats = torch.round(torch.cat([rows.mean(2), rows.abs().mean(2)], 1) * levels).tolist()
+    exponents = torch.floor(torch.log2(safe) * 8).to(torch.int64).tolist()
+    zero = (scale == 0).tolist()
+    width = numel + pad
+    return [(0, 0) if z else (hash((e, *st)), width) for z, e, st in zip(zero, exponents, stats, strict=True)]
 
 
 _WEIGHTS: dict[tuple[int, str], Tensor] = {}

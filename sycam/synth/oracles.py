@@ -22,14 +22,55 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..heatmap import faint, layer_maps
+from ..heatmap import faint, layer_maps, layer_maps_batch
 from ..metrics.base import Metric, degenerate
 from .constraints import Constraint
-from .learner import fingerprint
+from .learner import fingerprint, fingerprint_positions, fingerprint_samples
 
 EQUIVALENCES = ("heatmap", "metric", "none")
 FINGERPRINT_LEVELS = 1e3
 """rounding of the heatmap fingerprint's block statistics (:func:`~sycam.synth.learner.fingerprint`)"""
+
+
+@dataclass
+class TriageBlock:
+    """What both oracles need of a batch of B candidates, computed in one pass of tensor arithmetic
+    (:func:`triage_block`): the layer maps on every view, the correctness oracle's per-candidate counts and the
+    equivalence oracle's flat maps. Per candidate the numbers are those of one-by-one triage (the maps come from
+    :func:`~sycam.heatmap.layer_maps_batch`, the counts are reductions of each candidate's own maps)."""
+
+    maps: list[Tensor]
+    """per view (base first), the layer maps ``(B, N, h, w)``"""
+    finite: list[bool]
+    """finite on every view"""
+    blank: list[int]
+    """base images whose map is degenerate"""
+    bad: list[int]
+    """base images whose map is degenerate or faint"""
+    flat: Tensor
+    """``(B, views·N·h·w)``: every view's maps, flattened and concatenated (what heatmap equivalence compares)"""
+
+    def keys(self, levels: float = FINGERPRINT_LEVELS) -> list[tuple[int, int]]:
+        """Heatmap fingerprints of the flat maps (:func:`~sycam.synth.learner.fingerprint` of each row)."""
+        pos = torch.tensor(list(fingerprint_positions(self.flat.shape[1])), dtype=torch.long)
+        return fingerprint_samples(self.flat.index_select(1, pos.to(self.flat.device)), levels)
+
+
+def triage_block(weights: Sequence[Sequence[Tensor]], acts: Sequence[Tensor]) -> TriageBlock:
+    """:class:`TriageBlock` of candidates whose channel weights on each view are ``weights[b][view]``, over the
+    activations ``acts`` of each view (base first). The same code triages a block on one machine and on a shard
+    (which holds some of the images: its counts add up, its flat maps are its part)."""
+    b = len(weights)
+    if not b:
+        return TriageBlock([], [], [], [], torch.zeros(0, 0))
+    maps = [layer_maps_batch([w[v] for w in weights], a) for v, a in enumerate(acts)]
+    finite = torch.ones(b, dtype=torch.bool)
+    for m in maps:
+        finite &= torch.isfinite(m.reshape(b, -1)).all(1).cpu()
+    blank = degenerate(maps[0])
+    bad = blank | faint(maps[0])
+    flat = torch.cat([m.reshape(b, -1) for m in maps], 1)
+    return TriageBlock(maps, finite.tolist(), blank.sum(-1).tolist(), bad.sum(-1).tolist(), flat)
 
 
 @dataclass

@@ -1,15 +1,18 @@
 """Racing (``SynthesisConfig.racing``): score a candidate on a growing share of the synthesis images and drop
 it as soon as it provably cannot enter the leaderboard.
 
-The synthesis images are split once, in a fixed seeded order, into disjoint blocks that end at 10 %, 25 %,
-50 % and 100 % of them (rounded up). A candidate is scored block by block; each image is scored once, by
-the metric's ordinary path (:meth:`sycam.workspace.Workspace.evaluate_layers`), so the per-image scores of a
-survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum
-``s``), the best mean the candidate can still reach is
+The synthesis images are split once, in an order fixed before the race (the search passes those the classic
+methods score worst on first, :func:`hardest_first`; default: seeded random), into disjoint blocks that end at
+5, 10, 15, 20, 25, 30, 40, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block
+by block; each image is scored once, by the metric's ordinary path
+(:meth:`sycam.workspace.Workspace.evaluate_layers`, whose forwards have a fixed shape), so the per-image scores of
+a survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum ``s``),
+the best mean the candidate can still reach is
 
 .. math:: \\bar s_{\\text{best}} = \\frac{s + \\sum_{i\\ \\text{unseen}} v_{\\text{best}, i}}{N},
 
-where ``v_best`` is the best value one image can score (a metric states its range in :func:`score_range`).
+where ``v_best`` is the best value one image can score (a metric states its range in :func:`score_range`;
+average drop and increase in confidence with ``output="prob"`` lie in [0, 1]).
 For ``deletion_auc`` and ``insertion_auc`` with ``output="prob"`` the best value is per image
 (:func:`best_per_image`): the curve's end points (the clean input and the all-baseline input) do not depend on
 the candidate, so with every inner point at its best (probability 0 for deletion, 1 for insertion) the
@@ -34,7 +37,7 @@ from ..expr import Node
 from ..metrics.base import Metric
 from ..workspace import Workspace
 
-FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 """Cumulative shares of the synthesis images scored at each stage of a race."""
 MARGIN = 1e-6
 """A bound must be worse than the bar by more than this share of the metric's range to drop a candidate
@@ -96,14 +99,21 @@ def best_per_image(metric: Metric, ws: Workspace) -> Tensor | None:
     return torch.minimum(value, best) if metric.higher_is_better else torch.maximum(value, best)
 
 
-def blocks(n: int, seed: int = 0, fractions: Sequence[float] = FRACTIONS) -> list[list[int]]:
-    """Disjoint blocks of image positions covering ``range(n)`` in a seeded random order; block ``k`` ends at
-    ``ceil(fractions[k] * n)`` (empty blocks are dropped).
+def blocks(n: int, seed: int = 0, fractions: Sequence[float] = FRACTIONS,
+           order: Sequence[int] | None = None) -> list[list[int]]:
+    """Disjoint blocks of image positions covering ``range(n)`` in ``order`` (default: a seeded random order);
+    block ``k`` ends at ``ceil(fractions[k] * n)`` (empty blocks are dropped).
 
-    >>> blocks(8)
+    >>> blocks(8, fractions=(0.1, 0.25, 0.5, 1.0))
     [[4], [0], [7, 3], [2, 5, 1, 6]]
+    >>> blocks(4, order=[3, 1, 2, 0])
+    [[3], [1], [2], [0]]
     """
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    if order is None:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    elif sorted(order) != list(range(n)):
+        raise ValueError(f"order must be a permutation of range({n})")
+    order = list(order)
     ends = sorted({min(n, math.ceil(f * n)) for f in fractions} | {n})
     out, start = [], 0
     for end in ends:
@@ -111,6 +121,23 @@ def blocks(n: int, seed: int = 0, fractions: Sequence[float] = FRACTIONS) -> lis
             out.append(order[start:end])
         start = end
     return out
+
+
+def hardest_first(metric: Metric, rows: Sequence[Sequence[float]]) -> list[int]:
+    """Image positions ordered by the mean of ``rows`` (per-image scores of the classic methods, one row each),
+    worst first (ties: lower position first). Any order fixed before a race keeps the bound exact; racing the
+    images on which maps score worst first makes a hopeless candidate's partial sum grow fastest, so it is
+    dropped after fewer images.
+
+    >>> from sycam.metrics import get_metric
+    >>> hardest_first(get_metric("average_drop"), [[0.1, 0.9, 0.5], [0.3, 0.7, 0.5]])
+    [1, 2, 0]
+    """
+    if not rows:
+        return []
+    mean = torch.tensor([list(r) for r in rows], dtype=torch.float64).nan_to_num(metric.worst()).mean(0)
+    keys = [metric.sort_key(float(v)) for v in mean.tolist()]
+    return sorted(range(len(keys)), key=lambda i: (-keys[i], i))
 
 
 @dataclass
@@ -130,12 +157,13 @@ class Race:
     n: int
 
     @classmethod
-    def build(cls, ws: Workspace, metric: Metric, seed: int = 0) -> Race | None:
+    def build(cls, ws: Workspace, metric: Metric, seed: int = 0, order: Sequence[int] | None = None) -> Race | None:
         """A race over the samples of ``ws`` for ``metric``; None when the metric's range is unknown or there
-        are fewer than two blocks."""
+        are fewer than two blocks. ``order``: the images in the order they are raced (default: seeded random;
+        the search passes the hardest images first, :func:`hardest_first`)."""
         rng = score_range(metric)
         n = len(ws.samples)
-        parts = blocks(n, seed)
+        parts = blocks(n, seed, order=order)
         if rng is None or len(parts) < 2:
             return None
         best = best_per_image(metric, ws)

@@ -27,6 +27,7 @@ earlier).
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 import time
@@ -43,7 +44,7 @@ from .._progress import progress
 from .._torch import module_device
 from ..data.samples import Samples
 from ..expr import Kind, Node, evaluate, kind_of, parse
-from ..heatmap import finish_layer, layer_maps
+from ..heatmap import finish_layer
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
@@ -56,12 +57,15 @@ from .errors import SynthesisError
 from .grammar import Grammar
 from .keystore import KeyStore
 from .learner import Entry, Learner
-from .oracles import CorrectnessOracle, EquivalenceOracle
-from .racing import Race
+from .oracles import CorrectnessOracle, EquivalenceOracle, triage_block
+from .racing import Race, hardest_first
 from .selection import Candidate, choose_within_noise, pareto_add
 
 if TYPE_CHECKING:
     from .executors import Executor
+
+TRIAGE_BLOCK = 64
+"""candidates read ahead and triaged at once (one batched pass of both oracles; on shards one round trip)"""
 
 __all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
 
@@ -94,8 +98,8 @@ class SynthesisConfig:
     tolerance: float = 1e-4
     """largest absolute difference at which two candidates count as equivalent"""
     batch: int | None = None
-    """candidates scored per metric call; None: 2 on the CPU (large (B, N, H, W) intermediates thrash its caches), 32
-    on an accelerator"""
+    """candidates scored per metric call; None: :func:`default_batch` (2 on the CPU, where large (B, N, H, W)
+    intermediates thrash its caches, unless every metric scores at layer resolution; 32 on an accelerator)"""
     leaderboard_size: int = 20
     """candidates kept on the leaderboard (the pool the winner is chosen from without several objectives)"""
     baselines: tuple[str, ...] = tuple(METHODS)
@@ -321,14 +325,14 @@ class Search:
                  config: SynthesisConfig, options: ExtractOptions, settings: dict[str, Any] | None = None,
                  on_progress: Callable[[int, float | None], None] | None = None) -> None:
         config.check()
-        if config.batch is None:
-            on_cpu = module_device(model, synthesis.device).type == "cpu"
-            config = replace(config, batch=2 if on_cpu else 32)
-        self.model, self.layer, self.synthesis = model, layer, synthesis
-        self.config, self.options, self.on_progress = config, options, on_progress
         self.objectives = list(metrics)
         self.constraint_specs = parse_constraints(config.constraints)
         self.columns = _columns(self.objectives, self.constraint_specs, config, synthesis)
+        if config.batch is None:
+            on_cpu = module_device(model, synthesis.device).type == "cpu"
+            config = replace(config, batch=default_batch(self.columns, on_cpu))
+        self.model, self.layer, self.synthesis = model, layer, synthesis
+        self.config, self.options, self.on_progress = config, options, on_progress
         """every metric a candidate is scored on: the objectives, then the constraints' other metrics"""
         self.names = [m.name for m in self.columns]
         self.timings: dict[str, float] = {}
@@ -353,13 +357,21 @@ class Search:
         self.pending: list[tuple[Entry, str | None]] = []
         self.stopped = "search space exhausted"
         self.count = {"seeds": 0, "form_skipped": 0, "duplicates_of_seeds": 0, "unscored": 0, "constraint_failed": 0,
-                      "constraint_unchecked": 0, "raced_out": 0, "scored_by_key": 0}
+                      "constraint_unchecked": 0, "raced_out": 0, "scored_by_key": 0, "forwards": 0}
         self._keys: KeyStore[Tensor] = KeyStore()
         self.race: Race | None = None
         self.raced: list[tuple[str, float | None]] = []
         """raced-out candidates with the bar (the leaderboard's last score) they could not beat"""
         self._bar_at_flush: float | None = None
         self.rejected: dict[str, int] = {}
+        self._snap: tuple[Any, dict[str, int]] | None = None
+        self._tri: dict[int, tuple[str | None, tuple[int, int] | None, Tensor, list[Tensor]]] = {}
+        """per candidate read ahead: the reason to reject it, its fingerprint, flat maps and layer maps per view"""
+        self._held: dict[int, list[Tensor]] = {}
+        """layer maps per view of the candidates waiting to be scored (computed once, in triage)"""
+
+    triage_size: int = TRIAGE_BLOCK
+    """candidates read ahead and triaged at once (1: one by one, the unbatched path the tests compare with)"""
 
     @property
     def primary(self) -> Metric:
@@ -466,7 +478,7 @@ class Search:
                       ckpt.settings_parts(self._checkpoint_settings()))
         self._last_checkpoint = time.perf_counter()
 
-    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
+    def _candidates(self) -> Iterator[tuple[Entry, str | None]]:
         """Seeds (the classic methods the grammar admits) first, then the learner's entries by size."""
         grammar = self.config.grammar
         seed_texts: set[str] = set()
@@ -485,6 +497,24 @@ class Search:
             else:
                 yield entry, None
 
+    def _stream_state(self) -> tuple[Any, dict[str, int]]:
+        stats = replace(self.learner.stats, rejected=dict(self.learner.stats.rejected))
+        return stats, {k: self.count[k] for k in ("seeds", "form_skipped", "duplicates_of_seeds")}
+
+    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
+        """The candidate stream read ahead in blocks of :data:`TRIAGE_BLOCK`, each block triaged at once
+        (:meth:`_triage_block`) before its candidates are handed out one by one; the counters are those of the
+        last candidate handed out (:meth:`_rewind_stream`)."""
+        it = self._candidates()
+        while True:
+            block = [(item, self._stream_state()) for item in itertools.islice(it, self.triage_size)]
+            if not block:
+                return
+            self._triage_block([entry for (entry, _), _ in block])
+            for item, snap in block:
+                self._snap = snap
+                yield item
+
     def _seed_entry(self, node: Node, kind: Kind) -> Entry:
         """The bank-style entry of a seeded classic method (its values on every view)."""
         return Entry(node, kind, tuple(evaluate(node, pv) for pv in self.per_view))
@@ -493,17 +523,32 @@ class Search:
         return Learner(self.config.grammar, self.leaves, self.config.max_bank_bytes)
 
     def _rewind_stream(self) -> None:
-        """Called when the search stopped before the stream ran dry (an executor that reads ahead rewinds its
-        counters to the last candidate taken; here nothing was read ahead)."""
+        """Counters back to the last candidate the search took (the stream was read ahead)."""
+        if self._snap is not None:
+            self.learner.stats, counts = self._snap
+            self.count.update(counts)
+
+    def _triage_block(self, entries: Sequence[Entry]) -> None:
+        """Both oracles' tensor work for a block of candidates at once (:func:`~sycam.synth.oracles.triage_block`):
+        the reason to reject each, its heatmap fingerprint and flat maps, and its layer maps (kept for scoring)."""
+        block = triage_block([e.values for e in entries], self.acts)
+        n = len(self.synthesis)
+        keys = block.keys() if self.equivalence.mode == "heatmap" else [None] * len(entries)
+        for j, e in enumerate(entries):
+            reason = self.oracle.reject_counts(block.finite[j], block.blank[j], block.bad[j], n)
+            self._tri[e.uid] = (reason, keys[j], block.flat[j].clone(), [m[j] for m in block.maps])
 
     def _triage(self, entry: Entry) -> bool:
         """True when the candidate is to be scored; otherwise it was rejected or pruned (and counted)."""
-        maps = self.equivalence.layer_maps(entry.values, self.acts)
-        reason = self.oracle.reject(maps)
+        reason, key, flat, maps = self._tri.pop(entry.uid)
         if reason is not None:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
             return False
-        return not self.equivalence.check(str(entry.node), maps)
+        if key is not None and self.equivalence.match(str(entry.node), key, flat,
+                                                      lambda other: float((flat - other).abs().max())):
+            return False
+        self._held[entry.uid] = maps
+        return True
 
     def _considered(self) -> int:
         """Candidates that reached scoring: scored plus raced out (the budget counts both; racing off: scored)."""
@@ -515,14 +560,22 @@ class Search:
         if len(self.objectives) > 1:
             why = "several objectives (the Pareto front has no single bar)"
         else:
-            race = Race.build(self.ws, self.primary)
+            rows = [v for k, v in self.per_image.get("synthesis", {}).items() if k in self.baselines]
+            race = Race.build(self.ws, self.primary, order=hardest_first(self.primary, rows) or None)
             if race is not None:
                 self.notes.append(f"racing: candidates scored on {', '.join(str(len(p)) for p in race.positions)} "
-                                  "images in turn and dropped once they provably could not enter the leaderboard")
+                                  "images in turn (those the classic methods score worst on first) and dropped "
+                                  "once they provably could not enter the leaderboard")
                 return race
             why = f"no known per-image range of {self.primary.name} (or too few images)"
         self.notes.append(f"racing requested but off: {why}")
         return None
+
+    def _metric_forwards(self) -> int:
+        """Model forwards (one per input image) the metrics have run on the synthesis split so far (racing's
+        block workspaces included)."""
+        race = self.race.workspaces if self.race is not None else []
+        return self.ws.forwards + sum(w.forwards for w in race)
 
     def _budget_left(self) -> int | None:
         n = self.config.max_candidates
@@ -541,6 +594,7 @@ class Search:
             self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
         self.learner = self._new_learner()
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
+        forwards0 = self._metric_forwards()
         self.race = self._race() if self.config.racing else None
         with progress(self.config.max_candidates, "synthesize", "cand") as self._bar:
             try:
@@ -569,6 +623,7 @@ class Search:
             else:
                 self._rewind_stream()
         self._save_checkpoint()
+        self.count["forwards"] = self._metric_forwards() - forwards0
         self.timings["search"] = time.perf_counter() - t0
         if self.learner.stats.bank_full:
             self.notes.append("the sub-expression bank reached its memory cap; larger expressions were built only "
@@ -588,13 +643,16 @@ class Search:
         (no forwards). With ``race`` the first column is raced (:mod:`sycam.synth.racing`): a candidate
         dropped there gets None."""
         nodes = [e.node for e in entries]
-
         memo: dict[str, Tensor] = {}
+        fresh = [e for e in entries if e.uid not in self._held]
+        made = triage_block([e.values for e in fresh], self.acts).maps  # not triaged here: one pass for all
+        extra = {e.uid: [m[j] for m in made] for j, e in enumerate(fresh)}
+        held = [self._held.get(e.uid) or extra[e.uid] for e in entries]
 
         def layers(view: str) -> Tensor:
             if view not in memo:
                 i = self.views.index(view)
-                memo[view] = torch.stack([layer_maps(e.values[i], self.acts[i]) for e in entries])
+                memo[view] = torch.stack([h[i] for h in held])
             return memo[view]
 
         per_column = [self._column(j, nodes, layers, race and k == 0) for k, j in enumerate(columns)]
@@ -692,6 +750,7 @@ class Search:
                     cand.holds = None
                     self.count["constraint_unchecked"] += bool(self.constraint_specs)
             self.pending.pop(0)
+            self._held.pop(entry.uid, None)
         self._bar.update(self._considered() - self._bar.n)
         if self.best is not None:
             self._bar.set_postfix_str(f"best={self.best.synthesis_score:.4f}")
@@ -876,7 +935,9 @@ class Search:
         """Counters that add up: enumerated = scored + raced out + equivalent + rejected + merged
         sub-expressions + form skipped + duplicates of seeds + unscored (dropped by an interrupt).
         ``scored_by_key`` (a subset of the scored) took their scores from an earlier candidate with an identical
-        equivalence key, without forwards; ``raced_out`` is 0 without ``config.racing``."""
+        equivalence key, without forwards; ``raced_out`` is 0 without ``config.racing``; ``forwards`` counts the
+        model forwards (one per input image) the metrics ran during the search (0 for cached metrics; a naive
+        average-drop search runs candidates × images)."""
         ls = self.learner.stats
         rejected = dict(ls.rejected)
         for k, v in self.rejected.items():
@@ -886,6 +947,7 @@ class Search:
             "candidates_scored": len(self.scored),
             "raced_out": self.count["raced_out"],
             "scored_by_key": self.count["scored_by_key"],
+            "forwards": self.count["forwards"],
             "equivalent_pruned": self.equivalence.pruned,
             "rejected": rejected,
             "rejected_total": sum(rejected.values()),
@@ -918,6 +980,25 @@ class Search:
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
             control=control, incomplete=incomplete)
+
+
+LOWRES_CPU_BATCH = 64
+"""Candidates per metric call on the CPU when every metric scores exactly at layer resolution (``Metric.lowres``):
+their intermediates are ``(B, N, h, w)``, small, so a large batch costs no cache misses and saves per-call work."""
+
+
+def default_batch(columns: Sequence[Metric], on_cpu: bool) -> int:
+    """Candidates per metric call when ``SynthesisConfig.batch`` is None: 32 on an accelerator; on the CPU
+    :data:`LOWRES_CPU_BATCH` when every metric of ``columns`` is a cached one with the exact layer-resolution path,
+    else 2 (full-resolution ``(B, N, H, W)`` intermediates of larger batches thrash the caches).
+
+    >>> from sycam.metrics import get_metric
+    >>> default_batch([get_metric("energy_pointing_game")], True), default_batch([get_metric("deletion_auc")], True)
+    (64, 2)
+    """
+    if not on_cpu:
+        return 32
+    return LOWRES_CPU_BATCH if all(m.lowres and m.cost != "model" for m in columns) else 2
 
 
 def _columns(objectives: list[Metric], constraints: Sequence[Constraint], config: SynthesisConfig,

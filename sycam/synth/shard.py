@@ -21,6 +21,7 @@ actor (:mod:`sycam.synth.executors`), and what each returns combines exactly ove
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,13 +31,14 @@ from torch import Tensor, nn
 
 from ..exactsum import ExactSum, partial_sums
 from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
-from ..heatmap import faint, finish_layer, layer_maps
-from ..metrics.base import Metric, degenerate
+from ..heatmap import finish_layer, layer_maps_batch
+from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from .control import control_scores
 from .keystore import digest
 from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry, same_values
+from .oracles import triage_block
 
 BankItem = tuple[int, str, tuple[int, ...], int, Any]
 """``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
@@ -70,6 +72,18 @@ class Shard:
             torch.set_num_threads(threads)
         self.model, self.layer, self.options = model, layer, options
         self.splits: dict[str, Workspace] = {}
+        self._metrics: dict[str, Metric] = {}
+
+    def _metric(self, metric: Metric) -> Metric:
+        """This shard's own copy of ``metric``, one per class and settings. A metric keeps its memo of forwards
+        (e.g. perturbed inputs already scored, one workspace at a time) in itself: a copy per shard keeps in-process
+        shards, which receive the driver's very object, from evicting each other's memo, and one copy for every call
+        lets the search reuse the forwards the baselines' scoring ran, as on one machine (Ray calls arrive as
+        fresh copies)."""
+        key = repr((type(metric).__module__, type(metric).__qualname__, sorted(metric.describe().items())))
+        if key not in self._metrics:
+            self._metrics[key] = copy.deepcopy(metric)
+        return self._metrics[key]
 
     # -- splits ---------------------------------------------------------------------------------------
 
@@ -87,7 +101,7 @@ class Shard:
 
     def split_scores(self, split: str, texts: Sequence[str], metric: Metric, batch: int) -> list[list[float]]:
         """Per-image scores of the expressions ``texts`` on this shard of ``split``."""
-        rows = self.splits[split].score([parse(t) for t in texts], metric, batch)
+        rows = self.splits[split].score([parse(t) for t in texts], self._metric(metric), batch)
         return [[float(x) for x in r] for r in rows.tolist()]
 
     def split_degenerate(self, split: str, texts: Sequence[str]) -> list[int]:
@@ -96,7 +110,7 @@ class Shard:
 
     def split_control(self, split: str, winner: str, metric: Metric) -> tuple[list[float], int]:
         """:func:`~sycam.synth.control.control_scores` on this shard of ``split``."""
-        return control_scores(self.splits[split], parse(winner), metric)
+        return control_scores(self.splits[split], parse(winner), self._metric(metric))
 
     # -- the search's state ---------------------------------------------------------------------------
 
@@ -107,7 +121,7 @@ class Shard:
         that the heatmap fingerprint samples."""
         ws = self.splits["synthesis"]
         self.ws = ws
-        self.columns = list(columns)
+        self.columns = [self._metric(m) for m in columns]
         self.views = [BASE, *[v for v in ws.caches if v != BASE]]
         self.per_view = [ws.values(terminals, v) for v in self.views]
         self.acts = tuple(pv["A"] for pv in self.per_view)
@@ -120,6 +134,10 @@ class Shard:
         self.classes: dict[int, Tensor] = {}
         self.sample = torch.tensor(list(sample), dtype=torch.long)
         self._batch: tuple[tuple[int, ...], dict[str, Tensor]] = ((), {})
+
+    def forwards(self) -> int:
+        """Model forwards the metrics have run on this shard's synthesis images (:attr:`Workspace.forwards`)."""
+        return self.splits["synthesis"].forwards
 
     def layout(self) -> dict[str, Any]:
         """Images, views and layer map size of the synthesis split (for the fingerprint positions)."""
@@ -173,31 +191,28 @@ class Shard:
 
     # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
 
-    def _maps(self, entry: Entry) -> list[Tensor]:
-        return [layer_maps(w, a) for w, a in zip(entry.values, self.acts, strict=True)]
-
     def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
                drop: Sequence[int] = ()) -> list[TriageReply]:
         """Reply per candidate ``(uid, seed expression or None)`` (:data:`TriageReply`), holding its flat maps
         until the driver says whether it founded a heatmap class (``keep``: they become the class's maps) or not
-        (``drop``). A seed (a classic method) is built here from its expression."""
+        (``drop``). A seed (a classic method) is built here from its expression. The block is triaged in one
+        batched pass (:func:`~sycam.synth.oracles.triage_block`, the same code as on one machine)."""
         for uid in keep:
             self.classes[uid] = self.flats.pop(uid)
         for uid in drop:
             self.flats.pop(uid, None)
-        out: list[TriageReply] = []
         for uid, seed in items:
             if seed is not None:
                 node = parse(seed)
                 self.entries[uid] = Entry(node, kind_of(node), tuple(evaluate(node, pv) for pv in self.per_view),
                                           uid=uid)
-            maps = self._maps(self.entries[uid])
-            finite = all(bool(torch.isfinite(m).all()) for m in maps)
-            blank = degenerate(maps[0])
-            flat = torch.cat([m.flatten() for m in maps])
-            self.flats[uid] = flat
-            out.append((finite, int(blank.sum()), int((blank | faint(maps[0])).sum()),
-                        flat.index_select(0, self.sample.to(flat.device)).cpu()))
+        block = triage_block([self.entries[uid].values for uid, _ in items], self.acts)
+        out: list[TriageReply] = []
+        sample = block.flat.index_select(1, self.sample.to(block.flat.device)).cpu() if items else None
+        for j, (uid, _) in enumerate(items):
+            self.flats[uid] = block.flat[j].clone()  # a row of its own: the block's tensor is freed
+            assert sample is not None
+            out.append((block.finite[j], block.blank[j], block.bad[j], sample[j].clone()))
         return out
 
     def _flat(self, uid: int) -> Tensor:
@@ -221,7 +236,7 @@ class Shard:
         memo = self._layers(uids)
         if view not in memo:
             i = self.views.index(view)
-            memo[view] = torch.stack([layer_maps(self.entries[u].values[i], self.acts[i]) for u in uids])
+            memo[view] = layer_maps_batch([self.entries[u].values[i] for u in uids], self.acts[i])
         return memo[view]
 
     def keys(self, uids: Sequence[int], column: int) -> list[bytes] | None:

@@ -55,14 +55,12 @@ from .errors import SynthesisError
 from .executors import Executor, balanced_batch, plan_shards
 from .grammar import Grammar
 from .keystore import KeyStore
-from .learner import _UIDS, Entry, Learner, Proposal, Signature, fingerprint_positions, fingerprint_sample
+from .learner import _UIDS, Entry, Learner, Proposal, Signature, fingerprint_positions, fingerprint_samples
 from .oracles import FINGERPRINT_LEVELS
-from .search import Search, SynthesisConfig
+from .search import TRIAGE_BLOCK, Search, SynthesisConfig  # noqa: F401 (TRIAGE_BLOCK: read here by docs tests)
 
 BANK_CHUNK = 4096
 """proposed sub-expressions per round trip of the bank"""
-TRIAGE_BLOCK = 64
-"""candidates read ahead and triaged per round trip"""
 
 
 class RemoteEntry:
@@ -204,7 +202,6 @@ class ShardedSearch(Search):
         self._measured: set[int] = set()
         self._keep: list[int] = []
         self._drop: list[int] = []
-        self._snap: tuple[Any, dict[str, int]] | None = None
 
     # -- calls on the shards of a split -----------------------------------------------------------------
 
@@ -277,6 +274,10 @@ class ShardedSearch(Search):
 
     # -- the learner and the candidate stream -----------------------------------------------------------
 
+    def _metric_forwards(self) -> int:
+        """The shards' model forwards on the synthesis split, summed."""
+        return sum(self._on("synthesis", "forwards"))
+
     def _new_learner(self) -> Learner:
         return ShardedLearner(self.config.grammar, self.config.max_bank_bytes, self._bank)
 
@@ -300,29 +301,6 @@ class ShardedSearch(Search):
         self._seed_texts[entry.uid] = str(node)
         return entry  # type: ignore[return-value]
 
-    def _stream_state(self) -> tuple[Any, dict[str, int]]:
-        stats = dataclasses.replace(self.learner.stats, rejected=dict(self.learner.stats.rejected))
-        return stats, {k: self.count[k] for k in ("seeds", "form_skipped", "duplicates_of_seeds")}
-
-    def _stream(self) -> Iterator[tuple[Entry, str | None]]:
-        """The candidate stream read ahead in blocks of :data:`TRIAGE_BLOCK`, each triaged on the shards in one
-        round trip before its candidates are handed out one by one."""
-        it = super()._stream()
-        while True:
-            block = [(item, self._stream_state()) for item in itertools.islice(it, TRIAGE_BLOCK)]
-            if not block:
-                return
-            self._triage_block([entry for (entry, _), _ in block])
-            for item, snap in block:
-                self._snap = snap
-                yield item
-
-    def _rewind_stream(self) -> None:
-        """Counters back to the last candidate the search took (the stream was read ahead)."""
-        if self._snap is not None:
-            self.learner.stats, counts = self._snap
-            self.count.update(counts)
-
     # -- triage ---------------------------------------------------------------------------------------
 
     def _triage_block(self, entries: Sequence[Any]) -> None:
@@ -333,15 +311,16 @@ class ShardedSearch(Search):
         self._block = [e.uid for e in entries]
         self._dist, self._measured = {}, set()
         heatmap = self.equivalence.mode == "heatmap"
-        for j, e in enumerate(entries):
+        reasons, samples = [], []
+        for j in range(len(entries)):
             replies = [p[j] for p in parts]
-            reason = self.oracle.reject_counts(all(r[0] for r in replies), sum(r[1] for r in replies),
-                                               sum(r[2] for r in replies), n)
-            key = None
-            if reason is None and heatmap:
-                sample = torch.cat([r[3] for r in replies])[self._order]
-                key = fingerprint_sample(sample, FINGERPRINT_LEVELS)
-            self._tri[e.uid] = (reason, key)
+            reasons.append(self.oracle.reject_counts(all(r[0] for r in replies), sum(r[1] for r in replies),
+                                                     sum(r[2] for r in replies), n))
+            if reasons[-1] is None and heatmap:
+                samples.append(torch.cat([r[3] for r in replies])[self._order])
+        keys = iter(fingerprint_samples(torch.stack(samples), FINGERPRINT_LEVELS) if samples else [])
+        for e, reason in zip(entries, reasons, strict=True):  # the block's fingerprints in one pass, as on one machine
+            self._tri[e.uid] = (reason, next(keys) if reason is None and heatmap else None)
 
     def _measure(self, uid: int) -> None:
         """Distances (largest over shards) from the block's undecided candidates, from ``uid`` on, to the classes

