@@ -185,6 +185,11 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E79": ("explain with a repeated method", [*EXPLAIN, "--method", "gradcam", "{photo}", "--out", "{tmp}/o"]),
     "E80": ("--weights naming a text file", ["explain", "--weights", "{tmp}/text.pt", "--method", "gradcam",
                                             "{photo}", "--out", "{tmp}/o", "@text"]),
+    "E135": ("an unknown --reshape preset", [*EXPLAIN, "--reshape", "deit", "{photo}", "--out", "{tmp}/o"]),
+    "E136": ("several --layer outside explain", ["evaluate", "--random-weights", "--data", "demo", "--metrics",
+                                                 "iou", "--layer", "bn2", "--layer", "conv_head", "--out", "{tmp}/o"]),
+    "E137": ("--reshape swin on a CNN (its maps read as channels last)",
+             [*EXPLAIN, "--reshape", "swin", "--quiet", "{photo}", "--out", "{tmp}/o"]),
 }
 
 
@@ -420,11 +425,20 @@ API: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "E89": ("a checkpoint nested 5000 deep", lambda tmp: _checkpoint(lambda t: "[" * 5000 + "]" * 5000)),
     "E90": ("`--resume` after every box of the data moved (`synthesize(..., resume=True)`)",
             _api_resume_changed_data),
-    "E135": ("an unknown --reshape preset", [*EXPLAIN, "--reshape", "deit", "{photo}", "--out", "{tmp}/o"]),
-    "E136": ("several --layer outside explain", ["evaluate", "--random-weights", "--data", "demo", "--metrics",
-                                                 "iou", "--layer", "bn2", "--layer", "conv_head", "--out", "{tmp}/o"]),
-    "E137": ("--reshape swin on a CNN (its maps read as channels last)",
-             [*EXPLAIN, "--reshape", "swin", "--quiet", "{photo}", "--out", "{tmp}/o"]),
+    "E138": ("`CAM(vit, \"blocks[-1].attn.k_norm\", ...)` (attention output (N, heads, tokens, dim))",
+             _api_attention_output),
+    "E139": ("`CAM(swin, \"layers[-1].blocks[-1].norm1\", ...)` without a reshape_transform (channels last)",
+             _api_channels_last),
+    "E140": ("`CAM(vit, \"blocks[-1].norm1\", ...)` without a reshape_transform (tokens)", _api_tokens),
+    "E141": ("`TokensToMap()(a (N, K, h, w) map)`", _api_vit_preset_on_a_map),
+    "E142": ('`CAM(..., reshape_transform="deit")`', _api_unknown_preset),
+    "E143": ("Ablation-CAM through a reshape_transform that computes (`× 2`)", _api_ablation_through_arithmetic),
+    "E144": ('`sycam.export("scorecam")`', _api_export_score_cam),
+    "E145": ('`sycam.export("gradcam", "captum")`', _api_export_format),
+    "E146": ("`sycam.export(...)` where pytorch-grad-cam is not installed", _api_export_without_grad_cam),
+    "E147": ("`CAM(..., layers=[])`", _api_no_layers),
+    "E148": ('`CAM(model, "body", ..., layers=[...])`', _api_layer_and_layers),
+    "E149": ("`Heatmaps(maps, pixels)` of different sizes", _api_heatmaps_misfit),
 }
 
 
