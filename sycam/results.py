@@ -143,6 +143,9 @@ class SynthesisResults(_LambdaKeys):
     baselines: dict[str, BaselineResult]
     leaderboard: list[LeaderboardRow]
     history: list[list[float | None]]
+    guards: NotRequired[str]
+    """which constraints applied: "default" (the objectives' default guards), "user" (given) or "off"
+    (``--no-guards``); absent in results of older versions"""
     constraints: list[ConstraintResult]
     pareto: NotRequired[list[ParetoPoint]]
     """only with several objectives"""

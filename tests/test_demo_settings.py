@@ -6,7 +6,7 @@ from __future__ import annotations
 from sycam.expr import TERMINALS
 from sycam.metrics import get_metric
 from sycam.synth import Grammar, SynthesisConfig
-from sycam.synth.constraints import DEFAULT_GUARDS, parse_constraints
+from sycam.synth.constraints import DEFAULT_GUARDS, default_constraints, parse_constraints
 from sycam.synth.demo import DEMO
 
 
@@ -28,15 +28,17 @@ def test_terminals_are_exact() -> None:
 
 
 def test_objective_has_its_default_guards() -> None:
+    """The demo sets no constraint of its own: the search applies the objective's default guards."""
     metrics = list(DEMO["metric"])
     assert metrics
+    assert not DEMO.get("constraint") and not DEMO.get("no_guards")
+    guards = default_constraints(metrics)
     for m in metrics:
         get_metric(m)  # a known metric
-        for guard in DEFAULT_GUARDS.get(m, ()):
-            assert guard in DEMO["constraint"], f"{m}'s guard {guard!r} is missing from DEMO"
+        assert set(DEFAULT_GUARDS.get(m, ())) <= set(guards)
     # localization objectives have guards at all (sparsification alone must not win)
-    assert any(DEFAULT_GUARDS.get(m) for m in metrics)
-    for c in parse_constraints(DEMO["constraint"]):
+    assert guards and any(DEFAULT_GUARDS.get(m) for m in metrics)
+    for c in parse_constraints(guards):
         get_metric(c.metric)
         assert c.rhs != "best" or c.scale > 0
 
@@ -52,7 +54,6 @@ def test_settings_build_a_valid_config() -> None:
     """The settings make a checked SynthesisConfig (what the CLI builds from them)."""
     grammar = Grammar(terminals=tuple(_terminals()), max_size=int(DEMO["max_size"]))
     config = SynthesisConfig(grammar=grammar, max_candidates=DEMO["max_candidates"], time_limit=DEMO["time_limit"],
-                             constraints=tuple(DEMO["constraint"]),
                              max_degenerate_fraction=float(DEMO["max_degenerate"]))
     config.check()
     assert config.time_limit is None and config.max_candidates == DEMO["max_candidates"]

@@ -142,7 +142,8 @@ def test_equivalence_pruning_never_discards_a_distinct_candidate() -> None:
     metric = get_metric("energy_pointing_game")
     runs = {}
     for mode in ("none", "heatmap"):
-        config = SynthesisConfig(grammar=grammar, max_candidates=None, equivalence=mode, leaderboard_size=100000,
+        config = SynthesisConfig(grammar=grammar, max_candidates=None, equivalence=mode, guards=False,
+                                 leaderboard_size=100000,
                                  baselines=("gradcam",))
         runs[mode] = synthesize(net, LAYER, samples, None, metric, config)
     full, pruned = runs["none"], runs["heatmap"]
@@ -173,7 +174,7 @@ def test_lambda_direction_stop_and_results_schema() -> None:
     syn, test = samples.subset(range(5)), samples.subset(range(5, 8))
     grammar = Grammar(terminals=("A", "G"), max_size=4)
     complexity = get_metric("complexity")  # lower is better
-    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_threshold=True, batch=4)
+    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_threshold=True, batch=4, guards=False)
     result = synthesize(net, LAYER, syn, test, complexity, config)
     d = json.loads(json.dumps(result.to_dict()))
     assert d["metric"]["higher_is_better"] is False

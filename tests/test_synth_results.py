@@ -167,7 +167,7 @@ def test_pareto_front_on_a_toy() -> None:
 def test_pareto_search_reports_the_front() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metrics = [get_metric("energy_pointing_game"), get_metric("complexity")]
-    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=1000)
+    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=1000, guards=False)
     result = synthesize(net, LAYER, samples, samples.subset([0, 1]), metrics, config)
     d = result.to_dict()
     front = [(p["scores"]["energy_pointing_game"], p["scores"]["complexity"]) for p in d["pareto"]]
@@ -201,7 +201,7 @@ def test_correctness_oracle_rejects_degenerate_maps() -> None:
 def test_search_never_scores_a_map_degenerate_on_a_synthesis_image() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metric = get_metric("energy_pointing_game")
-    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=100000)
+    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=100000, guards=False)
     strict = synthesize(net, LAYER, samples, None, metric, config)
     loose = synthesize(net, LAYER, samples, None, metric, replace(config, max_degenerate_fraction=0.5))
     ws = Workspace.build(net, LAYER, samples)
@@ -470,6 +470,7 @@ def test_demo_settings_are_reproducible_and_guarded() -> None:
 
     assert DEMO["time_limit"] is None and isinstance(DEMO["max_candidates"], int)  # same result under any load
     assert all(m in METRICS for m in DEMO["metric"])
-    guards = [parse_constraint(c) for c in DEMO["constraint"]]
+    assert "constraint" not in DEMO  # the demo takes the objective's default guards, as every search does
+    guards = [parse_constraint(c) for c in default_constraints(DEMO["metric"])]
     assert {g.metric for g in guards} >= {"mask_auc"} and all(g.metric in METRICS for g in guards)
     assert DEMO["validation_fraction"] > 0 and DEMO["validation_fraction"] + DEMO["test_fraction"] < 1

@@ -50,7 +50,7 @@ from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from . import checkpoint as ckpt
-from .constraints import Constraint, parse_constraints
+from .constraints import GUARD_REFERENCE, Constraint, default_constraints, parse_constraints
 from .control import control_scores
 from .errors import SynthesisError
 from .grammar import Grammar
@@ -114,7 +114,15 @@ class SynthesisConfig:
     """memory cap of the learner's bank of sub-expression values; past it, new candidates are still scored but no
     longer stored for composition (the result is then marked incomplete)"""
     constraints: tuple[str, ...] = ()
-    """"METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`)"""
+    """"METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`); empty: the objectives'
+    default guards (unless ``guards`` is False)"""
+    guards: bool = True
+    """with no ``constraints``, apply the objectives' default guards
+    (:func:`~sycam.synth.constraints.default_constraints`; they bound candidates by Grad-CAM's synthesis scores, so ``gradcam`` must be among the baselines); False: no
+    constraint at all (``--no-guards``)"""
+    min_effect: float = 0.0
+    """smallest difference of mean scores (in the metric's units) that counts: two candidates closer than this are
+    tied on synthesis (both may enter the validation pool) and on validation (the smaller wins)"""
     max_degenerate_fraction: float = 0.0
     """share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)"""
     racing: bool = False
@@ -150,6 +158,11 @@ class SynthesisConfig:
             raise bad("racing", self.racing, "True or False")
         if isinstance(self.constraints, str):
             raise bad("constraints", self.constraints, "a tuple of strings")
+        if not isinstance(self.guards, bool):
+            raise bad("guards", self.guards, "True or False")
+        e = self.min_effect
+        if isinstance(e, bool) or not isinstance(e, int | float) or not math.isfinite(e) or e < 0:
+            raise bad("min_effect", e, "a finite number ≥ 0")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that shape the result, JSON-ready (``settings.synthesis`` in ``results.json``)."""
@@ -158,7 +171,8 @@ class SynthesisConfig:
             "stop_at_threshold": self.stop_at_threshold, "max_candidates": self.max_candidates,
             "time_limit": self.time_limit, "equivalence": self.equivalence, "tolerance": self.tolerance,
             "batch": self.batch, "leaderboard_size": self.leaderboard_size, "baselines": list(self.baselines),
-            "seed_baselines": self.seed_baselines, "constraints": list(self.constraints),
+            "seed_baselines": self.seed_baselines, "constraints": list(self.constraints), "guards": self.guards,
+            "min_effect": self.min_effect,
             "max_degenerate_fraction": self.max_degenerate_fraction, "max_bank_bytes": self.max_bank_bytes,
             "racing": self.racing,
         }
@@ -254,6 +268,7 @@ class SynthesisResult:
                              "is_baseline": c.seed}
                             for i, c in enumerate(self.leaderboard)],
             "history": [[n, _finite(s)] for n, s in self.history],
+            "guards": self.settings.get("guards", "user" if self.constraints else "off"),
             "constraints": [{"text": c.text, "metric": c.metric, "op": c.op,
                              "rhs": c.rhs if c.rhs is not None else repr(c.scale), "bound": _finite(bound),
                              "synthesis_value": _finite(best.scores.get(c.metric)),
@@ -321,6 +336,15 @@ class Search:
         self.model, self.layer, self.synthesis = model, layer, synthesis
         self.config, self.options, self.on_progress = config, options, on_progress
         self.objectives = list(metrics)
+        self.guards = "user" if config.constraints else ("default" if config.guards else "off")
+        """which constraints apply: "user" (given), "default" (the objectives' default guards) or "off" (none)"""
+        if self.guards == "default":
+            if GUARD_REFERENCE not in config.baselines:
+                raise SynthesisError(f"the default guards are bounds of {GUARD_REFERENCE}'s scores: add "
+                                     f"{GUARD_REFERENCE} to the baselines, give constraints, or turn the guards off "
+                                     "(guards=False, --no-guards)")
+            config = replace(config, constraints=default_constraints(self.objectives))
+        self.config = config
         self.constraint_specs = parse_constraints(config.constraints)
         self.columns = _columns(self.objectives, self.constraint_specs, config, synthesis)
         """every metric a candidate is scored on: the objectives, then the constraints' other metrics"""
@@ -328,7 +352,7 @@ class Search:
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
         self.baseline_nodes = {b: METHODS[b].node for b in config.baselines}
-        self.settings = {**(settings or {}), "synthesis": config.as_dict(),
+        self.settings = {**(settings or {}), "synthesis": config.as_dict(), "guards": self.guards,
                          "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k},
                          "metric": self.objectives[0].describe(), "metrics": [m.describe() for m in self.objectives],
                          "synthesis_ids": list(synthesis.ids)}
