@@ -118,8 +118,8 @@ class SynthesisConfig:
     default guards (unless ``guards`` is False)"""
     guards: bool = True
     """with no ``constraints``, apply the objectives' default guards
-    (:func:`~sycam.synth.constraints.default_constraints`; they bound candidates by Grad-CAM's synthesis scores, so ``gradcam`` must be among the baselines); False: no
-    constraint at all (``--no-guards``)"""
+    (:func:`~sycam.synth.constraints.default_constraints`; they bound candidates by Grad-CAM's synthesis scores,
+    so ``gradcam`` must be among the baselines); False: no constraint at all (``--no-guards``)"""
     min_effect: float = 0.0
     """smallest difference of mean scores (in the metric's units) that counts: two candidates closer than this are
     tied on synthesis (both may enter the validation pool) and on validation (the smaller wins)"""
