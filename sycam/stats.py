@@ -7,6 +7,14 @@ means is :math:`\bar d = \frac1m \sum_i (a_i - b_i)`. The paired (percentile) bo
 The verdict reads the interval, never the point estimate: *better* when the whole interval lies on the good
 side of zero, *worse* when it lies on the bad side, *not distinguishable* otherwise.
 
+**Clustered.** Images are rarely independent: the same object photo or texture appears in many composites, two
+targets share one photo. With ``groups`` (one label per image; :func:`sycam.data.split.bootstrap_groups` makes
+them from the data's sources) the bootstrap resamples the ``G`` *groups* with replacement and takes the mean of
+``d`` over all images of the drawn groups, :math:`\sum_{g} S_g / \sum_{g} m_g` (``S_g`` the sum of ``d`` over
+group ``g``, ``m_g`` its images). The interval then speaks for new groups (new objects), not new images of the
+same groups. With fewer than two groups no spread between groups can be measured: the interval is NaN and the
+verdict *not distinguishable*. Each image its own group is the image bootstrap.
+
 Example::
 
     >>> diff, lo, hi = paired_bootstrap_ci([0.9, 0.8, 0.7], [0.6, 0.5, 0.4], higher_is_better=True)
@@ -31,7 +39,8 @@ class StatsError(SycamError, ValueError):
 
 
 def paired_bootstrap_ci(a: Sequence[float], b: Sequence[float], higher_is_better: bool, n: int = 10000,
-                        seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+                        seed: int = 0, level: float = 0.95,
+                        groups: Sequence[object] | None = None) -> tuple[float, float, float]:
     """``(mean(a - b), lo, hi)``: the mean paired difference and its percentile bootstrap interval.
 
     Args:
@@ -41,9 +50,12 @@ def paired_bootstrap_ci(a: Sequence[float], b: Sequence[float], higher_is_better
         n: bootstrap resamples.
         seed: seed of ``numpy.random.default_rng``; the same inputs and seed give the same interval.
         level: coverage of the interval (0.95: the 2.5th and 97.5th percentiles).
+        groups: per image, the cluster it belongs to (any hashable labels); ``None``: each image its own group.
+            The clusters are resampled instead of the images (module doc).
 
     Returns:
-        ``(nan, nan, nan)`` for no images; otherwise finite numbers.
+        ``(nan, nan, nan)`` for no images; ``(mean, nan, nan)`` for fewer than two groups; otherwise finite
+        numbers.
     """
     del higher_is_better
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -57,8 +69,20 @@ def paired_bootstrap_ci(a: Sequence[float], b: Sequence[float], higher_is_better
         return (math.nan, math.nan, math.nan)
     d = x - y
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(n, d.size))
-    means = d[idx].mean(axis=1)
+    if groups is None:
+        idx = rng.integers(0, d.size, size=(n, d.size))
+        means = d[idx].mean(axis=1)
+    else:
+        if len(groups) != d.size:
+            raise StatsError(f"groups must label every image ({d.size}), got {len(groups)} labels")
+        labels = list(dict.fromkeys(groups))
+        if len(labels) < 2:
+            return (float(d.mean()), math.nan, math.nan)
+        where = {g: i for i, g in enumerate(labels)}
+        code = np.array([where[g] for g in groups])
+        sums, sizes = np.bincount(code, weights=d), np.bincount(code).astype(np.float64)
+        pick = rng.integers(0, len(labels), size=(n, len(labels)))
+        means = sums[pick].sum(axis=1) / sizes[pick].sum(axis=1)
     tail = (1.0 - level) / 2.0 * 100.0
     lo, hi = np.percentile(means, [tail, 100.0 - tail])
     return (float(d.mean()), float(lo), float(hi))
