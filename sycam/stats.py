@@ -108,10 +108,11 @@ def verdict(lo: float, hi: float, higher_is_better: bool) -> str:
     return "not distinguishable"
 
 
-def within_noise(a: Sequence[float], b: Sequence[float]) -> bool:
-    r"""Whether two methods' paired scores differ by no more than one standard error of the mean difference:
-    :math:`|\bar d| \le s_d / \sqrt m` (``s_d`` the sample standard deviation of ``d = a - b``). With one image
-    (no spread to measure) only equal scores are within noise.
+def within_noise(a: Sequence[float], b: Sequence[float], min_effect: float = 0.0) -> bool:
+    r"""Whether two methods' paired scores differ by no more than one standard error of the mean difference, or
+    by less than the smallest effect that counts: :math:`|\bar d| \le \max(s_d / \sqrt m, \delta)` (``s_d`` the
+    sample standard deviation of ``d = a - b``, :math:`\delta` = ``min_effect``). With one image (no spread to
+    measure) only scores closer than :math:`\delta` (or equal) are within noise.
 
     >>> within_noise([0.50, 0.62, 0.41], [0.52, 0.60, 0.40]), within_noise([0.9, 0.8, 0.7], [0.5, 0.4, 0.3])
     (True, False)
@@ -121,6 +122,6 @@ def within_noise(a: Sequence[float], b: Sequence[float]) -> bool:
     if d.size == 0:
         return True
     if d.size == 1:
-        return bool(d[0] == 0.0)
+        return bool(abs(float(d[0])) <= min_effect)
     se = float(d.std(ddof=1)) / math.sqrt(d.size)
-    return abs(float(d.mean())) <= se
+    return abs(float(d.mean())) <= max(se, min_effect)

@@ -10,15 +10,18 @@ import pytest
 import torch
 from engine_helpers import tiny_net, tiny_samples
 
+from sycam.data.split import bootstrap_groups
 from sycam.expr import parse
 from sycam.heatmap import finish, finish_layer, layer_maps, saliency
 from sycam.metrics import get_metric
 from sycam.metrics.base import Metric, MetricContext, degenerate
-from sycam.results import CONTROL, SYNTHESIZED, SynthesisResults
+from sycam.results import CONTROL, POWER_CONTROL, SYNTHESIZED, SynthesisResults
+from sycam.stats import VERDICTS, paired_bootstrap_ci, verdict
 from sycam.synth import Grammar, SynthesisConfig, SynthesisError, default_constraints, parse_constraint, synthesize
 from sycam.synth import checkpoint as ckpt
 from sycam.synth.control import threshold_to_sparsity
 from sycam.synth.oracles import CorrectnessOracle
+from sycam.synth.search import Search
 from sycam.synth.selection import Candidate, choose_within_noise, pareto_add
 from sycam.terminals import ExtractOptions
 from sycam.workspace import Workspace, evaluate_methods
@@ -102,12 +105,14 @@ def test_constraints_are_enforced_and_reported() -> None:
     d = result.to_dict()
     assert result.counters["constraint_failed"] > 0
     c = result.counters
-    assert c["constraint_failed"] + len(result.leaderboard) == c["candidates_scored"] and c["constraint_unchecked"] == 0
+    assert c["merged_rescaled"] > 0  # sum(neg(G)) is mean(neg(G)) times h·w
+    assert (c["constraint_failed"] + c["merged_rescaled"] + len(result.leaderboard) == c["candidates_scored"]
+            and c["constraint_unchecked"] == 0)
     # guards are checked only for candidates that could enter the leaderboard; the top is the same
-    k = len(result.leaderboard) // 2
+    k = (len(result.leaderboard) + c["merged_rescaled"]) // 2  # the board before rescalings were merged
     assert k >= 1
     short = synthesize(net, LAYER, samples, None, metric, replace(config, leaderboard_size=k))
-    assert [x.expression for x in short.leaderboard] == [x.expression for x in result.leaderboard[:k]]
+    assert short.leaderboard[0].expression == result.leaderboard[0].expression
     assert short.counters["constraint_unchecked"] > 0
     assert short.counters["constraint_failed"] < c["constraint_failed"]
     assert [c["text"] for c in d["constraints"]] == list(config.constraints)
@@ -346,7 +351,9 @@ def test_capped_score_cam_is_labelled_and_never_sets_lambda() -> None:
     assert d["lambda_baseline"] != "scorecam"  # ... yet it does not set λ
     exact_best = max(b["synthesis_score"] for b in d["baselines"].values() if b["exact"])
     assert d["lambda"] == pytest.approx(exact_best)
-    assert d["comparison"]["baseline"] == d["lambda_baseline"]
+    assert d["comparison"]["lambda_baseline"] == d["lambda_baseline"]
+    assert "scorecam" not in d["comparison"]["methods"]  # an approximation enters no comparison
+    assert d["comparison"]["n_comparisons"] == sum(b["exact"] for b in d["baselines"].values())
     assert any("top-2 channels" in n for n in d["notes"])
 
 
@@ -370,7 +377,7 @@ def test_evidence_schema_and_comparison() -> None:
     assert required <= set(d), required - set(d)
     for split, part in (("synthesis", syn), ("validation", val), ("test", test)):
         assert d["ids"][split] == list(part.ids)
-        assert set(d["per_image"][split]) == {*d["baselines"], SYNTHESIZED, CONTROL}
+        assert set(d["per_image"][split]) == {*d["baselines"], SYNTHESIZED, CONTROL, POWER_CONTROL}
         assert all(len(v) == len(part) for v in d["per_image"][split].values())
         for name, row in d["per_image"][split].items():
             assert d["degenerate"][name][split] >= 0
@@ -382,11 +389,46 @@ def test_evidence_schema_and_comparison() -> None:
     assert d["validation_score"] == d["best"]["validation_score"]
     assert set(d["control"]["scores"]) == {"synthesis", "validation", "test"}
     cmp_ = d["comparison"]
-    assert cmp_["baseline"] == d["lambda_baseline"] and cmp_["verdict"] in ("better", "not distinguishable", "worse")
+    assert cmp_["lambda_baseline"] == d["lambda_baseline"] and cmp_["verdict"] in VERDICTS
     assert cmp_["ci95"][0] <= cmp_["diff"] <= cmp_["ci95"][1]
+    # one entry per exact classic method, by name, each recomputed from the per-image scores with the grouping
+    exact = [b for b, v in d["baselines"].items() if v["exact"]]
+    assert sorted(cmp_["methods"]) == sorted(exact) and cmp_["n_comparisons"] == len(exact)
+    groups, grouping = bootstrap_groups(test)
+    assert cmp_["grouping"] == grouping
+    per = d["per_image"]["test"]
+    for b, e in cmp_["methods"].items():
+        diff, lo, hi = paired_bootstrap_ci(per[SYNTHESIZED], per[b], True, groups=groups)
+        assert e["diff"] == pytest.approx(diff) and e["ci95"] == pytest.approx([lo, hi])
+        assert e["verdict"] == verdict(lo, hi, True)
+    verdicts = [e["verdict"] for e in cmp_["methods"].values()]
+    overall = ("worse" if "worse" in verdicts else "better" if set(verdicts) == {"better"}
+               else "not distinguishable")
+    assert cmp_["verdict"] == overall == cmp_["methods"][cmp_["baseline"]]["verdict"]
+    assert set(cmp_["splits"]) == {"synthesis", "validation", "test"}
+    assert set(cmp_["controls"]) == {CONTROL, POWER_CONTROL}
+    assert d["power_control"]["power"] in d["power_control"]["powers"]
+    assert d["selection"]["why"] and d["guards"] == "default"
     assert set(d["timings"]) == {"terminals", "baselines", "search", "validation", "test"}
     assert (d["n_synthesis"], d["n_validation"], d["n_test"]) == (6, 3, 3)
     assert "pareto" not in d  # one objective
+
+
+def test_overall_verdict_is_never_better_when_any_classic_method_beats_the_winner() -> None:
+    """The verdict reads every exact classic method: a winner better than λ's baseline but worse than another
+    method is 'worse', never 'better' (issue 18: 'better' than Ablation-CAM while Grad-CAM beat it)."""
+    search = object.__new__(Search)
+    search.objectives = [get_metric("mask_auc")]
+    search.comparison_splits = {"test": {"grouping": "image (4 groups)", "controls": {}, "methods": {
+        "ablationcam": {"diff": 0.0003, "ci95": [0.0001, 0.0005], "verdict": "better"},
+        "gradcam": {"diff": -0.0035, "ci95": [-0.0070, -0.0008], "verdict": "worse"}}}}
+    search.per_image = {"test": {SYNTHESIZED: [0.9, 0.8, 0.7, 0.6], "ablationcam": [0.89, 0.8, 0.7, 0.6],
+                                 "gradcam": [0.91, 0.81, 0.71, 0.6]}}
+    search.lambda_baseline, search.notes, search.power = "ablationcam", [], None
+    out = search._verdict()
+    assert out is not None
+    assert out["verdict"] == "worse" and out["baseline"] == "gradcam" and out["n_comparisons"] == 2
+    assert sorted(out["methods"]) == ["ablationcam", "gradcam"]
 
 
 def test_validation_prefers_the_smaller_expression_within_noise() -> None:
