@@ -102,6 +102,8 @@ class Difference(TypedDict):
     """[lo, hi]; None where fewer than two groups leave no spread to measure"""
     verdict: str
     """"better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)"""
+    why: NotRequired[str]
+    """why there is no interval (non-finite per-image scores)"""
 
 
 class SplitComparison(TypedDict):

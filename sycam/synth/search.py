@@ -955,6 +955,9 @@ class Search:
         hib = self.primary.higher_is_better
 
         def entry(other: str) -> dict[str, Any]:
+            if not all(math.isfinite(x) for x in [*per[SYNTHESIZED], *per[other]]):  # a metric with no worst value
+                return {"diff": None, "ci95": [None, None], "verdict": "not distinguishable",
+                        "why": "non-finite per-image scores (degenerate maps of a metric without a worst value)"}
             diff, lo, hi = stats.paired_bootstrap_ci(per[SYNTHESIZED], per[other], hib, groups=groups)
             return {"diff": _finite(diff), "ci95": [_finite(lo), _finite(hi)], "verdict": stats.verdict(lo, hi, hib)}
 
@@ -1011,7 +1014,9 @@ class Search:
         verdict = methods[toughest]["verdict"]
         hib = self.primary.higher_is_better
         per = self.per_image["test"]
-        _, lo_i, hi_i = stats.paired_bootstrap_ci(per[SYNTHESIZED], per[toughest], hib)
+        lo_i = hi_i = math.nan
+        if methods[toughest]["diff"] is not None:
+            _, lo_i, hi_i = stats.paired_bootstrap_ci(per[SYNTHESIZED], per[toughest], hib)
         power = test["controls"].get(POWER_CONTROL)
         out: dict[str, Any] = {
             "baseline": toughest, **methods[toughest], "verdict": verdict, "grouping": test["grouping"],
