@@ -125,3 +125,22 @@ def within_noise(a: Sequence[float], b: Sequence[float], min_effect: float = 0.0
         return bool(abs(float(d[0])) <= min_effect)
     se = float(d.std(ddof=1)) / math.sqrt(d.size)
     return abs(float(d.mean())) <= max(se, min_effect)
+
+
+def difference(a: Sequence[float], b: Sequence[float], higher_is_better: bool,
+               groups: Sequence[object] | None = None) -> dict[str, object]:
+    """``{"diff", "ci95": [lo, hi], "verdict"}`` of ``a - b`` (:func:`paired_bootstrap_ci`, clustered by ``groups``;
+    :func:`verdict`), JSON-ready: non-finite numbers become ``None``. Non-finite per-image scores (a metric without
+    a worst value scoring a degenerate map) give no interval, with ``"why"`` saying so.
+
+    >>> difference([0.9, 0.8, 0.7], [0.6, 0.5, 0.4], True)["verdict"]
+    'better'
+    """
+    def clean(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    if not (np.isfinite(np.asarray(a, dtype=np.float64)).all() and np.isfinite(np.asarray(b, dtype=np.float64)).all()):
+        return {"diff": None, "ci95": [None, None], "verdict": "not distinguishable",
+                "why": "non-finite per-image scores (degenerate maps of a metric without a worst value)"}
+    diff, lo, hi = paired_bootstrap_ci(a, b, higher_is_better, groups=groups)
+    return {"diff": clean(diff), "ci95": [clean(lo), clean(hi)], "verdict": verdict(lo, hi, higher_is_better)}

@@ -311,6 +311,27 @@ def _gallery(model: Any, results: dict[str, Any], splits: dict[str, Any], args: 
     return items
 
 
+def print_comparison(comparison: Mapping[str, Any], fmt: Any) -> None:
+    """The verdict against every exact classic method, one line each, and against the controls."""
+    methods = comparison.get("methods")
+    if not methods:  # results of an older version: one comparison
+        lo, hi = comparison.get("ci95", [None, None])
+        print(f"on held-out images vs {comparison.get('baseline')}: {comparison.get('verdict')} "
+              f"(difference {fmt(comparison.get('diff'))}, 95% CI [{fmt(lo)}, {fmt(hi)}])")
+        return
+    n = comparison.get("n_comparisons", len(methods))
+    print(f"on held-out images: {comparison.get('verdict')} in {n} comparison{'s' if n != 1 else ''} with the exact "
+          f"classic methods (clustered bootstrap by {comparison.get('grouping', 'image')}; better only when every "
+          "interval is on the better side)")
+    for name, e in [*methods.items(), *(comparison.get("controls") or {}).items()]:
+        lo, hi = e.get("ci95", [None, None])
+        print(f"  vs {name:<14} {e.get('verdict'):<20} difference {fmt(e.get('diff'))}, 95% CI [{fmt(lo)}, "
+              f"{fmt(hi)}]")
+    if comparison.get("beats_power_control") is False:
+        print(f"  note: not better than Grad-CAM sharpened to p = {comparison.get('power')} (power control): the gain "
+              "may be contrast, not a better-placed map")
+
+
 def print_summary(results: dict[str, Any], report: Any) -> None:
     """What the search found, as the results say it (no ranking or verdict is recomputed here)."""
     best = results["best"]
@@ -333,11 +354,16 @@ def print_summary(results: dict[str, Any], report: Any) -> None:
     for point in results.get("pareto") or []:
         scores = ", ".join(f"{k} {fmt(v)}" for k, v in point.get("scores", {}).items())
         print(f"pareto: {point['expression']}  ({scores})")
+    guards = results.get("guards")
+    if guards:
+        texts = [c["text"] for c in results.get("constraints") or []]
+        print(f"constraints ({guards}): {'; '.join(texts) if texts else 'none'}")
+    selection = results.get("selection") or {}
+    if selection.get("why"):
+        print(f"why this winner: {selection['why']}")
     comparison = results.get("comparison")
     if comparison:
-        lo, hi = comparison.get("ci95", [None, None])
-        print(f"on held-out images vs {comparison.get('baseline')}: {comparison.get('verdict')} "
-              f"(difference {fmt(comparison.get('diff'))}, 95% CI [{fmt(lo)}, {fmt(hi)}])")
+        print_comparison(comparison, fmt)
     stopped = results.get("stopped_because")
     print(f"{results.get('candidates_scored', 0)} candidates scored"
           + (f"; stopped: {stopped}" if stopped else "")

@@ -955,11 +955,7 @@ class Search:
         hib = self.primary.higher_is_better
 
         def entry(other: str) -> dict[str, Any]:
-            if not all(math.isfinite(x) for x in [*per[SYNTHESIZED], *per[other]]):  # a metric with no worst value
-                return {"diff": None, "ci95": [None, None], "verdict": "not distinguishable",
-                        "why": "non-finite per-image scores (degenerate maps of a metric without a worst value)"}
-            diff, lo, hi = stats.paired_bootstrap_ci(per[SYNTHESIZED], per[other], hib, groups=groups)
-            return {"diff": _finite(diff), "ci95": [_finite(lo), _finite(hi)], "verdict": stats.verdict(lo, hi, hib)}
+            return stats.difference(per[SYNTHESIZED], per[other], hib, groups)
 
         methods = {b: entry(b) for b in self.baseline_nodes if self.exact(b) and b in per}
         controls = {c: entry(c) for c in (CONTROL, POWER_CONTROL) if per.get(c)}
