@@ -136,6 +136,14 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E61": ("zero Ray workers", [*SYN, "--executor", "ray", "--workers", "0", "--out", "{tmp}/o"]),
     "E62": ("a negative GPU share per worker", [*SYN, "--executor", "ray", "--worker-gpus", "-1", "--out",
                                                 "{tmp}/o"]),
+    "E100": ("--no-guards with --constraint", [*SYN, "--no-guards", "--constraint", "iou >= gradcam", "--out",
+                                               "{tmp}/o"]),
+    "E101": ("default guards without Grad-CAM among the baselines", [*SYN, "--baselines", "xgradcam", "--out",
+                                                                     "{tmp}/o"]),
+    "E102": ("an evaluate reference that is not scored",
+             ["evaluate", "--random-weights", "--data", "demo", "--methods", "gradcam", "--metrics", "iou",
+              "--reference", "layercam", "--out", "{tmp}/o"]),
+    "E103": ("a negative minimum effect", [*SYN, "--min-effect", "-0.1", "--out", "{tmp}/o"]),
 }
 
 
@@ -255,7 +263,7 @@ def run_api(case: str, tmp: Path) -> tuple[int, str]:
     raise AssertionError(f"{case} raised nothing")
 
 
-ROW = re.compile(r"^\| (?P<id>[EA]\d\d) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
+ROW = re.compile(r"^\| (?P<id>[EA]\d{2,3}) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
 
 
 def doc_rows() -> dict[str, dict[str, str]]:

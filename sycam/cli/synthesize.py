@@ -242,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_guards and as_list(args.constraint):
         raise CLIError("--no-guards drops the default guards, but --constraint replaces them already: give one "
                        "of the two")
+    SynthesisConfig(baselines=baselines, constraints=tuple(as_list(args.constraint)),
+                    guards=not args.no_guards).check()  # the guards' reference, before any work
     check_executor_args(args)
     with output_folder(args, "synthesize", checkpoint=CHECKPOINT) as out, executor_from(args) as executor:
         model = load_model(args, "cpu" if executor is not None else None)  # pickled to the workers from the CPU

@@ -161,6 +161,10 @@ class SynthesisConfig:
             raise bad("constraints", self.constraints, "a tuple of strings")
         if not isinstance(self.guards, bool):
             raise bad("guards", self.guards, "True or False")
+        if self.guards and not self.constraints and GUARD_REFERENCE not in self.baselines:
+            raise SynthesisError(f"the default guards are bounds of {GUARD_REFERENCE}'s scores: add "
+                                 f"{GUARD_REFERENCE} to the baselines, give constraints, or turn the guards off "
+                                 "(guards=False, --no-guards)")
         e = self.min_effect
         if isinstance(e, bool) or not isinstance(e, int | float) or not math.isfinite(e) or e < 0:
             raise bad("min_effect", e, "a finite number ≥ 0")
@@ -346,10 +350,6 @@ class Search:
         self.guards = "user" if config.constraints else ("default" if config.guards else "off")
         """which constraints apply: "user" (given), "default" (the objectives' default guards) or "off" (none)"""
         if self.guards == "default":
-            if GUARD_REFERENCE not in config.baselines:
-                raise SynthesisError(f"the default guards are bounds of {GUARD_REFERENCE}'s scores: add "
-                                     f"{GUARD_REFERENCE} to the baselines, give constraints, or turn the guards off "
-                                     "(guards=False, --no-guards)")
             config = replace(config, constraints=default_constraints(self.objectives))
         self.config = config
         self.constraint_specs = parse_constraints(config.constraints)
