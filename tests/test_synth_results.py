@@ -516,3 +516,31 @@ def test_demo_settings_are_reproducible_and_guarded() -> None:
     guards = [parse_constraint(c) for c in default_constraints(DEMO["metric"])]
     assert {g.metric for g in guards} >= {"mask_auc"} and all(g.metric in METRICS for g in guards)
     assert DEMO["validation_fraction"] > 0 and DEMO["validation_fraction"] + DEMO["test_fraction"] < 1
+
+
+def test_positive_rescalings_merge_into_the_smallest_and_nothing_else_merges() -> None:
+    """``sum(G)`` is ``mean(G)`` times h·w and ``cube(mean(G) / 3)`` is ``cube(mean(G))`` / 27: the same maps; the
+    cube of a map is another map. The smallest of each set is kept (equal sizes: the earlier)."""
+    from sycam.synth.selection import merge_rescaled, shapes_on
+
+    ws = Workspace.build(tiny_net(), LAYER, tiny_samples(4))
+    texts = ["mean(G)", "sum(G)", "cube(mean(G) / 3)", "cube(mean(G))"]
+    cands = [Candidate(t, parse(t).size, 0.5, i) for i, t in enumerate(texts)]
+    kept, merged = merge_rescaled(cands, shapes_on(ws, [parse(t) for t in texts]))
+    assert [c.expression for c in kept] == ["mean(G)", "cube(mean(G))"]
+    assert merged == {"mean(G)": ["sum(G)"], "cube(mean(G))": ["cube(mean(G) / 3)"]}
+
+
+def test_power_control_by_hand_and_ties_go_to_grad_cam() -> None:
+    from sycam.synth.control import POWERS, pick_power, power_maps
+
+    h = torch.tensor([[[[0.0, 0.5], [1.0, 0.25]]]])
+    torch.testing.assert_close(power_maps(h, 2.0), torch.tensor([[[[0.0, 0.25], [1.0, 0.0625]]]]), atol=1e-6,
+                               rtol=0)
+    torch.testing.assert_close(power_maps(h, 1.0), h, atol=1e-6, rtol=0)  # p = 1 is Grad-CAM itself
+    metric = get_metric("energy_pointing_game")
+    flat = [[0.5, 0.5]] * len(POWERS)
+    assert pick_power(flat, metric) == 1.0  # a tie: no sharpening
+    rows = [[0.5, 0.5]] * len(POWERS)
+    rows[POWERS.index(3.0)] = [0.6, 0.7]
+    assert pick_power(rows, metric) == 3.0

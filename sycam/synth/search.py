@@ -15,14 +15,21 @@ the held-out test images.
 5. :meth:`Search.held_out` — validation and test scores, per-image evidence, the control, the comparison.
 
 Winner rule. A candidate is *admissible* when every constraint holds on the synthesis split (and its heatmap
-was not rejected as non-finite or degenerate), *correct* when it also beats λ on every objective. The pool is
-the leaderboard (the best admissible candidates on the first objective) or, with several objectives, the
-Pareto front of admissible candidates. The correct members of the pool are eligible (all members when none is
-correct). Without a validation split the winner is the eligible candidate best on the first objective
-(ties: smaller, then earlier). With one, every eligible candidate is re-scored on it; the best on validation
-is found, and among the candidates within noise of it (:func:`sycam.stats.within_noise`: paired mean
-difference within one standard error) the smallest expression wins (ties: better validation score, then
+was not rejected as non-finite or degenerate), *correct* when it also beats λ on every objective. Without
+constraints every objective gets its default guards (``config.guards``). The pool is the leaderboard (the best
+admissible candidates on the first objective) or, with several objectives, the Pareto front of admissible
+candidates; candidates whose maps are the same up to a positive factor are merged into the smallest
+(:func:`~sycam.synth.selection.merge_rescaled`). The correct members of the pool are eligible (all members when
+none is correct). Without a validation split the winner is the eligible candidate best on the first objective
+(ties: smaller, then earlier). With one, the members tied with λ on the synthesis split (within noise of its
+per-image scores) are eligible too, every eligible candidate is re-scored on validation, the best there is found,
+and among the candidates within noise of it (:func:`sycam.stats.within_noise`: paired mean difference within one
+standard error, or below ``config.min_effect``) the smallest expression wins (ties: better validation score, then
 earlier).
+
+Verdict. On every split the winner is compared with every exact classic method and both controls (clustered
+paired bootstrap, :func:`sycam.data.split.bootstrap_groups`); the test split's comparisons give the verdict:
+"better" only when every interval against an exact classic method lies on the better side.
 """
 
 from __future__ import annotations
