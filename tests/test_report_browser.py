@@ -147,8 +147,8 @@ def test_page_in_chromium(pages: dict[str, Path], tmp_path: Path, name: str, wid
         # the curve, the Pareto plot, the forest plot and the per-image scatter, one variant each for this width
         assert result["charts"] == 4
         assert result["minChartFont"] >= 10, f"chart text {result['minChartFont']:.1f} px at {width} px"
-    else:  # the forest plot and the per-image scatter of the evaluation
-        assert result["charts"] == 2
+    else:  # a forest plot per metric (two) and the per-image scatter of the evaluation
+        assert result["charts"] == 3
     # every interval of the forest plot and every image of the scatter is drawn (a zero-width interval aside)
     assert result["intervals"] >= 1 and result["pairs"] == 5, result
     assert result["sticky"] == ["sticky"], result

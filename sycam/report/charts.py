@@ -246,7 +246,8 @@ def forest_svg(rows: Sequence[ForestRow], xlabel: str) -> str:
                      'class="zero"/>')
         for i, r in enumerate(pts):
             y = f.top + row_h * (i + 0.5)
-            label = r.label if width > 400 or len(r.label) <= 18 else r.label[:17] + "…"
+            room = (left - 10) // 7  # characters of about 7 px at 12 px that fit left of the plot
+            label = r.label if len(r.label) <= room else r.label[:room - 1] + "…"
             parts.append(f'<text x="{f.left - 6}" y="{y + 4:.1f}" class="row-label" text-anchor="end">'
                          f"{esc(label)}</text>")
             if finite(r.lo) and finite(r.hi):
@@ -275,7 +276,7 @@ def paired_scatter_svg(xs: Sequence[float], ys: Sequence[float], xlabel: str, yl
         cls = "wide" if width > 400 else "narrow"
         side = min(width, height)
         f = _Frame(side + 84, side, nice_ticks(lo, hi, xcount), nice_ticks(lo, hi, ycount))
-        parts = _axes(f, xlabel, ylabel, f"per image: {ylabel} versus {xlabel}", cls)
+        parts = _axes(f, xlabel, ylabel, f"per image: {ylabel} versus {xlabel}", f"{cls} square")
         a, b = max(f.x.lo, f.y.lo), min(f.x.hi, f.y.hi)
         parts.append(f'<line x1="{f.sx(a):.1f}" y1="{f.sy(a):.1f}" x2="{f.sx(b):.1f}" y2="{f.sy(b):.1f}" '
                      'class="diagonal"/>')

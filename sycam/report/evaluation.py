@@ -196,14 +196,17 @@ def _evidence(ev: Mapping[str, Any], names: Sequence[str], hib: Mapping[str, boo
     if not diffs or reference not in results or not names:
         return ""
     ref_name = display.get(reference, reference)
-    rows = []
-    for k, per in diffs.items():
-        for m in names:
+    forest = ""
+    for m in names:  # one plot per metric: their units differ
+        rows = []
+        for k, per in diffs.items():
             e = per.get(m)
             if e:
                 ci = e.get("ci95") or [None, None]
-                rows.append(ForestRow(f"{display.get(k, k)} · {m}", e.get("diff"), ci[0], ci[1], str(e.get("verdict"))))
-    forest = forest_svg(rows, f"method − {ref_name} (each metric in its units)")
+                rows.append(ForestRow(display.get(k, k), e.get("diff"), ci[0], ci[1], str(e.get("verdict"))))
+        if rows:
+            forest += (f"<h3>{esc(m)} {arrow(hib[m])}: method − {esc(ref_name)}</h3>"
+                       + forest_svg(rows, f"method − {ref_name} in {m} ({arrow(hib[m])} better)"))
     first = names[0]
     others = [k for k in results if k != reference]
     scatter = ""

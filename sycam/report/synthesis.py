@@ -434,7 +434,8 @@ class _Synthesis:
                 e = ((splits.get(split) or {}).get("methods") or {}).get(name)
                 if e:
                     ci = e.get("ci95") or [None, None]
-                    rows.append(ForestRow(f"{self.name(name)} · {split[:4]}", e.get("diff"), ci[0], ci[1],
+                    short = {"synthesis": "syn", "validation": "val"}.get(split, split)
+                    rows.append(ForestRow(f"{self.name(name)} · {short}", e.get("diff"), ci[0], ci[1],
                                           str(e.get("verdict"))))
         groupings = "; ".join(f"{s}: {(splits.get(s) or {}).get('grouping')}" for s in SPLITS if s in splits)
         forest = forest_svg(rows, f"synthesized − classic method ({self.metric_name}, {arrow(self.hib)} better)")
