@@ -99,7 +99,12 @@ class Difference(TypedDict):
 
     diff: float | None
     ci95: list[float | None]
-    """[lo, hi]; None where fewer than two groups leave no spread to measure"""
+    """[lo, hi], the hull of ``ci95_groups`` and ``ci95_images`` (sycam.stats.difference); None where fewer than two
+    groups leave no spread to measure"""
+    ci95_groups: NotRequired[list[float | None]]
+    """the interval of the bootstrap that resamples groups"""
+    ci95_images: NotRequired[list[float | None]]
+    """the interval of the bootstrap that resamples images"""
     verdict: str
     """"better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)"""
     why: NotRequired[str]
@@ -133,8 +138,9 @@ class Comparison(TypedDict):
     """how many exact classic methods the winner was compared with"""
     methods: NotRequired[dict[str, Difference]]
     controls: NotRequired[dict[str, Difference]]
+    ci95_groups: NotRequired[list[float | None]]
     ci95_images: NotRequired[list[float | None]]
-    """``baseline``'s interval with each image its own group (for contrast with the clustered one)"""
+    """``baseline``'s two intervals, of which ``ci95`` is the hull"""
     splits: NotRequired[dict[str, SplitComparison]]
     """split → its comparisons (the forest plot)"""
     lambda_baseline: NotRequired[str | None]

@@ -129,9 +129,15 @@ def within_noise(a: Sequence[float], b: Sequence[float], min_effect: float = 0.0
 
 def difference(a: Sequence[float], b: Sequence[float], higher_is_better: bool,
                groups: Sequence[object] | None = None) -> dict[str, object]:
-    """``{"diff", "ci95": [lo, hi], "verdict"}`` of ``a - b`` (:func:`paired_bootstrap_ci`, clustered by ``groups``;
-    :func:`verdict`), JSON-ready: non-finite numbers become ``None``. Non-finite per-image scores (a metric without
-    a worst value scoring a degenerate map) give no interval, with ``"why"`` saying so.
+    """``{"diff", "ci95": [lo, hi], "verdict"}`` of ``a - b`` (:func:`paired_bootstrap_ci`; :func:`verdict`),
+    JSON-ready: non-finite numbers become ``None``. Non-finite per-image scores (a metric without a worst value
+    scoring a degenerate map) give no interval, with ``"why"`` saying so.
+
+    With ``groups`` the interval is the *hull* of the group bootstrap's and the image bootstrap's (both kept, as
+    ``ci95_groups`` and ``ci95_images``): a verdict must hold whether new images or new groups are drawn. With few
+    groups the group bootstrap alone understates the spread — three groups have ten distinct resamples, and when
+    the groups' own effects share a sign every resample does — while images of one group are not independent; the
+    hull is conservative under both views. Fewer than two groups leave no interval (no spread to measure).
 
     >>> difference([0.9, 0.8, 0.7], [0.6, 0.5, 0.4], True)["verdict"]
     'better'
@@ -142,5 +148,10 @@ def difference(a: Sequence[float], b: Sequence[float], higher_is_better: bool,
     if not (np.isfinite(np.asarray(a, dtype=np.float64)).all() and np.isfinite(np.asarray(b, dtype=np.float64)).all()):
         return {"diff": None, "ci95": [None, None], "verdict": "not distinguishable",
                 "why": "non-finite per-image scores (degenerate maps of a metric without a worst value)"}
-    diff, lo, hi = paired_bootstrap_ci(a, b, higher_is_better, groups=groups)
-    return {"diff": clean(diff), "ci95": [clean(lo), clean(hi)], "verdict": verdict(lo, hi, higher_is_better)}
+    diff, lo, hi = paired_bootstrap_ci(a, b, higher_is_better)
+    out: dict[str, object] = {}
+    if groups is not None:
+        _, g_lo, g_hi = paired_bootstrap_ci(a, b, higher_is_better, groups=groups)
+        out = {"ci95_groups": [clean(g_lo), clean(g_hi)], "ci95_images": [clean(lo), clean(hi)]}
+        lo, hi = (min(lo, g_lo), max(hi, g_hi)) if math.isfinite(g_lo) else (math.nan, math.nan)
+    return {"diff": clean(diff), "ci95": [clean(lo), clean(hi)], "verdict": verdict(lo, hi, higher_is_better), **out}

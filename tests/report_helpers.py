@@ -179,13 +179,14 @@ def with_comparisons(results: dict[str, Any]) -> dict[str, Any]:
     splits = {}
     for split, per in results["per_image"].items():
         splits[split] = {"grouping": f"image ({len(per['synthesized'])} groups)",
-                         "methods": {n: difference(per["synthesized"], per[n], True) for n in exact},
+                         "methods": {n: difference(per["synthesized"], per[n], True,
+                                                   list(range(len(per[n])))) for n in exact},
                          "controls": {}}
     methods = splits["test"]["methods"]
     toughest = min(methods, key=lambda n: methods[n]["diff"])
     out["comparison"] = {"baseline": toughest, **methods[toughest], "grouping": splits["test"]["grouping"],
                          "n_comparisons": len(methods), "methods": methods, "controls": {}, "splits": splits,
-                         "power": 2.0, "beats_power_control": False, "ci95_images": methods[toughest]["ci95"]}
+                         "power": 2.0, "beats_power_control": False}
     out["comparison"]["verdict"] = ("worse" if any(m["verdict"] == "worse" for m in methods.values()) else
                                     "better" if all(m["verdict"] == "better" for m in methods.values()) else
                                     "not distinguishable")

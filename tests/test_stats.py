@@ -96,3 +96,22 @@ def test_one_group_measures_no_spread_and_singletons_are_the_image_bootstrap() -
         paired_bootstrap_ci(a, b, True), abs=0.02)
     with pytest.raises(StatsError, match=r"^groups must label every image \(4\), got 3 labels$"):
         paired_bootstrap_ci(a, b, True, groups=["p", "q", "r"])
+
+
+def test_difference_is_the_hull_of_the_group_and_image_intervals() -> None:
+    """Three objects whose effects share a sign: every group resample is positive (the group bootstrap alone
+    says 'better'), the image bootstrap is wide; the reported interval is the hull, so the verdict holds under
+    either resampling."""
+    from sycam.stats import difference
+
+    d = [0.30, -0.20, 0.25, 0.02, 0.01, 0.03, 0.15, -0.05]  # objects a, a, a, b, b, b, c, c
+    groups = ["a", "a", "a", "b", "b", "b", "c", "c"]
+    zero = [0.0] * len(d)
+    e = difference(d, zero, True, groups)
+    _, g_lo, g_hi = paired_bootstrap_ci(d, zero, True, groups=groups)
+    _, i_lo, i_hi = paired_bootstrap_ci(d, zero, True)
+    assert e["ci95"] == [min(g_lo, i_lo), max(g_hi, i_hi)]
+    assert e["ci95_groups"] == [g_lo, g_hi] and e["ci95_images"] == [i_lo, i_hi]
+    assert verdict(g_lo, g_hi, True) == "better" and e["verdict"] == "not distinguishable"
+    assert difference([0.5, 0.6], [0.1, 0.2], True, ["x", "x"])["ci95"] == [None, None]  # one group: no spread
+    assert difference([float("nan")], [0.1], True)["why"].startswith("non-finite per-image scores")

@@ -397,8 +397,11 @@ def test_evidence_schema_and_comparison() -> None:
     groups, grouping = bootstrap_groups(test)
     assert cmp_["grouping"] == grouping
     per = d["per_image"]["test"]
-    for b, e in cmp_["methods"].items():
-        diff, lo, hi = paired_bootstrap_ci(per[SYNTHESIZED], per[b], True, groups=groups)
+    for b, e in cmp_["methods"].items():  # the hull of the group and the image bootstrap intervals
+        diff, g_lo, g_hi = paired_bootstrap_ci(per[SYNTHESIZED], per[b], True, groups=groups)
+        _, i_lo, i_hi = paired_bootstrap_ci(per[SYNTHESIZED], per[b], True)
+        lo, hi = min(g_lo, i_lo), max(g_hi, i_hi)
+        assert e["ci95_groups"] == pytest.approx([g_lo, g_hi]) and e["ci95_images"] == pytest.approx([i_lo, i_hi])
         assert e["diff"] == pytest.approx(diff) and e["ci95"] == pytest.approx([lo, hi])
         assert e["verdict"] == verdict(lo, hi, True)
     verdicts = [e["verdict"] for e in cmp_["methods"].values()]

@@ -206,12 +206,14 @@ class _Synthesis:
         detail.insert(0, (
             f"Verdict from {n} paired bootstrap 95% confidence intervals of the per-image difference (synthesized − "
             f"each exact classic method) in {self.metric_name} on the test split, resampling "
-            f"{comp.get('grouping', 'images')}: better only when every interval lies on the "
+            f"{comp.get('grouping', 'images')} and images: better only when every interval lies on the "
             f"{'positive' if self.hib else 'negative'} side, worse when any lies on the other."))
-        images = comp.get("ci95_images")
-        if images and len(images) == 2 and finite(images[0]) and finite(images[1]):
-            detail.insert(1, f"Resampling single images instead (as if they were independent), the interval against "
-                             f"{base} would be [{fmt_signed(images[0])}, {fmt_signed(images[1])}].")
+        images, groups = comp.get("ci95_images"), comp.get("ci95_groups")
+        if images and groups and all(finite(x) for x in (*images, *groups)):
+            detail.insert(1, f"Against {base}, resampling groups gives [{fmt_signed(groups[0])}, "
+                             f"{fmt_signed(groups[1])}] and resampling images [{fmt_signed(images[0])}, "
+                             f"{fmt_signed(images[1])}]; each interval shown is the hull of the two, so a verdict "
+                             "holds under either.")
         return _VERDICT_CSS.get(v, "mixed"), headline, detail
 
     def _split_details(self) -> list[str]:

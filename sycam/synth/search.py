@@ -1015,16 +1015,11 @@ class Search:
 
         toughest = min(methods, key=hardness)
         verdict = methods[toughest]["verdict"]
-        hib = self.primary.higher_is_better
-        per = self.per_image["test"]
-        lo_i = hi_i = math.nan
-        if methods[toughest]["diff"] is not None:
-            _, lo_i, hi_i = stats.paired_bootstrap_ci(per[SYNTHESIZED], per[toughest], hib)
         power = test["controls"].get(POWER_CONTROL)
         out: dict[str, Any] = {
             "baseline": toughest, **methods[toughest], "verdict": verdict, "grouping": test["grouping"],
             "n_comparisons": len(methods), "methods": methods, "controls": test["controls"],
-            "ci95_images": [_finite(lo_i), _finite(hi_i)], "splits": self.comparison_splits,
+            "splits": self.comparison_splits,
             "lambda_baseline": self.lambda_baseline, "power": getattr(self, "power", None),
             "beats_power_control": None if power is None else power["verdict"] == "better",
         }
