@@ -857,9 +857,14 @@ class Search:
         if tv is None:
             return (f"The leaderboard's top row {top.expression} was not eligible (it does not beat λ and is not tied "
                     f"with it on synthesis); the winner {w.expression} was chosen on the validation split.")
-        return (f"The leaderboard's top row {top.expression} scores {tv:.4f} on validation, the winner {w.expression} "
-                f"{wv:.4f}: the winner is the smallest expression within one standard error"
-                + (f" or {effect:g}" if effect else "") + " of the best validation score.")
+        noise = "one standard error" + (f" or {effect:g}" if effect else "")
+        if wv is not None and self.primary.better(wv, tv):
+            return (f"The leaderboard's top row {top.expression} (best on synthesis) scores {tv:.4f} on validation, "
+                    f"below the winner {w.expression} ({wv:.4f}), the smallest expression within {noise} of the best "
+                    "validation score.")
+        return (f"The leaderboard's top row {top.expression} scores {tv:.4f} on validation and the winner "
+                f"{w.expression} {wv:.4f}: within {noise} of each other (or of the best), so the smaller expression "
+                "wins.")
 
     def _lambda_candidate(self) -> Candidate | None:
         """The scored candidate that is the λ baseline (seeded), if the grammar allowed seeding it."""
