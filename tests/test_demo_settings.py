@@ -70,3 +70,23 @@ def test_budget_covers_the_whole_search_space() -> None:
     key = (str(DEMO["terminals"]), int(DEMO["max_size"]))
     assert key in MEASURED_SPACE, f"measure the search space of {key} and add it to MEASURED_SPACE"
     assert DEMO["max_candidates"] >= MEASURED_SPACE[key]
+
+
+def test_every_metric_has_default_guards_that_never_bound_itself() -> None:
+    """Issue 18: every objective is guarded, by name, by family, or by the generic class-evidence guard."""
+    from sycam.metrics import METRICS
+    from sycam.synth.constraints import FAMILY_GUARDS, GENERIC_GUARD, guards_of
+
+    for name, cls in METRICS.items():
+        guards = default_constraints([name])
+        assert guards, name
+        assert all(c.metric != name and c.rhs == "gradcam" for c in parse_constraints(guards)), name
+        for c in parse_constraints(guards):
+            get_metric(c.metric)
+        assert guards == guards_of(name, cls.family)
+    assert default_constraints(["sparseness"]) == GENERIC_GUARD == default_constraints(["my_metric"])
+    assert default_constraints(["adcc"]) == FAMILY_GUARDS["faithfulness"]
+    # an objective's own metric is never a guard of it, also when its entry would name it
+    assert guards_of("average_drop", "faithfulness") == ("increase_in_confidence >= 0.9 * gradcam",)
+    assert guards_of("average_drop", "complexity") == guards_of("average_drop")
+    assert default_constraints(["energy_pointing_game", "iou"])[:1] == ("mask_auc >= 0.99 * gradcam",)
