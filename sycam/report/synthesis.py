@@ -201,7 +201,7 @@ class _Synthesis:
                         f"{counts['better']} better, {counts['not distinguishable']} not distinguishable, "
                         f"{counts['worse']} worse.")
         if comp.get("beats_power_control") is False:
-            headline += (f" It is not better than Grad-CAM sharpened to the power p = {fmt(comp.get('power'))} (the "
+            headline += (f" It is not better than Grad-CAM sharpened to the power p = {_power(comp.get('power'))} (the "
                          "power control): its gain may be contrast, not a better-placed map.")
         detail.insert(0, (
             f"Verdict from {n} paired bootstrap 95% confidence intervals of the per-image difference (synthesized − "
@@ -294,7 +294,7 @@ class _Synthesis:
             relation = "beats" if (p_test > w_test if self.hib else p_test < w_test) else "does not beat"
             detail.append(
                 f"Power control: {power.get('name', 'Grad-CAM sharpened')} "
-                f"(final map to p = {fmt(power.get('power'))}, "
+                f"(final map to p = {_power(power.get('power'))}, "
                 f"fitted on the synthesis split) scores {fmt(p_test)} on the test split, and so {relation} the "
                 f"synthesized expression ({fmt(w_test)})."
             )
@@ -382,7 +382,7 @@ class _Synthesis:
         power = self.r.get("power_control")
         if power:
             ps = power.get("scores") or {}
-            entries.append((f"{power.get('name', 'power control')} (p = {fmt(power.get('power'))})", "power_control",
+            entries.append((f"{power.get('name', 'power control')} (p = {_power(power.get('power'))})", "power_control",
                             None, [ps.get(s) for s in self.splits], "control"))
         test_col = self.splits.index("test")
         entries.sort(key=lambda e: _rank(e[3][test_col], self.hib) + _rank(e[3][0], self.hib))
@@ -710,6 +710,11 @@ class _Synthesis:
         names[SYNTHESIZED] = "Synthesized"
         note = f"Under each heatmap: its {self.metric_name} score on that image ({direction(self.hib)})."
         return gallery_html(gallery, thumb, alpha, colormap, titles, names, note)
+
+
+def _power(p: object) -> str:
+    """A power as written: 8, 1.5."""
+    return f"{float(p):g}" if finite(p) else "?"  # type: ignore[arg-type]
 
 
 def _rank(value: object, higher_is_better: bool) -> tuple[int, float]:

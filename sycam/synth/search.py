@@ -1014,9 +1014,10 @@ class Search:
         rank = {"worse": 0, "not distinguishable": 1, "better": 2}
         sign = 1.0 if self.primary.higher_is_better else -1.0
 
-        def hardness(name: str) -> tuple[int, float]:
+        def hardness(name: str) -> tuple[int, float, bool]:  # ties (to float noise): λ's method first
             m = methods[name]
-            return (rank[m["verdict"]], sign * (m["diff"] if m["diff"] is not None else -math.inf))
+            return (rank[m["verdict"]], round(sign * (m["diff"] if m["diff"] is not None else -math.inf), 9),
+                    name != self.lambda_baseline)
 
         toughest = min(methods, key=hardness)
         verdict = methods[toughest]["verdict"]
