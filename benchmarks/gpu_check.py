@@ -73,7 +73,7 @@ def _demo_search(samples, device: str) -> dict[str, object]:
     syn, val, test = split_three(samples, DEMO["validation_fraction"], DEMO["test_fraction"], DEMO["seed"])
     grammar = Grammar(terminals=tuple(DEMO["terminals"].split(",")), max_size=DEMO["max_size"])
     config = SynthesisConfig(grammar=grammar, max_candidates=DEMO["max_candidates"],
-                             constraints=tuple(DEMO["constraint"]))
+                             constraints=tuple(DEMO.get("constraint") or ()))
     t0 = time.perf_counter()
     result = synthesize(model.module, model.layer, syn.to(device), test.to(device),
                         [get_metric(m) for m in DEMO["metric"]], config,

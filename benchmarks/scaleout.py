@@ -53,7 +53,8 @@ PHASES = ("terminals", "baselines", "search", "validation", "test")
 def demo_config(max_candidates: int | None) -> SynthesisConfig:
     grammar = Grammar(terminals=tuple(DEMO["terminals"].split(",")), max_size=DEMO["max_size"])
     return SynthesisConfig(grammar=grammar, max_candidates=max_candidates or DEMO["max_candidates"],
-                           constraints=tuple(DEMO["constraint"]), max_degenerate_fraction=DEMO["max_degenerate"])
+                           constraints=tuple(DEMO.get("constraint") or ()),  # none: the default guards
+                           max_degenerate_fraction=DEMO["max_degenerate"])
 
 
 def comparable(d: dict[str, Any]) -> dict[str, Any]:

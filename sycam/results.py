@@ -14,6 +14,10 @@ CONTROL = "control"
 """the name of the control in ``per_image`` and ``degenerate``"""
 CONTROL_TITLE = "Grad-CAM thresholded to the winner's sparsity"
 """the display name of the control"""
+POWER_CONTROL = "power_control"
+"""the name of the power control in ``per_image`` and ``degenerate``"""
+POWER_CONTROL_TITLE = "Grad-CAM sharpened to a fitted power"
+"""the display name of the power control (Grad-CAM's final map to the power fitted on the synthesis split)"""
 SPLITS = ("synthesis", "validation", "test")
 """the split names, in the order the report shows them"""
 
@@ -90,14 +94,60 @@ class ParetoPoint(TypedDict):
     """synthesis score per objective"""
 
 
+class Difference(TypedDict):
+    """Winner minus one method on one split: the mean paired difference and its clustered bootstrap 95 % CI."""
+
+    diff: float | None
+    ci95: list[float | None]
+    """[lo, hi], the hull of ``ci95_groups`` and ``ci95_images`` (sycam.stats.difference); None where fewer than two
+    groups leave no spread to measure"""
+    ci95_groups: NotRequired[list[float | None]]
+    """the interval of the bootstrap that resamples groups"""
+    ci95_images: NotRequired[list[float | None]]
+    """the interval of the bootstrap that resamples images"""
+    verdict: str
+    """"better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)"""
+    why: NotRequired[str]
+    """why there is no interval (non-finite per-image scores)"""
+
+
+class SplitComparison(TypedDict):
+    """Every comparison on one split."""
+
+    grouping: str
+    """which clusters the bootstrap resampled, e.g. "photo (3 groups)" (sycam.data.split.bootstrap_groups)"""
+    methods: dict[str, Difference]
+    """exact classic method key → winner minus it"""
+    controls: dict[str, Difference]
+    """"control" / "power_control" → winner minus it"""
+
+
 class Comparison(TypedDict):
-    """Winner minus the best exact baseline on the test split, with a paired bootstrap 95 % CI."""
+    """The winner against every exact classic method on the test split (clustered paired bootstrap 95 % CIs).
+    The top-level ``diff``/``ci95`` are those of ``baseline``, the least favourable comparison; ``verdict`` is
+    "better" only when every method's interval lies on the better side, "worse" when any lies on the worse side
+    (that is also ``baseline``'s own verdict)."""
 
     baseline: str
     diff: float | None
     ci95: list[float | None]
     verdict: str
     """"better" | "not distinguishable" | "worse" (from the CI, see sycam.stats.verdict)"""
+    grouping: NotRequired[str]
+    n_comparisons: NotRequired[int]
+    """how many exact classic methods the winner was compared with"""
+    methods: NotRequired[dict[str, Difference]]
+    controls: NotRequired[dict[str, Difference]]
+    ci95_groups: NotRequired[list[float | None]]
+    ci95_images: NotRequired[list[float | None]]
+    """``baseline``'s two intervals, of which ``ci95`` is the hull"""
+    splits: NotRequired[dict[str, SplitComparison]]
+    """split → its comparisons (the forest plot)"""
+    lambda_baseline: NotRequired[str | None]
+    power: NotRequired[float | None]
+    """the power control's p"""
+    beats_power_control: NotRequired[bool | None]
+    """whether the winner is better than the power control on the test split"""
 
 
 class ControlResult(TypedDict):
@@ -107,6 +157,28 @@ class ControlResult(TypedDict):
     """CONTROL_TITLE"""
     scores: dict[str, float | None]
     """split → primary objective score"""
+
+
+class PowerControlResult(TypedDict):
+    """Grad-CAM's final map to the power ``p`` fitted on the synthesis split (``sycam.synth.control``)."""
+
+    name: str
+    power: float
+    powers: list[float]
+    """the grid ``p`` was chosen from"""
+    scores: dict[str, float | None]
+    """split → primary objective score"""
+
+
+class Selection(TypedDict):
+    """How the winner was chosen."""
+
+    why: str
+    """one line: why the winner and not the leaderboard's top row"""
+    top_row: str | None
+    min_effect: float
+    merged: dict[str, list[str]]
+    """kept expression → candidates merged into it (the same normalized map up to a positive factor)"""
 
 
 class Timings(TypedDict, total=False):
@@ -143,6 +215,9 @@ class SynthesisResults(_LambdaKeys):
     baselines: dict[str, BaselineResult]
     leaderboard: list[LeaderboardRow]
     history: list[list[float | None]]
+    guards: NotRequired[str]
+    """which constraints applied: "default" (the objectives' default guards), "user" (given) or "off"
+    (``--no-guards``); absent in results of older versions"""
     constraints: list[ConstraintResult]
     pareto: NotRequired[list[ParetoPoint]]
     """only with several objectives"""
@@ -151,6 +226,8 @@ class SynthesisResults(_LambdaKeys):
     degenerate: dict[str, dict[str, int]]
     comparison: Comparison | None
     control: ControlResult | None
+    power_control: NotRequired[PowerControlResult | None]
+    selection: NotRequired[Selection]
     validation_score: float | None
     optimism: float | None
     """synthesis − validation score of the winner (None without validation)"""
@@ -178,6 +255,9 @@ class SynthesisResults(_LambdaKeys):
     """scored candidates for which a constraint fails (a subset of the scored)"""
     constraint_unchecked: int
     """scored candidates whose constraints were not checked: they could not enter the leaderboard or the front"""
+    merged_rescaled: NotRequired[int]
+    """scored candidates taken off the leaderboard: the same normalized map as a smaller one up to a positive
+    factor (a subset of the scored)"""
     bank_size: int
     n_synthesis: int
     n_validation: int

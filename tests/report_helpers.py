@@ -167,3 +167,45 @@ def make_photo_gallery(size: int = 224, per_split: int = 2, evaluation: bool = F
             items.append(GalleryItem(id=sid, label="espresso" if s == 0 else "tabby cat", pixels=pixels, boxes=box,
                                      maps=maps, split=split))
     return items
+
+
+def with_comparisons(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with the comparisons of this round's schema: every exact baseline on every split (clustered
+    bootstrap of the per-image scores, each image its own group), the power control and the selection line."""
+    from sycam.stats import difference
+
+    out = dict(results)
+    exact = [n for n, b in results["baselines"].items() if b.get("exact", True)]
+    splits = {}
+    for split, per in results["per_image"].items():
+        splits[split] = {"grouping": f"image ({len(per['synthesized'])} groups)",
+                         "methods": {n: difference(per["synthesized"], per[n], True,
+                                                   list(range(len(per[n])))) for n in exact},
+                         "controls": {}}
+    methods = splits["test"]["methods"]
+    toughest = min(methods, key=lambda n: methods[n]["diff"])
+    out["comparison"] = {"baseline": toughest, **methods[toughest], "grouping": splits["test"]["grouping"],
+                         "n_comparisons": len(methods), "methods": methods, "controls": {}, "splits": splits,
+                         "power": 2.0, "beats_power_control": False}
+    out["comparison"]["verdict"] = ("worse" if any(m["verdict"] == "worse" for m in methods.values()) else
+                                    "better" if all(m["verdict"] == "better" for m in methods.values()) else
+                                    "not distinguishable")
+    out["power_control"] = {"name": "Grad-CAM sharpened to a fitted power", "power": 2.0, "powers": [1.0, 2.0],
+                            "scores": {"synthesis": 0.80, "validation": 0.79, "test": 0.81}}
+    out["selection"] = {"why": "The winner is the leaderboard's top row (x), the best on the synthesis split.",
+                        "top_row": "x", "min_effect": 0.0, "merged": {}}
+    out["guards"] = "default"
+    return out
+
+
+def with_intervals(evaluation: dict[str, Any], reference: str = "gradcam") -> dict[str, Any]:
+    """``evaluation`` with ``reference``, ``grouping`` and ``intervals`` as ``sycam evaluate`` writes them."""
+    from sycam.stats import difference
+
+    out = dict(evaluation)
+    per = evaluation["per_image"]["all"]
+    hib = {m: bool(v.get("higher_is_better", True)) for m, v in evaluation["metrics"].items()}
+    out["reference"], out["grouping"] = reference, f"image ({len(evaluation['ids']['all'])} groups)"
+    out["intervals"] = {k: {m: difference(per[k][m], per[reference][m], hib[m]) for m in hib}
+                        for k in per if k != reference}
+    return out

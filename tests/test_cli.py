@@ -125,6 +125,13 @@ def test_evaluate_manifest_of_real_photos(tmp_path, photos, capsys) -> None:
     assert "gradcam" in stdout and "energy_pointing_game ↑" in stdout
     assert (out / "evaluation.csv").read_text().startswith("method,energy_pointing_game,sparseness")
     assert (out / "evaluation.md").exists() and (out / "report.html").exists()
+    # intervals against the reference (the best exact classic method on the first metric: the only one here)
+    assert ev["reference"] == "gradcam" and ev["grouping"] == "image (2 groups)"
+    e = ev["intervals"]["mean(G) * relu(D)"]["energy_pointing_game"]
+    assert e["verdict"] in ("better", "not distinguishable", "worse") and len(e["ci95"]) == 2
+    assert "(reference)" in stdout and "Δ" in stdout and "resampling image (2 groups)" in stdout
+    html = (out / "report.html").read_text()
+    assert 'id="evidence"' in html and "Δ" in html
 
 
 SYNTH_ARGS = ["synthesize", "--data", "demo", "--limit", "12", "--metric", "energy_pointing_game", "--terminals",
@@ -140,7 +147,14 @@ def test_synthesize_on_demo_subset(tmp_path, photos, capsys) -> None:
     assert res["best"]["test_score"] is not None and res["candidates_scored"] >= 1
     assert set(res["baselines"]) >= {"gradcam", "xgradcam", "ablationcam"}
     assert "best expression:" in stdout and "report:" in stdout
+    # no --constraint: the objective's default guards apply, and the verdict reads every exact classic method
+    assert res["guards"] == "default" and res["constraints"]
+    exact = {b for b, v in res["baselines"].items() if v["exact"]}
+    assert set(res["comparison"]["methods"]) == exact and res["comparison"]["n_comparisons"] == len(exact)
+    assert f"in {len(exact)} comparisons with the exact classic methods" in stdout
+    assert res["comparison"]["grouping"].startswith("photo (")
     html = (out / "report.html").read_text()
+    assert 'id="evidence"' in html and html.count("<svg") >= 4
     assert res["best"]["expression"].replace("<", "&lt;") in html and "data:image/" in html
     # the winner can be reused at once
     code, _, err = run(capsys, "explain", "--method", res["best"]["expression"], photos[0], "--out", tmp_path / "re")

@@ -265,3 +265,31 @@ def test_a_tilde_in_a_manifest_is_relative_to_the_manifest(tmp_path, monkeypatch
     Image.new("RGB", (16, 16), (9, 9, 9)).save(here / "~" / "x.png")
     samples = load_data(manifest, Preprocess(size=16, resize=16))
     assert samples.ids == ("~/x.png#1",) and float(samples.pixels.max()) < 0.1
+def test_bootstrap_groups_prefer_photos_and_fall_back_to_images() -> None:
+    from sycam.data.split import bootstrap_groups
+
+    s = composited(worlds=2, per_world=4)  # photos p0a, p0b, p1a, p1b, each in 2 scenes
+    groups, grouping = bootstrap_groups(s)
+    assert grouping == "photo (4 groups)"
+    assert groups[:4] == ["photo:p0a", "photo:p0b", "photo:p0a", "photo:p0b"]
+    two = Samples(images=s.images[:2], labels=s.labels[:2], ids=s.ids[:2],
+                  sources=(("photo:x", "photo:y", "texture:t"), ("texture:t",)))
+    assert bootstrap_groups(two)[0] == ["photo:x+photo:y", f"image:{s.ids[1].split('#')[0]}"]
+    plain = make(["a.png#1", "a.png#2", "b.png#1"], [1, 2, 1])  # two targets of one image are one group
+    assert bootstrap_groups(plain) == (["image:a.png", "image:a.png", "image:b.png"], "image (2 groups)")
+
+
+def test_manifest_group_column_groups_samples(tmp_path) -> None:
+    from data_helpers import SMALL, write_csv, write_png
+
+    from sycam.data import load_data
+    from sycam.data.split import bootstrap_groups
+
+    for name in ("a.png", "b.png", "c.png"):
+        write_png(tmp_path / name, 32, 32)
+    rows = [["a.png", 1, "sceneX"], ["b.png", 1, "sceneX"], ["c.png", 2, "sceneY"]]
+    s = load_data(write_csv(tmp_path / "m.csv", rows, header="image,label,group"), SMALL)
+    assert bootstrap_groups(s) == (["group:sceneX", "group:sceneX", "group:sceneY"], "group (2 groups)")
+    bad = write_csv(tmp_path / "n.csv", [["a.png", 1, "p"], ["a.png", 1, "q"]], header="image,label,group")
+    with pytest.raises(DataError, match=r"line 3: sample a.png#1 is in group 'p' .* and here in group 'q'"):
+        load_data(bad, SMALL)

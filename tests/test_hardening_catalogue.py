@@ -190,6 +190,14 @@ CLI: dict[str, tuple[str, list[str]]] = {
                                                  "iou", "--layer", "bn2", "--layer", "conv_head", "--out", "{tmp}/o"]),
     "E137": ("--reshape swin on a CNN (its maps read as channels last)",
              [*EXPLAIN, "--reshape", "swin", "--quiet", "{photo}", "--out", "{tmp}/o"]),
+    "E100": ("--no-guards with --constraint", [*SYN, "--no-guards", "--constraint", "iou >= gradcam", "--out",
+                                               "{tmp}/o"]),
+    "E101": ("default guards without Grad-CAM among the baselines", [*SYN, "--baselines", "xgradcam", "--out",
+                                                                     "{tmp}/o"]),
+    "E102": ("an evaluate reference that is not scored",
+             ["evaluate", "--random-weights", "--data", "demo", "--methods", "gradcam", "--metrics", "iou",
+              "--reference", "layercam", "--out", "{tmp}/o"]),
+    "E103": ("a negative minimum effect", [*SYN, "--min-effect", "-0.1", "--out", "{tmp}/o"]),
 }
 
 

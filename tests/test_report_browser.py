@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from report_helpers import make_evaluation, make_full_results, make_photo_gallery
+from report_helpers import make_evaluation, make_full_results, make_photo_gallery, with_comparisons, with_intervals
 
 from sycam.report import render_evaluation_report, render_report
 
@@ -46,6 +46,10 @@ window.addEventListener("load", () => {
     charts: charts.length, minChartFont: fonts.length ? Math.min(...fonts) : null,
     maths: maths.length, mathsRendered: maths.filter(m => m.getBoundingClientRect().width > 20).length,
     sticky: [...new Set(sticky)],
+    intervals: [...document.querySelectorAll("svg.chart line.ci")].filter(l => l.getBoundingClientRect().width > 0)
+      .length,
+    pairs: [...document.querySelectorAll("svg.chart circle.pair-point")]
+      .filter(c => c.getBoundingClientRect().width > 0).length,
   }));
 });
 </script>"""
@@ -82,10 +86,12 @@ def _console(stderr: str) -> list[str]:
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("pages")
     synthesis = out / "synthesis.html"
-    synthesis.write_text(render_report(make_full_results(), make_photo_gallery(size=112)), encoding="utf-8")
+    synthesis.write_text(render_report(with_comparisons(make_full_results()), make_photo_gallery(size=112)),
+                         encoding="utf-8")
     evaluation = out / "evaluation.html"
     evaluation.write_text(
-        render_evaluation_report(make_evaluation(), make_photo_gallery(size=112, per_split=3, evaluation=True)),
+        render_evaluation_report(with_intervals(make_evaluation()),
+                                 make_photo_gallery(size=112, per_split=3, evaluation=True)),
         encoding="utf-8",
     )
     return {"synthesis": synthesis, "evaluation": evaluation}
@@ -138,6 +144,11 @@ def test_page_in_chromium(pages: dict[str, Path], tmp_path: Path, name: str, wid
     assert result["scrollWidth"] <= result["innerWidth"], f"the page scrolls sideways at {width} px: {result}"
     if name == "synthesis":
         assert result["maths"] >= 1 and result["mathsRendered"] == result["maths"], result
-        assert result["charts"] == 2  # the curve and the Pareto plot, one variant each for this width
+        # the curve, the Pareto plot, the forest plot and the per-image scatter, one variant each for this width
+        assert result["charts"] == 4
         assert result["minChartFont"] >= 10, f"chart text {result['minChartFont']:.1f} px at {width} px"
+    else:  # a forest plot per metric (two) and the per-image scatter of the evaluation
+        assert result["charts"] == 3
+    # every interval of the forest plot and every image of the scatter is drawn (a zero-width interval aside)
+    assert result["intervals"] >= 1 and result["pairs"] == 5, result
     assert result["sticky"] == ["sticky"], result

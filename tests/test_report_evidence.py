@@ -265,3 +265,37 @@ def test_fixtures_follow_the_typed_schema() -> None:
 
     assert set(make_full_results()) <= set(SynthesisResults.__annotations__)
     assert set(make_evaluation()) <= set(EvaluationResults.__annotations__)
+
+
+def test_forest_plot_scatter_and_every_comparison_in_the_synthesis_report() -> None:
+    from report_helpers import make_full_results, with_comparisons
+
+    r = with_comparisons(make_full_results())
+    html = render_report(r)
+    section = html[html.index('id="evidence"'):]
+    section = section[:section.index("</section>")]
+    n_rows = sum(len(s["methods"]) for s in r["comparison"]["splits"].values())
+    assert section.count('class="ci-dot"') == 2 * n_rows  # one dot per interval, in the wide and narrow charts
+    assert section.count('class="pair-point"') == 2 * len(r["per_image"]["test"]["synthesized"])
+    assert 'class="diagonal"' in section and 'class="zero"' in section
+    assert f"{r['comparison']['n_comparisons']} comparisons with the exact classic methods" in section
+    assert f"of {r['comparison']['n_comparisons']} comparisons" in html or "better than all" in html
+    assert "power control" in html and "Why this winner:" in html
+    assert "<script" not in html
+
+
+def test_evaluate_report_shows_intervals_and_bolds_only_distinguishable_bests() -> None:
+    from report_helpers import make_evaluation, with_intervals
+
+    from sycam.report import render_evaluation_report
+
+    ev = with_intervals(make_evaluation())
+    html = render_evaluation_report(ev)
+    assert html.count("Δ ") >= len(ev["intervals"]) * len(ev["metrics"]) and "(reference)" not in html
+    assert 'id="evidence"' in html and 'class="ci-dot"' in html and 'class="pair-point"' in html
+    # made distinguishable-free: no interval excludes 0, so nothing is bold in the scores table
+    for per in ev["intervals"].values():
+        for e in per.values():
+            e["verdict"] = "not distinguishable"
+    table = render_evaluation_report(ev).split('id="scores"')[1].split("</section>")[0]
+    assert "<strong>" not in table.split('<p class="legend">')[0]

@@ -142,19 +142,21 @@ def test_equivalence_pruning_never_discards_a_distinct_candidate() -> None:
     metric = get_metric("energy_pointing_game")
     runs = {}
     for mode in ("none", "heatmap"):
-        config = SynthesisConfig(grammar=grammar, max_candidates=None, equivalence=mode, leaderboard_size=100000,
+        config = SynthesisConfig(grammar=grammar, max_candidates=None, equivalence=mode, guards=False,
+                                 leaderboard_size=100000,
                                  baselines=("gradcam",))
         runs[mode] = synthesize(net, LAYER, samples, None, metric, config)
     full, pruned = runs["none"], runs["heatmap"]
     assert pruned.counters["equivalent_pruned"] > 0 and full.counters["equivalent_pruned"] == 0
-    assert len(full.leaderboard) == len(pruned.leaderboard) + pruned.counters["equivalent_pruned"]
+    assert (len(full.leaderboard) + full.counters["merged_rescaled"]
+            == len(pruned.leaderboard) + pruned.counters["merged_rescaled"] + pruned.counters["equivalent_pruned"])
     kept = {c.expression for c in pruned.leaderboard}
-    assert kept <= {c.expression for c in full.leaderboard}
     ws = Workspace.build(net, LAYER, samples)
     kept_maps = ws.heatmaps([parse(e) for e in sorted(kept)]).flatten(1)
     all_maps = ws.heatmaps([parse(c.expression) for c in full.leaderboard]).flatten(1)
-    nearest = torch.cdist(all_maps, kept_maps, p=float("inf")).min(dim=1).values
-    assert float(nearest.max()) <= 1e-4
+    nearest = torch.cdist(all_maps, kept_maps, p=float("inf"))
+    # (rescalings merged on both boards may keep different members of one set: each is near one of the other's)
+    assert float(nearest.min(dim=1).values.max()) <= 1e-4 and float(nearest.min(dim=0).values.max()) <= 1e-4
     assert pruned.best.synthesis_score == pytest.approx(full.best.synthesis_score, abs=1e-6)
 
 
@@ -173,7 +175,7 @@ def test_lambda_direction_stop_and_results_schema() -> None:
     syn, test = samples.subset(range(5)), samples.subset(range(5, 8))
     grammar = Grammar(terminals=("A", "G"), max_size=4)
     complexity = get_metric("complexity")  # lower is better
-    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_threshold=True, batch=4)
+    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_threshold=True, batch=4, guards=False)
     result = synthesize(net, LAYER, syn, test, complexity, config)
     d = json.loads(json.dumps(result.to_dict()))
     assert d["metric"]["higher_is_better"] is False

@@ -10,15 +10,18 @@ import pytest
 import torch
 from engine_helpers import tiny_net, tiny_samples
 
+from sycam.data.split import bootstrap_groups
 from sycam.expr import parse
 from sycam.heatmap import finish, finish_layer, layer_maps, saliency
 from sycam.metrics import get_metric
 from sycam.metrics.base import Metric, MetricContext, degenerate
-from sycam.results import CONTROL, SYNTHESIZED, SynthesisResults
+from sycam.results import CONTROL, POWER_CONTROL, SYNTHESIZED, SynthesisResults
+from sycam.stats import VERDICTS, paired_bootstrap_ci, verdict
 from sycam.synth import Grammar, SynthesisConfig, SynthesisError, default_constraints, parse_constraint, synthesize
 from sycam.synth import checkpoint as ckpt
 from sycam.synth.control import threshold_to_sparsity
 from sycam.synth.oracles import CorrectnessOracle
+from sycam.synth.search import Search
 from sycam.synth.selection import Candidate, choose_within_noise, pareto_add
 from sycam.terminals import ExtractOptions
 from sycam.workspace import Workspace, evaluate_methods
@@ -102,12 +105,14 @@ def test_constraints_are_enforced_and_reported() -> None:
     d = result.to_dict()
     assert result.counters["constraint_failed"] > 0
     c = result.counters
-    assert c["constraint_failed"] + len(result.leaderboard) == c["candidates_scored"] and c["constraint_unchecked"] == 0
+    assert c["merged_rescaled"] > 0  # sum(neg(G)) is mean(neg(G)) times h·w
+    assert (c["constraint_failed"] + c["merged_rescaled"] + len(result.leaderboard) == c["candidates_scored"]
+            and c["constraint_unchecked"] == 0)
     # guards are checked only for candidates that could enter the leaderboard; the top is the same
-    k = len(result.leaderboard) // 2
+    k = (len(result.leaderboard) + c["merged_rescaled"]) // 2  # the board before rescalings were merged
     assert k >= 1
     short = synthesize(net, LAYER, samples, None, metric, replace(config, leaderboard_size=k))
-    assert [x.expression for x in short.leaderboard] == [x.expression for x in result.leaderboard[:k]]
+    assert short.leaderboard[0].expression == result.leaderboard[0].expression
     assert short.counters["constraint_unchecked"] > 0
     assert short.counters["constraint_failed"] < c["constraint_failed"]
     assert [c["text"] for c in d["constraints"]] == list(config.constraints)
@@ -167,7 +172,7 @@ def test_pareto_front_on_a_toy() -> None:
 def test_pareto_search_reports_the_front() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metrics = [get_metric("energy_pointing_game"), get_metric("complexity")]
-    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=1000)
+    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=1000, guards=False)
     result = synthesize(net, LAYER, samples, samples.subset([0, 1]), metrics, config)
     d = result.to_dict()
     front = [(p["scores"]["energy_pointing_game"], p["scores"]["complexity"]) for p in d["pareto"]]
@@ -201,7 +206,7 @@ def test_correctness_oracle_rejects_degenerate_maps() -> None:
 def test_search_never_scores_a_map_degenerate_on_a_synthesis_image() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metric = get_metric("energy_pointing_game")
-    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=100000)
+    config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=100000, guards=False)
     strict = synthesize(net, LAYER, samples, None, metric, config)
     loose = synthesize(net, LAYER, samples, None, metric, replace(config, max_degenerate_fraction=0.5))
     ws = Workspace.build(net, LAYER, samples)
@@ -386,7 +391,9 @@ def test_capped_score_cam_is_labelled_and_never_sets_lambda() -> None:
     assert d["lambda_baseline"] != "scorecam"  # ... yet it does not set λ
     exact_best = max(b["synthesis_score"] for b in d["baselines"].values() if b["exact"])
     assert d["lambda"] == pytest.approx(exact_best)
-    assert d["comparison"]["baseline"] == d["lambda_baseline"]
+    assert d["comparison"]["lambda_baseline"] == d["lambda_baseline"]
+    assert "scorecam" not in d["comparison"]["methods"]  # an approximation enters no comparison
+    assert d["comparison"]["n_comparisons"] == sum(b["exact"] for b in d["baselines"].values())
     assert any("top-2 channels" in n for n in d["notes"])
 
 
@@ -410,7 +417,7 @@ def test_evidence_schema_and_comparison() -> None:
     assert required <= set(d), required - set(d)
     for split, part in (("synthesis", syn), ("validation", val), ("test", test)):
         assert d["ids"][split] == list(part.ids)
-        assert set(d["per_image"][split]) == {*d["baselines"], SYNTHESIZED, CONTROL}
+        assert set(d["per_image"][split]) == {*d["baselines"], SYNTHESIZED, CONTROL, POWER_CONTROL}
         assert all(len(v) == len(part) for v in d["per_image"][split].values())
         for name, row in d["per_image"][split].items():
             assert d["degenerate"][name][split] >= 0
@@ -422,11 +429,49 @@ def test_evidence_schema_and_comparison() -> None:
     assert d["validation_score"] == d["best"]["validation_score"]
     assert set(d["control"]["scores"]) == {"synthesis", "validation", "test"}
     cmp_ = d["comparison"]
-    assert cmp_["baseline"] == d["lambda_baseline"] and cmp_["verdict"] in ("better", "not distinguishable", "worse")
+    assert cmp_["lambda_baseline"] == d["lambda_baseline"] and cmp_["verdict"] in VERDICTS
     assert cmp_["ci95"][0] <= cmp_["diff"] <= cmp_["ci95"][1]
+    # one entry per exact classic method, by name, each recomputed from the per-image scores with the grouping
+    exact = [b for b, v in d["baselines"].items() if v["exact"]]
+    assert sorted(cmp_["methods"]) == sorted(exact) and cmp_["n_comparisons"] == len(exact)
+    groups, grouping = bootstrap_groups(test)
+    assert cmp_["grouping"] == grouping
+    per = d["per_image"]["test"]
+    for b, e in cmp_["methods"].items():  # the hull of the group and the image bootstrap intervals
+        diff, g_lo, g_hi = paired_bootstrap_ci(per[SYNTHESIZED], per[b], True, groups=groups)
+        _, i_lo, i_hi = paired_bootstrap_ci(per[SYNTHESIZED], per[b], True)
+        lo, hi = min(g_lo, i_lo), max(g_hi, i_hi)
+        assert e["ci95_groups"] == pytest.approx([g_lo, g_hi]) and e["ci95_images"] == pytest.approx([i_lo, i_hi])
+        assert e["diff"] == pytest.approx(diff) and e["ci95"] == pytest.approx([lo, hi])
+        assert e["verdict"] == verdict(lo, hi, True)
+    verdicts = [e["verdict"] for e in cmp_["methods"].values()]
+    overall = ("worse" if "worse" in verdicts else "better" if set(verdicts) == {"better"}
+               else "not distinguishable")
+    assert cmp_["verdict"] == overall == cmp_["methods"][cmp_["baseline"]]["verdict"]
+    assert set(cmp_["splits"]) == {"synthesis", "validation", "test"}
+    assert set(cmp_["controls"]) == {CONTROL, POWER_CONTROL}
+    assert d["power_control"]["power"] in d["power_control"]["powers"]
+    assert d["selection"]["why"] and d["guards"] == "default"
     assert set(d["timings"]) == {"terminals", "baselines", "search", "validation", "test"}
     assert (d["n_synthesis"], d["n_validation"], d["n_test"]) == (6, 3, 3)
     assert "pareto" not in d  # one objective
+
+
+def test_overall_verdict_is_never_better_when_any_classic_method_beats_the_winner() -> None:
+    """The verdict reads every exact classic method: a winner better than λ's baseline but worse than another
+    method is 'worse', never 'better' (issue 18: 'better' than Ablation-CAM while Grad-CAM beat it)."""
+    search = object.__new__(Search)
+    search.objectives = [get_metric("mask_auc")]
+    search.comparison_splits = {"test": {"grouping": "image (4 groups)", "controls": {}, "methods": {
+        "ablationcam": {"diff": 0.0003, "ci95": [0.0001, 0.0005], "verdict": "better"},
+        "gradcam": {"diff": -0.0035, "ci95": [-0.0070, -0.0008], "verdict": "worse"}}}}
+    search.per_image = {"test": {SYNTHESIZED: [0.9, 0.8, 0.7, 0.6], "ablationcam": [0.89, 0.8, 0.7, 0.6],
+                                 "gradcam": [0.91, 0.81, 0.71, 0.6]}}
+    search.lambda_baseline, search.notes, search.power = "ablationcam", [], None
+    out = search._verdict()
+    assert out is not None
+    assert out["verdict"] == "worse" and out["baseline"] == "gradcam" and out["n_comparisons"] == 2
+    assert sorted(out["methods"]) == ["ablationcam", "gradcam"]
 
 
 def test_validation_prefers_the_smaller_expression_within_noise() -> None:
@@ -510,7 +555,8 @@ def test_demo_settings_are_reproducible_and_guarded() -> None:
 
     assert DEMO["time_limit"] is None and isinstance(DEMO["max_candidates"], int)  # same result under any load
     assert all(m in METRICS for m in DEMO["metric"])
-    guards = [parse_constraint(c) for c in DEMO["constraint"]]
+    assert "constraint" not in DEMO  # the demo takes the objective's default guards, as every search does
+    guards = [parse_constraint(c) for c in default_constraints(DEMO["metric"])]
     assert {g.metric for g in guards} >= {"mask_auc"} and all(g.metric in METRICS for g in guards)
     assert DEMO["validation_fraction"] > 0 and DEMO["validation_fraction"] + DEMO["test_fraction"] < 1
 
@@ -524,3 +570,29 @@ def test_a_checkpoint_of_an_older_sycam_is_named_so(tmp_path) -> None:
         ckpt.load(path, "k", ["iou"])
     assert str(info.value) == (f"checkpoint {path} was written by an older sycam (checkpoint version 2; this one "
                                "reads version 3); rerun without --resume")
+def test_positive_rescalings_merge_into_the_smallest_and_nothing_else_merges() -> None:
+    """``sum(G)`` is ``mean(G)`` times h·w and ``cube(mean(G) / 3)`` is ``cube(mean(G))`` / 27: the same maps; the
+    cube of a map is another map. The smallest of each set is kept (equal sizes: the earlier)."""
+    from sycam.synth.selection import merge_rescaled, shapes_on
+
+    ws = Workspace.build(tiny_net(), LAYER, tiny_samples(4))
+    texts = ["mean(G)", "sum(G)", "cube(mean(G) / 3)", "cube(mean(G))"]
+    cands = [Candidate(t, parse(t).size, 0.5, i) for i, t in enumerate(texts)]
+    kept, merged = merge_rescaled(cands, shapes_on(ws, [parse(t) for t in texts]))
+    assert [c.expression for c in kept] == ["mean(G)", "cube(mean(G))"]
+    assert merged == {"mean(G)": ["sum(G)"], "cube(mean(G))": ["cube(mean(G) / 3)"]}
+
+
+def test_power_control_by_hand_and_ties_go_to_grad_cam() -> None:
+    from sycam.synth.control import POWERS, pick_power, power_maps
+
+    h = torch.tensor([[[[0.0, 0.5], [1.0, 0.25]]]])
+    torch.testing.assert_close(power_maps(h, 2.0), torch.tensor([[[[0.0, 0.25], [1.0, 0.0625]]]]), atol=1e-6,
+                               rtol=0)
+    torch.testing.assert_close(power_maps(h, 1.0), h, atol=1e-6, rtol=0)  # p = 1 is Grad-CAM itself
+    metric = get_metric("energy_pointing_game")
+    flat = [[0.5, 0.5]] * len(POWERS)
+    assert pick_power(flat, metric) == 1.0  # a tie: no sharpening
+    rows = [[0.5, 0.5]] * len(POWERS)
+    rows[POWERS.index(3.0)] = [0.6, 0.7]
+    assert pick_power(rows, metric) == 3.0

@@ -31,6 +31,7 @@ from ._common import (
     load_samples,
     method_list,
     non_empty,
+    nonneg_float,
     nonneg_int,
     output_folder,
     pick,
@@ -48,7 +49,8 @@ then score the winner and the classic methods on the held-out test split. Writes
 report.html and checkpoint.json into --out.
 
 With several --metric the search keeps the Pareto front of the objectives; --constraint keeps only
-candidates that satisfy each constraint on the synthesis split.
+candidates that satisfy each constraint on the synthesis split. Without --constraint every objective gets
+its default guards (docs/synthesis.md "Default guards"); --no-guards turns them off.
 
 examples:
   sycam synthesize --data demo --metric energy_pointing_game --out runs/epg
@@ -114,6 +116,12 @@ def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
     g.add_argument("--constraint", action=Repeat, type=non_empty("a constraint"), metavar="TEXT",
                    help="keep only candidates with, on the synthesis split, e.g. 'mask_auc >= gradcam', "
                    "'deletion_auc <= 0.2' or 'energy_pointing_game >= 1.02 * best' (repeatable)")
+    g.add_argument("--no-guards", action="store_true",
+                   help="without --constraint, apply no constraint at all (by default every objective gets its "
+                   "guards, docs/synthesis.md 'Default guards'; results.json records which were used)")
+    g.add_argument("--min-effect", type=nonneg_float, default=0.0, metavar="DELTA",
+                   help="smallest difference of mean scores that counts (default 0: any difference beyond noise); "
+                   "candidates closer than this are tied on synthesis and on validation")
     g.add_argument("--max-degenerate", type=fraction0, default=0.0, metavar="FRACTION",
                    help="largest share of images on which a candidate's map may be degenerate (constant)")
     g.add_argument("--lambda", dest="lambda_", type=finite_float, default=None, metavar="SCORE",
@@ -231,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
     if args.validation_fraction is not None and args.test_fraction + args.validation_fraction >= 1:
         raise CLIError(f"--test-fraction {args.test_fraction} and --validation-fraction {args.validation_fraction} "
                        "leave no samples for the synthesis split (their sum must be below 1)")
+    if args.no_guards and as_list(args.constraint):
+        raise CLIError("--no-guards drops the default guards, but --constraint replaces them already: give one "
+                       "of the two")
+    SynthesisConfig(baselines=baselines, constraints=tuple(as_list(args.constraint)),
+                    guards=not args.no_guards).check()  # the guards' reference, before any work
     check_executor_args(args)
     with output_folder(args, "synthesize", checkpoint=CHECKPOINT) as out, executor_from(args) as executor:
         model = load_model(args, "cpu" if executor is not None else None)  # pickled to the workers from the CPU
@@ -250,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
             grammar=grammar, threshold=args.lambda_, stop_at_threshold=args.stop_at_lambda,
             max_candidates=args.max_candidates, time_limit=args.time_limit, equivalence=args.equivalence,
             batch=args.candidate_batch, checkpoint=out.path(CHECKPOINT), resume=args.resume, baselines=baselines,
-            constraints=tuple(as_list(args.constraint)),
+            constraints=tuple(as_list(args.constraint)), guards=not args.no_guards, min_effect=args.min_effect,
             max_degenerate_fraction=args.max_degenerate, racing=args.racing)
         options = ExtractOptions(batch_size=args.batch_size, score_top_k=args.score_top_k,
                                  reshape=model.reshape_transform)
@@ -302,6 +315,27 @@ def _gallery(model: Any, results: dict[str, Any], splits: dict[str, Any], args: 
     return items
 
 
+def print_comparison(comparison: Mapping[str, Any], fmt: Any) -> None:
+    """The verdict against every exact classic method, one line each, and against the controls."""
+    methods = comparison.get("methods")
+    if not methods:  # results of an older version: one comparison
+        lo, hi = comparison.get("ci95", [None, None])
+        print(f"on held-out images vs {comparison.get('baseline')}: {comparison.get('verdict')} "
+              f"(difference {fmt(comparison.get('diff'))}, 95% CI [{fmt(lo)}, {fmt(hi)}])")
+        return
+    n = comparison.get("n_comparisons", len(methods))
+    print(f"on held-out images: {comparison.get('verdict')} in {n} comparison{'s' if n != 1 else ''} with the exact "
+          f"classic methods (clustered bootstrap by {comparison.get('grouping', 'image')}; better only when every "
+          "interval is on the better side)")
+    for name, e in [*methods.items(), *(comparison.get("controls") or {}).items()]:
+        lo, hi = e.get("ci95", [None, None])
+        print(f"  vs {name:<14} {e.get('verdict'):<20} difference {fmt(e.get('diff'))}, 95% CI [{fmt(lo)}, "
+              f"{fmt(hi)}]")
+    if comparison.get("beats_power_control") is False:
+        print(f"  note: not better than Grad-CAM sharpened to p = {comparison.get('power')} (power control): the gain "
+              "may be contrast, not a better-placed map")
+
+
 def print_summary(results: dict[str, Any], report: Any) -> None:
     """What the search found, as the results say it (no ranking or verdict is recomputed here)."""
     best = results["best"]
@@ -324,11 +358,16 @@ def print_summary(results: dict[str, Any], report: Any) -> None:
     for point in results.get("pareto") or []:
         scores = ", ".join(f"{k} {fmt(v)}" for k, v in point.get("scores", {}).items())
         print(f"pareto: {point['expression']}  ({scores})")
+    guards = results.get("guards")
+    if guards:
+        texts = [c["text"] for c in results.get("constraints") or []]
+        print(f"constraints ({guards}): {'; '.join(texts) if texts else 'none'}")
+    selection = results.get("selection") or {}
+    if selection.get("why"):
+        print(f"why this winner: {selection['why']}")
     comparison = results.get("comparison")
     if comparison:
-        lo, hi = comparison.get("ci95", [None, None])
-        print(f"on held-out images vs {comparison.get('baseline')}: {comparison.get('verdict')} "
-              f"(difference {fmt(comparison.get('diff'))}, 95% CI [{fmt(lo)}, {fmt(hi)}])")
+        print_comparison(comparison, fmt)
     stopped = results.get("stopped_because")
     print(f"{results.get('candidates_scored', 0)} candidates scored"
           + (f"; stopped: {stopped}" if stopped else "")

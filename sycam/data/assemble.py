@@ -38,6 +38,8 @@ class Target:
         masks: mask image paths, each with where it was declared.
         tolerance: coordinates up to this many pixels outside the image are clipped instead of rejected
             (0 for manifests; 1 for XML files, whose 1-based coordinates are often written 0-based).
+        group: the manifest's ``group`` cell (source photo, object, scene...): samples of one group are split
+            together and resampled together by the clustered bootstrap (``None``: none given).
     """
 
     image: Path
@@ -47,6 +49,7 @@ class Target:
     boxes: list[tuple[Box, str]] = field(default_factory=list)
     masks: list[tuple[Path, str]] = field(default_factory=list)
     tolerance: float = 0.0
+    group: str | None = None
 
 
 def add_target(
@@ -58,6 +61,7 @@ def add_target(
     box: Box | None = None,
     mask: Path | None = None,
     tolerance: float = 0.0,
+    group: str | None = None,
 ) -> None:
     """Add one annotation row: rows with the same image and label form one sample (their boxes and masks
     are unioned); another label on the same image is another sample."""
@@ -65,6 +69,11 @@ def add_target(
     target = targets.get(key)
     if target is None:
         target = targets[key] = Target(image, label, where, sample_id, tolerance=tolerance)
+    if group and target.group is None:
+        target.group = group
+    elif group and group != target.group:
+        raise DataError(f"{where}: sample {sample_id} is in group {target.group!r} ({target.where}) and here "
+                        f"in group {group!r}; give one group per sample")
     if box is not None:
         target.boxes.append((box, where))
     if mask is not None:
@@ -200,9 +209,12 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
         masks=torch.stack([masks_out[i] for i in keep]) if has_gt else None,
         boxes=tuple(boxes_out[i] for i in keep) if has_gt else None,
         ids=tuple(targets[i].sample_id for i in keep),
+        # a manifest's group first (the clustered bootstrap resamples it), then the image's identity (its
+        # resolved path and content hash: the same file written two ways is one image for the split)
+        sources=tuple(((f"group:{targets[i].group}",) if targets[i].group else ()) + tuple(identity[targets[i].image])
+                      for i in keep),
         mean=tuple(preprocess.mean),  # type: ignore[arg-type]
         std=tuple(preprocess.std),  # type: ignore[arg-type]
-        sources=tuple(identity[targets[i].image] for i in keep),
     )
 
 

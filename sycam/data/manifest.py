@@ -1,4 +1,4 @@
-"""Manifests: a CSV or JSON list of ``image, label, x1, y1, x2, y2, mask`` rows.
+"""Manifests: a CSV or JSON list of ``image, label, x1, y1, x2, y2, mask, group`` rows.
 
 CSV: a header row naming the columns (``image`` and ``label`` required, the others optional; any order;
 an unknown column is an error, so that a typo never drops ground truth silently), then one row per box.
@@ -6,7 +6,9 @@ an unknown column is an error, so that a typo never drops ground truth silently)
 of the original image (all four cells empty for none); ``mask`` is the path of an image whose non-zero
 pixels are the object. Paths are relative to the manifest's folder. Rows with the same image and label
 are one sample with several boxes (and masks, unioned); the same image with another label is another
-sample.
+sample. ``group`` (optional) names what samples share — the source photo, the object, the scene: samples of one
+group are kept on one side of a split and resampled together by the clustered bootstrap
+(:func:`sycam.data.split.bootstrap_groups`).
 
 JSON: a list of objects (or ``{"samples": [...]}``) with the same keys, where the box may also be given
 as ``"box": [x1, y1, x2, y2]`` or ``"boxes": [[x1, y1, x2, y2], ...]``.
@@ -28,7 +30,7 @@ from .errors import DataError
 from .geometry import Box, parse_box
 from .labels import Labeler
 
-COLUMNS = ("image", "label", "x1", "y1", "x2", "y2", "mask")
+COLUMNS = ("image", "label", "x1", "y1", "x2", "y2", "mask", "group")
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 JSON_KEYS = (*COLUMNS, "box", "boxes")
 
@@ -47,6 +49,7 @@ def _row(
     boxes: list[Box],
     mask: object,
     labeler: Labeler,
+    group: object = None,
 ) -> None:
     if not isinstance(image, str):
         raise DataError(f"{where}: image must be a path, got {image!r}")
@@ -54,6 +57,9 @@ def _row(
         raise DataError(f"{where}: the image path is empty")
     if mask is not None and not isinstance(mask, str):
         raise DataError(f"{where}: mask must be a path, got {mask!r}")
+    if group is not None and (isinstance(group, bool) or not isinstance(group, str | int)):
+        raise DataError(f"{where}: group must be a name, got {group!r}")
+    group_name = str(group).strip() if group is not None else ""
     cls = labeler(label, where)
     if cls is None:
         return
@@ -61,9 +67,10 @@ def _row(
     mask_path = _path(base, mask.strip()) if mask and mask.strip() else None
     sample_id = f"{Path(image.strip()).as_posix()}#{cls}"
     if not boxes:
-        add_target(targets, image_path, cls, where, sample_id, mask=mask_path)
+        add_target(targets, image_path, cls, where, sample_id, mask=mask_path, group=group_name or None)
     for i, box in enumerate(boxes):
-        add_target(targets, image_path, cls, where, sample_id, box=box, mask=mask_path if i == 0 else None)
+        add_target(targets, image_path, cls, where, sample_id, box=box, mask=mask_path if i == 0 else None,
+                   group=group_name or None)
 
 
 def read_csv(path: Path, labeler: Labeler) -> list[Target]:
@@ -122,7 +129,8 @@ def read_csv(path: Path, labeler: Labeler) -> list[Target]:
                 if empty:
                     raise DataError(f"{where}: the box needs all of x1, y1, x2, y2 ({', '.join(empty)} empty)")
                 boxes.append(parse_box(values, where))
-        _row(targets, base, where, row["image"], row.get("label", ""), boxes, row.get("mask") or None, labeler)
+        _row(targets, base, where, row["image"], row.get("label", ""), boxes, row.get("mask") or None, labeler,
+             row.get("group") or None)
     return list(targets.values())
 
 
@@ -184,5 +192,6 @@ def read_json(path: Path, labeler: Labeler) -> list[Target]:
             _json_boxes(item, where),
             mask if mask != "" else None,
             labeler,
+            item.get("group") if item.get("group") != "" else None,
         )
     return list(targets.values())

@@ -74,6 +74,39 @@ def shared_sources(a: Samples, b: Samples) -> list[str]:
     return sorted(left.intersection(s for srcs in sources_of(b) for s in srcs))
 
 
+GROUP_KINDS = ("group", "photo")
+"""kinds of source the clustered bootstrap prefers, in order (then any other kind, ``texture`` last, then the
+image)"""
+
+
+def bootstrap_groups(samples: Samples) -> tuple[list[str], str]:
+    """``(group per sample, grouping)``: the clusters a bootstrap of these samples resamples
+    (:func:`sycam.stats.paired_bootstrap_ci` ``groups=``), and which kind of source made them.
+
+    The kind is the first present among a manifest's ``group`` column, the object photo (``photo``), any other
+    kind, and the texture; a sample's group is the set of its sources of that kind (a composite of two photos is
+    a group of its own: the two photos' groups would otherwise merge into one), and a sample with no source of
+    that kind is grouped by its image. Without any source beyond the image, each image is its own group (two
+    samples of one image, two targets, are one group). ``grouping`` reads like ``"photo (3 groups)"``.
+
+    Example::
+
+        groups, grouping = bootstrap_groups(test)   # the demo's test split: (..., "photo (3 groups)")
+    """
+    sources = sources_of(samples)
+    images = groups_of(samples)
+    kinds = [k for k in _kinds(sources) if k != "image"]
+    order = [k for k in GROUP_KINDS if k in kinds]
+    order += [k for k in kinds if k not in order and k not in LAST_KINDS] + [k for k in LAST_KINDS if k in kinds]
+    kind = order[0] if order else "image"
+    out = []
+    for image, srcs in zip(images, sources, strict=True):
+        mine = sorted(s for s in srcs if _kind(s) == kind)
+        out.append("+".join(mine) if mine else f"image:{image}")
+    n = len(set(out))
+    return out, f"{kind} ({n} group{'s' if n != 1 else ''})"
+
+
 def _kind(source: str) -> str:
     return source.split(":", 1)[0] if ":" in source else ""
 

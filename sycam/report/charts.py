@@ -18,7 +18,7 @@ import torch
 from .. import viz
 from .format import arrow, esc, finite, fmt
 
-__all__ = ["Axis", "colorbar_html", "curve_svg", "nice_ticks", "scatter_svg"]
+__all__ = ["Axis", "colorbar_html", "curve_svg", "forest_svg", "nice_ticks", "paired_scatter_svg", "scatter_svg"]
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,84 @@ def scatter_svg(
                 f'class="{"pareto-best" if hi else "pareto-point"}"/>'
             )
             parts.append(f'<text x="{cx + 8:.1f}" y="{cy - 6:.1f}" class="point-label">{esc(label)}</text>')
+        parts.append("</svg>")
+        return "".join(parts)
+
+    return _both(draw)
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One interval of a forest plot: ``label`` (the method and split), the difference and its 95 % CI
+    (``lo``/``hi`` None: no interval), and the verdict ("better", "worse", "not distinguishable")."""
+
+    label: str
+    diff: float | None
+    lo: float | None
+    hi: float | None
+    verdict: str
+
+
+_CI_CLASS = {"better": "better", "worse": "worse"}
+
+
+def forest_svg(rows: Sequence[ForestRow], xlabel: str) -> str:
+    """A forest plot: one row per :class:`ForestRow`, its interval as a horizontal line coloured by its verdict
+    (green better, red worse, grey not distinguishable), a dot at the difference, a dashed line at 0. Drawn as one
+    SVG whose height grows with the rows (22 px each), wide and narrow like the other charts."""
+    pts = [r for r in rows if finite(r.diff)]
+    if not pts:
+        return '<p class="muted">No differences to plot.</p>'
+    values = [0.0] + [float(v) for r in pts for v in (r.diff, r.lo, r.hi) if finite(v)]
+    row_h = 22
+
+    def draw(width: int, height: int, xcount: int, ycount: int) -> str:
+        del height, ycount
+        cls = "wide" if width > 400 else "narrow"
+        left = 200 if width > 400 else 120
+        h = 12 + 44 + row_h * len(pts)
+        f = _Frame(width, h, nice_ticks(min(values), max(values), xcount), Axis(0.0, float(len(pts)), 1.0, (), ()),
+                   left=left)
+        parts = _axes(f, xlabel, "", f"forest plot: {xlabel}", cls)
+        parts.append(f'<line x1="{f.sx(0.0):.1f}" x2="{f.sx(0.0):.1f}" y1="{f.top}" y2="{f.top + f.ph}" '
+                     'class="zero"/>')
+        for i, r in enumerate(pts):
+            y = f.top + row_h * (i + 0.5)
+            room = (left - 10) // 7  # characters of about 7 px at 12 px that fit left of the plot
+            label = r.label if len(r.label) <= room else r.label[:room - 1] + "…"
+            parts.append(f'<text x="{f.left - 6}" y="{y + 4:.1f}" class="row-label" text-anchor="end">'
+                         f"{esc(label)}</text>")
+            if finite(r.lo) and finite(r.hi):
+                parts.append(f'<line x1="{f.sx(float(r.lo)):.1f}" x2="{f.sx(float(r.hi)):.1f}" y1="{y:.1f}" '
+                             f'y2="{y:.1f}" class="ci {_CI_CLASS.get(r.verdict, "nd")}">'
+                             f"<title>{esc(r.label)}: {esc(fmt(r.diff))} [{esc(fmt(r.lo))}, {esc(fmt(r.hi))}], "
+                             f"{esc(r.verdict)}</title></line>")
+            d = float(r.diff)  # type: ignore[arg-type]
+            parts.append(f'<circle cx="{f.sx(d):.1f}" cy="{y:.1f}" r="3.5" class="ci-dot"/>')
+        parts.append("</svg>")
+        return "".join(parts)
+
+    return _both(draw)
+
+
+def paired_scatter_svg(xs: Sequence[float], ys: Sequence[float], xlabel: str, ylabel: str) -> str:
+    """Per-image scores of two methods, one point per image (``xs[i]``, ``ys[i]``), on equal axes with the
+    diagonal y = x dashed: points above it are images where the y method scores higher."""
+    pts = [(float(x), float(y)) for x, y in zip(xs, ys, strict=True) if finite(x) and finite(y)]
+    if not pts:
+        return '<p class="muted">No per-image scores to plot.</p>'
+    lo = min(min(p) for p in pts)
+    hi = max(max(p) for p in pts)
+
+    def draw(width: int, height: int, xcount: int, ycount: int) -> str:
+        cls = "wide" if width > 400 else "narrow"
+        side = min(width, height)
+        f = _Frame(side + 84, side, nice_ticks(lo, hi, xcount), nice_ticks(lo, hi, ycount))
+        parts = _axes(f, xlabel, ylabel, f"per image: {ylabel} versus {xlabel}", f"{cls} square")
+        a, b = max(f.x.lo, f.y.lo), min(f.x.hi, f.y.hi)
+        parts.append(f'<line x1="{f.sx(a):.1f}" y1="{f.sy(a):.1f}" x2="{f.sx(b):.1f}" y2="{f.sy(b):.1f}" '
+                     'class="diagonal"/>')
+        parts.extend(f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="3.5" class="pair-point"/>' for x, y in pts)
         parts.append("</svg>")
         return "".join(parts)
 

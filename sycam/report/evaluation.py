@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from .._io import write_atomic
-from .format import arrow, direction, esc, fmt
+from .format import arrow, direction, esc, finite, fmt, fmt_signed
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
 from .page import page
-from .tables import Col, kv_table, table
+from .tables import Col, Raw, best_rows, kv_table, table
 
 __all__ = ["EvaluationResults", "render_evaluation_report", "write_evaluation_report"]
 
@@ -25,6 +25,12 @@ class EvaluationResults(TypedDict, total=False):
 
     metrics: dict[str, dict[str, Any]]
     results: dict[str, dict[str, float]]
+    reference: str
+    """the method the intervals are against (``--reference``)"""
+    grouping: str
+    """which clusters the bootstrap resampled, e.g. ``photo (5 groups)``"""
+    intervals: dict[str, dict[str, dict[str, Any]]]
+    """method → metric → {diff, ci95, verdict}: method − reference (sycam.stats.difference)"""
     methods: dict[str, str]
     model: dict[str, Any]
     data: dict[str, Any]
@@ -54,10 +60,19 @@ def render_evaluation_report(
     keys = list(dict.fromkeys([*results, *(k for item in gallery for k in item.maps)]))
     display = method_names(keys, ev)
     hib = {m: bool(metrics.get(m, {}).get("higher_is_better", True)) for m in names}
-    cols = [Col("Method")] + [
-        Col(f"{m} {arrow(hib[m])}", higher_is_better=hib[m], title=direction(hib[m])) for m in names
-    ]
-    rows: list[list[object]] = [[display[k], *(scores.get(m) for m in names)] for k, scores in results.items()]
+    diffs: Mapping[str, Mapping[str, Mapping[str, Any]]] = ev.get("intervals") or {}
+    reference = ev.get("reference")
+    if diffs and reference in results:
+        cols = [Col("Method")] + [Col(f"{m} {arrow(hib[m])}", numeric=True, title=direction(hib[m])) for m in names]
+        rows: list[list[object]] = [
+            [display[k], *(_interval_cell(k, m, scores.get(m), results, diffs, str(reference), hib[m]) for m in names)]
+            for k, scores in results.items()
+        ]
+    else:
+        cols = [Col("Method")] + [
+            Col(f"{m} {arrow(hib[m])}", higher_is_better=hib[m], title=direction(hib[m])) for m in names
+        ]
+        rows = [[display[k], *(scores.get(m) for m in names)] for k, scores in results.items()]
     if degenerate:
         cols.append(Col("Degenerate maps", numeric=True, title="images whose map is constant, all zero or non-finite"))
         for row, key in zip(rows, results, strict=True):
@@ -80,6 +95,15 @@ def render_evaluation_report(
         "↑ higher is better, ↓ lower is better; the best value per metric is <strong>bold</strong>. Every score is "
         "the mean over all images; a degenerate map scores the metric's worst value on its image."
     )
+    if diffs and reference in results:
+        legend = (
+            f"↑ higher is better, ↓ lower is better. Every score is the mean over all images; under it, Δ is the "
+            f"difference from the reference <strong>{esc(display.get(str(reference), reference))}</strong> with its "
+            f"95% interval (paired bootstrap resampling {esc(ev.get('grouping', 'images'))}). The best value per "
+            "metric is <strong>bold</strong> only when its interval against the reference excludes 0 (for the "
+            "reference itself: when every other method is distinguishably worse); a degenerate map scores the "
+            "metric's worst value on its image."
+        )
     top_k = (ev.get("settings") or {}).get("score_top_k")
     if top_k:
         legend += (
@@ -93,6 +117,7 @@ def render_evaluation_report(
         + (table(cols, rows) if rows else '<p class="muted">No results.</p>')
         + f'<p class="legend">{legend}</p></section>',
     ]
+    parts.append(_evidence(ev, names, hib, display))
     per_image = ev.get("per_image")
     if per_image and gallery and not any(s in per_image for s in {i.split for i in gallery}):
         per_image = {split: per_image for split in {i.split for i in gallery}}  # not split: one set of images
@@ -137,6 +162,74 @@ def render_evaluation_report(
         )
     parts.append('<section id="details"><h2>Run details</h2>' + "".join(blocks) + "</section>")
     return page("sycam — evaluation", "\n".join(parts))
+
+
+def _interval_cell(key: str, metric: str, value: object, results: Mapping[str, Mapping[str, Any]],
+                   diffs: Mapping[str, Mapping[str, Mapping[str, Any]]], reference: str, hib: bool) -> Raw:
+    """A score with its difference from the reference and interval under it; bold only where the best value of
+    the column is distinguishable from the reference."""
+    values = [results[k].get(metric) for k in results]
+    best = {list(results)[i] for i in best_rows(values, hib)}
+    if key == reference:
+        others = [diffs.get(k, {}).get(metric, {}) for k in results if k != reference]
+        sure = bool(others) and all(e.get("verdict") == "worse" for e in others)
+        sub = "reference"
+    else:
+        e = diffs.get(key, {}).get(metric) or {}
+        ci = e.get("ci95") or [None, None]
+        sure = e.get("verdict") == "better"
+        sub = f"Δ {fmt_signed(e.get('diff'))} [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]"
+    text = esc(fmt(value))
+    if key in best and sure:
+        text = f"<strong>{text}</strong>"
+    return Raw(f'{text}<br><span class="muted ci-text">{esc(sub)}</span>')
+
+
+def _evidence(ev: Mapping[str, Any], names: Sequence[str], hib: Mapping[str, bool], display: Mapping[str, str]) -> str:
+    """Forest plot (each method − the reference, an interval per metric) and the per-image scatter of the best
+    other method against the reference on the first metric; empty without intervals."""
+    from .charts import ForestRow, forest_svg, paired_scatter_svg
+
+    diffs: Mapping[str, Mapping[str, Mapping[str, Any]]] = ev.get("intervals") or {}
+    reference = str(ev.get("reference") or "")
+    results: Mapping[str, Mapping[str, Any]] = ev.get("results") or {}
+    if not diffs or reference not in results or not names:
+        return ""
+    ref_name = display.get(reference, reference)
+    forest = ""
+    for m in names:  # one plot per metric: their units differ
+        rows = []
+        for k, per in diffs.items():
+            e = per.get(m)
+            if e:
+                ci = e.get("ci95") or [None, None]
+                rows.append(ForestRow(display.get(k, k), e.get("diff"), ci[0], ci[1], str(e.get("verdict"))))
+        if rows:
+            forest += (f"<h3>{esc(m)} {arrow(hib[m])}: method − {esc(ref_name)}</h3>"
+                       + forest_svg(rows, f"method − {ref_name} in {m} ({arrow(hib[m])} better)"))
+    first = names[0]
+    others = [k for k in results if k != reference]
+    scatter = ""
+    per_all = ((ev.get("per_image") or {}).get("all") or {})
+    if others and per_all:
+        best = others[0]
+        for k in others[1:]:
+            a, b = results[k].get(first), results[best].get(first)
+            if finite(a) and (not finite(b) or (a > b if hib[first] else a < b)):  # type: ignore[operator]
+                best = k
+        xs = (per_all.get(reference) or {}).get(first) or []
+        ys = (per_all.get(best) or {}).get(first) or []
+        if xs and ys and len(xs) == len(ys):
+            scatter = (f"<h3>Per image: {esc(display.get(best, best))} vs {esc(ref_name)} ({esc(first)})</h3>"
+                       + paired_scatter_svg(xs, ys, f"{ref_name} ({first})", f"{display.get(best, best)} ({first})")
+                       + '<p class="legend">One point per image; above the dashed diagonal the method scores higher '
+                       f"({'better' if hib[first] else 'worse: lower is better'}).</p>")
+    return (
+        '<section id="evidence"><h2>Differences from the reference</h2>'
+        f'<p class="legend">Each line is the 95% interval of the mean per-image difference from {esc(ref_name)} '
+        f"(paired bootstrap resampling {esc(ev.get('grouping', 'images'))}); green: better, red: worse, grey: "
+        f"not distinguishable.</p>{forest}{scatter}</section>"
+    )
 
 
 def write_evaluation_report(

@@ -162,6 +162,8 @@ class _Synthesis:
             )
         detail = self._split_details()
         comp = self.r.get("comparison")
+        if comp and comp.get("methods"):
+            return self._verdict_all(comp, detail)
         if comp:
             v = comparison_verdict(comp, self.hib)
             base = self.name(str(comp.get("baseline", "the best baseline")))
@@ -182,6 +184,42 @@ class _Synthesis:
             )
             return _VERDICT_CSS.get(v, "mixed"), headline, detail
         return (*self._point_verdict(), detail)
+
+    def _verdict_all(self, comp: Mapping[str, Any], detail: list[str]) -> tuple[str, str, list[str]]:
+        """The verdict against every exact classic method (``comparison.methods``)."""
+        methods: Mapping[str, Mapping[str, Any]] = comp["methods"]
+        v = str(comp.get("verdict", "not distinguishable"))
+        n = int(comp.get("n_comparisons", len(methods)))
+        base = self.name(str(comp.get("baseline", "")))
+        ci = comp.get("ci95") or [None, None]
+        counts = {k: sum(1 for e in methods.values() if e.get("verdict") == k) for k in _VERDICT_CSS}
+        if v == "better":
+            headline = (f"On held-out test images the synthesized expression is better than all {n} exact classic "
+                        f"methods it was compared with; the closest, {base}: difference "
+                        f"{fmt_signed(comp.get('diff'))}, "
+                        f"95% CI [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}].")
+        else:
+            relation = "worse than" if v == "worse" else "not distinguishable from"
+            headline = (f"On held-out test images the synthesized expression is {relation} {base} "
+                        f"(difference {fmt_signed(comp.get('diff'))}, 95% CI [{fmt_signed(ci[0])}, "
+                        f"{fmt_signed(ci[1])}]), so not better than every classic method: of {n} comparisons, "
+                        f"{counts['better']} better, {counts['not distinguishable']} not distinguishable, "
+                        f"{counts['worse']} worse.")
+        if comp.get("beats_power_control") is False:
+            headline += (f" It is not better than Grad-CAM sharpened to the power p = {_power(comp.get('power'))} (the "
+                         "power control): its gain may be contrast, not a better-placed map.")
+        detail.insert(0, (
+            f"Verdict from {n} paired bootstrap 95% confidence intervals of the per-image difference (synthesized − "
+            f"each exact classic method) in {self.metric_name} on the test split, resampling "
+            f"{comp.get('grouping', 'images')} and images: better only when every interval lies on the "
+            f"{'positive' if self.hib else 'negative'} side, worse when any lies on the other."))
+        images, groups = comp.get("ci95_images"), comp.get("ci95_groups")
+        if images and groups and all(finite(x) for x in (*images, *groups)):
+            detail.insert(1, f"Against {base}, resampling groups gives [{fmt_signed(groups[0])}, "
+                             f"{fmt_signed(groups[1])}] and resampling images [{fmt_signed(images[0])}, "
+                             f"{fmt_signed(images[1])}]; each interval shown is the hull of the two, so a verdict "
+                             "holds under either.")
+        return _VERDICT_CSS.get(v, "mixed"), headline, detail
 
     def _split_details(self) -> list[str]:
         lines = []
@@ -255,6 +293,25 @@ class _Synthesis:
                 f"Control: {control.get('name', 'the control')} scores {fmt(c_test)} on the test split, and so "
                 f"{relation} the synthesized expression ({fmt(w_test)})."
             )
+        power = self.r.get("power_control") or {}
+        p_test = (power.get("scores") or {}).get("test")
+        if finite(p_test) and finite(w_test):
+            relation = "beats" if (p_test > w_test if self.hib else p_test < w_test) else "does not beat"
+            detail.append(
+                f"Power control: {power.get('name', 'Grad-CAM sharpened')} "
+                f"(final map to p = {_power(power.get('power'))}, "
+                f"fitted on the synthesis split) scores {fmt(p_test)} on the test split, and so {relation} the "
+                f"synthesized expression ({fmt(w_test)})."
+            )
+        why = (self.r.get("selection") or {}).get("why")
+        if why:
+            detail.append(f"Why this winner: {why}")
+        guards = self.r.get("guards")
+        if guards:
+            n_c = len(self.r.get("constraints") or [])
+            detail.append({"default": f"Constraints: the objective's {n_c} default guards.",
+                           "user": f"Constraints: {n_c} given by the user.",
+                           "off": "Constraints: none (the default guards were turned off)."}.get(str(guards), ""))
         lam = self.r.get("lambda")
         if finite(lam):
             src = {"best_baseline": "the best exact baseline's synthesis score", "user": "set by the user"}.get(
@@ -327,6 +384,11 @@ class _Synthesis:
         if control:
             cs = control.get("scores") or {}
             entries.append((str(control.get("name", "control")), "", None, [cs.get(s) for s in self.splits], "control"))
+        power = self.r.get("power_control")
+        if power:
+            ps = power.get("scores") or {}
+            entries.append((f"{power.get('name', 'power control')} (p = {_power(power.get('power'))})", "power_control",
+                            None, [ps.get(s) for s in self.splits], "control"))
         test_col = self.splits.index("test")
         entries.sort(key=lambda e: _rank(e[3][test_col], self.hib) + _rank(e[3][0], self.hib))
         cols = [Col("Method")] + [
@@ -362,6 +424,45 @@ class _Synthesis:
         return (
             f'<section id="scores"><h2>Scores: {esc(self.metric_name)} ({direction(self.hib)})</h2>{body}'
             f'<p class="legend">{legend}</p></section>'
+        )
+
+    def evidence(self) -> str:
+        """The forest plot (winner − each exact classic method, an interval per split) and the per-image scatter
+        of the winner against the best classic method on the test split (empty without comparisons)."""
+        from .charts import ForestRow, forest_svg, paired_scatter_svg
+
+        comp = self.r.get("comparison") or {}
+        splits = comp.get("splits") or {}
+        if not splits:
+            return ""
+        rows = []
+        for name in comp.get("methods") or {}:
+            for split in SPLITS:
+                e = ((splits.get(split) or {}).get("methods") or {}).get(name)
+                if e:
+                    ci = e.get("ci95") or [None, None]
+                    short = {"synthesis": "syn", "validation": "val"}.get(split, split)
+                    rows.append(ForestRow(f"{self.name(name)} · {short}", e.get("diff"), ci[0], ci[1],
+                                          str(e.get("verdict"))))
+        groupings = "; ".join(f"{s}: {(splits.get(s) or {}).get('grouping')}" for s in SPLITS if s in splits)
+        forest = forest_svg(rows, f"synthesized − classic method ({self.metric_name}, {arrow(self.hib)} better)")
+        per = (self.r.get("per_image") or {}).get("test") or {}
+        exact = [n for n, b in self.baselines.items() if b.get("exact", True) and n in per]
+        scatter = ""
+        if exact and per.get(SYNTHESIZED):
+            best = min(exact, key=lambda n: _rank(self.baselines[n].get("test_score"), self.hib))
+            scatter = (f"<h3>Per image on the test split: synthesized vs {esc(self.name(best))}</h3>"
+                       + paired_scatter_svg(per[best], per[SYNTHESIZED], f"{self.name(best)} ({self.metric_name})",
+                                            f"synthesized ({self.metric_name})")
+                       + '<p class="legend">One point per test image; above the dashed diagonal the synthesized '
+                       f"expression scores higher ({'better' if self.hib else 'worse: lower is better'}) than "
+                       f"{esc(self.name(best))}, the best classic method on the test split.</p>")
+        return (
+            '<section id="evidence"><h2>Evidence: differences with intervals</h2>'
+            f'<p class="legend">{len(comp.get("methods") or {})} comparisons with the exact classic methods. Each line '
+            "is the 95% interval of the mean per-image difference (synthesized − method) on one split, from a "
+            f"clustered paired bootstrap ({esc(groupings)}); green: better, red: worse, grey: not distinguishable.</p>"
+            f"{forest}{scatter}</section>"
         )
 
     def constraints(self) -> str:
@@ -616,6 +717,11 @@ class _Synthesis:
         return gallery_html(gallery, thumb, alpha, colormap, titles, names, note)
 
 
+def _power(p: object) -> str:
+    """A power as written: 8, 1.5."""
+    return f"{float(p):g}" if finite(p) else "?"  # type: ignore[arg-type]
+
+
 def _rank(value: object, higher_is_better: bool) -> tuple[int, float]:
     if not finite(value):
         return (1, 0.0)
@@ -636,6 +742,7 @@ def render_report(
         s.headline(),
         s.winner(),
         s.scores(),
+        s.evidence(),
         s.constraints(),
         s.pareto(),
         s.leaderboard(),

@@ -15,7 +15,9 @@ these defaults (any option given on the command line still wins). Choices:
   which never sets λ, and keeps the approximation out of the synthesized expression.
 - **Guarded objective**: the energy pointing game rewards blanking most of a map (issue 7), so a winner must
   also keep Grad-CAM's mask AUC (within 1 %), its pointing game and its IoU (within 1 %; this one rejects maps
-  that render near-blank, which the scale-invariant metrics cannot see) (:data:`~sycam.synth.DEFAULT_GUARDS`).
+  that render near-blank, which the scale-invariant metrics cannot see): the objective's default guards
+  (:data:`~sycam.synth.DEFAULT_GUARDS`), which every search applies when no constraint is given, so the demo
+  sets no ``constraint`` of its own.
 - **Honest selection**: the three source-disjoint worlds of the demo data give one world to each split
   (synthesis: espresso and shuttle; validation: moped; test: cat and tripod, with seed 0); the validation split
   chooses the winner among the best candidates, the test split is scored once at the end.
@@ -29,13 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constraints import default_constraints
-
 DEMO: dict[str, Any] = {
     "model": "efficientnet_lite0",
     "data": "demo",
     "metric": ["energy_pointing_game"],
-    "constraint": list(default_constraints(["energy_pointing_game"])),
     "terminals": "A,G,D",
     "max_size": 4,
     "max_candidates": 2000,

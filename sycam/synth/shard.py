@@ -35,10 +35,11 @@ from ..heatmap import finish_layer, layer_maps_batch
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
-from .control import control_scores
+from .control import control_scores, power_control_scores
 from .keystore import digest
 from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry, same_values
 from .oracles import triage_block
+from .selection import shapes_on
 
 BankItem = tuple[int, str, tuple[int, ...], int, Any]
 """``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
@@ -111,6 +112,14 @@ class Shard:
     def split_control(self, split: str, winner: str, metric: Metric) -> tuple[list[float], int]:
         """:func:`~sycam.synth.control.control_scores` on this shard of ``split``."""
         return control_scores(self.splits[split], parse(winner), self._metric(metric))
+
+    def split_power(self, split: str, powers: Sequence[float], metric: Metric) -> tuple[list[list[float]], int]:
+        """:func:`~sycam.synth.control.power_control_scores` on this shard of ``split``."""
+        return power_control_scores(self.splits[split], powers, metric)
+
+    def split_shapes(self, split: str, texts: Sequence[str]) -> Tensor:
+        """:func:`~sycam.synth.selection.shapes_on` on this shard of ``split``."""
+        return shapes_on(self.splits[split], [parse(t) for t in texts])
 
     # -- the search's state ---------------------------------------------------------------------------
 

@@ -272,6 +272,14 @@ class ShardedSearch(Search):
         parts = self._on(split, "split_control", split, str(winner), self.primary)
         return _concat(p[0] for p in parts), sum(p[1] for p in parts)
 
+    def _split_power(self, split: str, powers: Sequence[float]) -> tuple[list[list[float]], int]:
+        parts = self._on(split, "split_power", split, list(powers), self.primary)
+        return [_concat(p[0][k] for p in parts) for k in range(len(powers))], sum(p[1] for p in parts)
+
+    def _split_shapes(self, split: str, nodes: Sequence[Node]) -> Tensor:
+        parts = self._on(split, "split_shapes", split, [str(n) for n in nodes])
+        return torch.cat([torch.as_tensor(p) for p in parts], dim=1)
+
     # -- the learner and the candidate stream -----------------------------------------------------------
 
     def _metric_forwards(self) -> int:
