@@ -108,7 +108,7 @@ def _same(a: Search, b: Search) -> None:
 
 def test_batched_search_equals_one_by_one_on_random_data() -> None:
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=5), max_candidates=150,
-                             baselines=("gradcam", "gradcam++"))
+                             baselines=("gradcam", "gradcam++"), guards=False)
     metric = get_metric("energy_pointing_game")
     args = (metric, config, tiny_samples(6), tiny_net(), LAYER)
     batched = _run(Search, *args)
@@ -126,7 +126,7 @@ def test_batched_search_equals_one_by_one_on_demo_data() -> None:
     samples = sycam.load_data("demo", lm.preprocess, lm.classes)
     syn = split(samples, 0.5, seed=0)[0].subset(list(range(3)))
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4), max_candidates=60,
-                             baselines=("gradcam",))
+                             baselines=("gradcam",), guards=False)
     metric = get_metric("energy_pointing_game")
     batched = _run(Search, metric, config, syn, lm.module, lm.layer)
     alone = _run(OneByOne, metric, replace(config, batch=1), syn, lm.module, lm.layer)
@@ -136,7 +136,7 @@ def test_batched_search_equals_one_by_one_on_demo_data() -> None:
 @pytest.mark.parametrize("name", ["average_drop", "increase_in_confidence"])
 def test_raced_masked_confidence_search_equals_the_exact_one(name: str) -> None:
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=3), max_candidates=40,
-                             baselines=("gradcam",), leaderboard_size=3, batch=4)
+                             baselines=("gradcam",), leaderboard_size=3, batch=4, guards=False)
     samples, model = tiny_samples(8), tiny_net()
     exact = _run(Search, get_metric(name), config, samples, model, LAYER)
     raced = _run(Search, get_metric(name), replace(config, racing=True), samples, model, LAYER)
