@@ -129,14 +129,16 @@ def cost_per_image(model: LoadedModel, metric: Metric, config: SynthesisConfig, 
 
 
 def cell_forwards(cost: Mapping[str, Any], n: Mapping[str, int], candidates: int, baselines: int,
-                  leaderboard: int) -> int:
-    """Model forwards of a cell by the cost model (an upper bound: the metrics memoize repeated inputs): extraction
-    on every split, the metric's forwards for each candidate and classic method on the synthesis split, and for the
-    leaderboard, the winner, the classic methods and the control on validation and test."""
-    extraction = cost["extraction"] * sum(n.values())
+                  leaderboard: int) -> dict[str, int]:
+    """Model forwards of a cell by the cost model (an upper bound: the metrics memoize repeated inputs): ``full``
+    forwards (extraction on every split, the metric's forwards for each candidate, classic method and the control
+    on the synthesis split, and for the leaderboard, the winner, the classic methods and the control on validation
+    and test) and ``tail`` forwards (D's, through the network after the layer only)."""
+    images = sum(n.values())
     c = cost["per_candidate"]
     held_out = (n.get("validation", 0) + n.get("test", 0)) * (leaderboard + baselines + 2)
-    return int(extraction + c * (n.get("synthesis", 0) * (candidates + baselines + 1) + held_out))
+    full = cost["full_forwards"] * images + c * (n.get("synthesis", 0) * (candidates + baselines + 1) + held_out)
+    return {"full": int(full), "tail": int(cost["tail_forwards"] * images)}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -254,7 +254,9 @@ def _print_cost(models: list[Any], metrics: list[str], params: dict[str, dict[st
             forwards = cell_forwards(cost, n, config.max_candidates or 0, len(config.baselines),
                                      config.leaderboard_size)
             reused = " (finished: reused)" if cell_key(model.name, name) in done else ""
-            total += 0 if reused else forwards
+            total += 0 if reused else forwards["full"]
             info(f"  cost {model.name} × {name}{reused}: per image and view {terms}; {cost['views']} view(s); "
-                 f"{cost['per_candidate']} forward(s) per image and candidate; at most {forwards:,} forwards")
-    info(f"study: at most {total:,} model forwards in all (cost model; memoized inputs run once)")
+                 f"{cost['per_candidate']} forward(s) per image and candidate; at most {forwards['full']:,} forwards "
+                 f"and {forwards['tail']:,} tail forwards")
+    info(f"study: at most {total:,} model forwards in all, besides D's tail forwards (cost model; memoized inputs "
+         "run once)")

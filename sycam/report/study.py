@@ -27,6 +27,12 @@ def _tally(cell: Mapping[str, Any]) -> str:
     return " / ".join(str(verdicts.count(k)) for k in ("better", "not distinguishable", "worse"))
 
 
+def _forwards(f: object) -> str:
+    if isinstance(f, Mapping):
+        return f"{fmt(f['full'])} + {fmt(f['tail'])} tail"
+    return fmt(f)
+
+
 def cell_rows(study: Mapping[str, Any]) -> list[list[str]]:
     """One row of text cells per study cell, in :data:`HEADERS` order."""
     rows = []
@@ -36,7 +42,7 @@ def cell_rows(study: Mapping[str, Any]) -> list[list[str]]:
         diff = "—" if top is None or top not in c["versus"] else _interval(c["versus"][top])
         rows.append([c["model"], c["layer"], f"{m['name']} {arrow(m['higher_is_better'])}", w["expression"],
                      fmt(w["synthesis_score"]), fmt(w["validation_score"]), fmt(w["test_score"]), best, diff,
-                     c["verdict"], _tally(c), fmt(c["candidates_scored"]), fmt(c["forwards"]),
+                     c["verdict"], _tally(c), fmt(c["candidates_scored"]), _forwards(c["forwards"]),
                      fmt_seconds(c["wall_seconds"])])
     return rows
 
