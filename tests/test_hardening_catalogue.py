@@ -26,6 +26,7 @@ from sycam.errors import SycamError
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 SYN = ["synthesize", "--data", "demo", "--metric", "energy_pointing_game"]
+STUDY = ["study", "--data", "demo"]
 EXPLAIN = ["explain", "--random-weights", "--method", "gradcam"]
 
 
@@ -136,6 +137,13 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E61": ("zero Ray workers", [*SYN, "--executor", "ray", "--workers", "0", "--out", "{tmp}/o"]),
     "E62": ("a negative GPU share per worker", [*SYN, "--executor", "ray", "--worker-gpus", "-1", "--out",
                                                 "{tmp}/o"]),
+
+    "E150": ("a study model outside the zoo", [*STUDY, "--model", "alexnet", "--metric", "iou", "--out", "{tmp}/o"]),
+    "E151": ("a study metric parameter without its metric",
+             [*STUDY, "--metric", "deletion_auc", "--metric-param", "steps=5", "--out", "{tmp}/o"]),
+    "E152": ("the same study model twice", [*STUDY, "--model", "efficientnet_lite0", "--model", "efficientnet_lite0",
+                                            "--metric", "iou", "--out", "{tmp}/o"]),
+    "E153": ("the same study metric twice", [*STUDY, "--metric", "iou", "--metric", "iou", "--out", "{tmp}/o"]),
 }
 
 
@@ -255,7 +263,7 @@ def run_api(case: str, tmp: Path) -> tuple[int, str]:
     raise AssertionError(f"{case} raised nothing")
 
 
-ROW = re.compile(r"^\| (?P<id>[EA]\d\d) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
+ROW = re.compile(r"^\| (?P<id>[EA]\d{2,3}) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
 
 
 def doc_rows() -> dict[str, dict[str, str]]:
