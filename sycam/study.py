@@ -341,3 +341,25 @@ def cross_model(models: Sequence[LoadedModel], cells: Sequence[Mapping[str, Any]
 
 def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def wins(study: Mapping[str, Any], note: str = "") -> list[dict[str, Any]]:
+    """One entry per cell, as docs/wins.json publishes them: ``model``, ``layer``, ``metric``, ``expression`` (the
+    winner), ``baseline`` (the best exact classic method on the test split), ``verdict`` (the cell's), ``difference``
+    (winner − baseline on the test split) and ``interval`` (its 95 % bootstrap interval), with the test size ``n``
+    and ``note`` (e.g. what the test images are).
+
+    Example::
+
+        wins({"cells": [cell]})[0]["verdict"]  # "wins", "ties" or "loses"
+    """
+    out = []
+    for c in study["cells"]:
+        top = c.get("best_classic_on_test")
+        v = c["versus"].get(top, {}) if top is not None else {}
+        out.append({"model": c["model"], "layer": c["layer"], "metric": c["metric"]["name"],
+                    "higher_is_better": c["metric"]["higher_is_better"], "expression": c["winner"]["expression"],
+                    "baseline": top, "baseline_score": None if top is None else c["classic"][top]["test_score"],
+                    "winner_score": c["winner"]["test_score"], "verdict": c["verdict"], "difference": v.get("diff"),
+                    "interval": v.get("ci95"), "n_test": c["n"]["test"], **({"note": note} if note else {})})
+    return out

@@ -126,6 +126,11 @@ def test_cli_study_end_to_end_then_resume(tmp_path: Path, capsys: pytest.Capture
     assert [c["metric"]["name"] for c in study["cells"]] == ["sparseness", "complexity"]
     assert study["cross_model"] == [] and study["settings"]["synthesis"]["max_candidates"] == 3
     assert "<h1>Study</h1>" in (out / "report.html").read_text() and (out / "study.md").read_text() == captured.out
+    entries = json.loads((out / "wins.json").read_text())
+    assert [(e["metric"], e["expression"], e["verdict"]) for e in entries] == \
+        [(c["metric"]["name"], c["winner"]["expression"], c["verdict"]) for c in study["cells"]]
+    top = study["cells"][0]["best_classic_on_test"]
+    assert entries[0]["baseline"] == top and entries[0]["interval"] == study["cells"][0]["versus"][top]["ci95"]
     checkpoint = json.loads((out / "study-checkpoint.json").read_text())
     assert sorted(checkpoint["cells"]) == ["efficientnet_lite0/complexity", "efficientnet_lite0/sparseness"]
     assert main([*argv, "--resume"]) == 0

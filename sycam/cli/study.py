@@ -42,8 +42,9 @@ With several models, each cell's winner is also scored on the other models (the 
 image (forwards per terminal and view, and per candidate for metrics that run the model) is printed first.
 
 The data split is grouped (no image on two sides): synthesis / validation / test from --data, or synthesis /
-validation from --data and the test split from --test. Writes study.json, study.md, report.html and
-study-checkpoint.json into --out; --resume reuses the finished cells of an interrupted study.
+validation from --data and the test split from --test. Writes study.json, study.md, report.html, wins.json
+(one line per cell: winner, best classic method, verdict, difference, interval) and study-checkpoint.json into
+--out; --resume reuses the finished cells of an interrupted study.
 
 examples:
   sycam study --model efficientnet_lite0 --metric average_drop --metric equivariance \\
@@ -207,13 +208,15 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(time.perf_counter() - t0, 3),
         })
         from ..report.study import study_html, study_markdown
+        from ..study import wins
 
         out.write("study.json", json.dumps(study, indent=1))
+        out.write("wins.json", json.dumps(wins(study), indent=1))
         text = study_markdown(study)
         out.write("study.md", text)
         out.write("report.html", study_html(study))
     print(text, end="")
-    info(f"wrote {out.root / 'study.json'}, study.md and report.html")
+    info(f"wrote {out.root / 'study.json'}, study.md, report.html and wins.json")
     return 0
 
 
