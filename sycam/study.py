@@ -163,6 +163,19 @@ def compare_on_test(per_image: Mapping[str, Sequence[float]], winner: str, metho
     return out
 
 
+SAME_TOLERANCE = 1e-6
+"""per-image score difference under which the winner counts as scoring the same as a classic method"""
+
+
+def same_scores(per_image: Mapping[str, Sequence[float]], winner: str, methods: Sequence[str],
+                tolerance: float = SAME_TOLERANCE) -> list[str]:
+    """The methods whose per-image scores equal the winner's within ``tolerance`` on every image (e.g. ``sum(G)``
+    and Grad-CAM's ``mean(G)``, which render the same heatmaps): a tie with them is no finding."""
+    a = list(per_image.get(winner, []))
+    return [m for m in methods if m in per_image and len(per_image[m]) == len(a) and a
+            and all(abs(x - y) <= tolerance for x, y in zip(a, per_image[m], strict=True))]
+
+
 def best_method(scores: Mapping[str, float | None], metric: Metric) -> str | None:
     """The method with the best finite score (ties: the first), or ``None``."""
     best: str | None = None
@@ -202,6 +215,7 @@ def summarize_cell(results: Mapping[str, Any], metric: Metric) -> dict[str, Any]
                     for b, v in baselines.items()},
         "best_classic_on_test": top,
         "exact_classic": exact,
+        "same_as": same_scores(per_image, SYNTHESIZED, list(baselines)),
         "versus": versus,
         "verdict": cell_verdict(versus, top, exact),
         "lambda_baseline": results.get("lambda_baseline"),

@@ -137,3 +137,10 @@ def test_cli_study_end_to_end_then_resume(tmp_path: Path, capsys: pytest.Capture
     again = capsys.readouterr()
     assert again.err.count("reused: efficientnet_lite0/") == 2 and "synthesize:" not in again.err
     assert json.loads((out / "study.json").read_text())["cells"] == study["cells"]
+
+
+def test_same_scores_names_the_classic_methods_the_winner_equals() -> None:
+    from sycam.study import same_scores
+
+    per = {"synthesized": [0.5, 0.25], "gradcam": [0.5 + 1e-7, 0.25], "layercam": [0.5, 0.2], "short": [0.5]}
+    assert same_scores(per, "synthesized", ["gradcam", "layercam", "short", "absent"]) == ["gradcam"]
