@@ -75,7 +75,7 @@ def _sizes(study: Mapping[str, Any]) -> str:
 def study_markdown(study: Mapping[str, Any]) -> str:
     """study.md: the main table, each cell's comparison with every classic method, and the cross-model table."""
     parts = [f"# Study\n\n{_sizes(study)}. Verdicts read the paired bootstrap 95% interval on the test split: wins = "
-             "better than every exact classic method, loses = worse than the best one, ties = otherwise.\n",
+             "better than every exact classic method, loses = worse than the best one, ties = otherwise.\n\n",
              _md(HEADERS, cell_rows(study))]
     for c in study["cells"]:
         rows = [[b, fmt(c["classic"][b]["test_score"]), _interval(v), v["verdict"]
