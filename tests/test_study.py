@@ -144,3 +144,29 @@ def test_same_scores_names_the_classic_methods_the_winner_equals() -> None:
 
     per = {"synthesized": [0.5, 0.25], "gradcam": [0.5 + 1e-7, 0.25], "layercam": [0.5, 0.2], "short": [0.5]}
     assert same_scores(per, "synthesized", ["gradcam", "layercam", "short", "absent"]) == ["gradcam"]
+
+
+def test_an_executor_reaches_every_cell_with_the_local_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``executor`` goes to each cell's synthesis (the CLI's --executor ray passes a RayExecutor the same way):
+    two in-process shards give the local study's winner and verdicts, and scores equal to float rounding."""
+    import sycam.study
+    from sycam.synth.executors import InProcessExecutor
+
+    model = _tiny("tiny_a", 0)
+    local = run_study([model], ["sparseness"], lambda m: SPLITS, _config())["cells"][0]
+    seen: list[object] = []
+    real = sycam.study.synthesize
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("executor"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sycam.study, "synthesize", spy)
+    with InProcessExecutor(workers=2) as ex:
+        sharded = run_study([model], ["sparseness"], lambda m: SPLITS, _config(), executor=ex)["cells"][0]
+    assert seen == [ex]
+    assert sharded["winner"]["expression"] == local["winner"]["expression"]
+    assert sharded["winner"]["test_score"] == pytest.approx(local["winner"]["test_score"], abs=1e-6)
+    assert {b: v["verdict"] for b, v in sharded["versus"].items()} == \
+        {b: v["verdict"] for b, v in local["versus"].items()}
+    assert sharded["settings"] == local["settings"]
