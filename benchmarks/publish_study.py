@@ -15,11 +15,18 @@ from pathlib import Path
 
 from sycam.report.format import fmt, fmt_seconds, fmt_signed
 from sycam.results import SYNTHESIZED
-from sycam.study import same_scores, wins
+from sycam.study import cell_forwards, same_scores, wins
 
 
-def _forwards(f: object) -> str:
-    return f"{fmt(f['full'])} + {fmt(f['tail'])} tail" if isinstance(f, dict) else fmt(f)
+def _forwards(cell: dict) -> str:
+    """``full + tail`` forwards; cells written before the two were recorded apart are recomputed from their cost
+    model, sizes and settings (the same :func:`sycam.study.cell_forwards`)."""
+    f = cell["forwards"]
+    if not isinstance(f, dict):
+        n = {k: int(v or 0) for k, v in cell["n"].items()}
+        f = cell_forwards(cell["cost_per_image"], n, int(cell["candidates_scored"]), len(cell["classic"]),
+                          int(cell["settings"]["synthesis"]["leaderboard_size"]))
+    return f"{fmt(f['full'])} + {fmt(f['tail'])} tail"
 
 
 def table(cells: list[dict]) -> str:
@@ -40,13 +47,12 @@ def table(cells: list[dict]) -> str:
         if same is None:  # studies written before same_as was recorded
             same = same_scores(c["test_per_image"], SYNTHESIZED, list(c["classic"]))
         alias = f" (= {', '.join(same)} on every test image)" if same else ""
-        beat = "" if c["winner"].get("accepted") else "; did not beat λ on synthesis"
         lines.append(
             f"| {c['metric']['name']} {arrow} | `{c['winner']['expression']}` {fmt(c['winner']['test_score'])}"
-            f"{alias}{beat} | "
+            f"{alias} | "
             f"{top} {fmt(c['classic'][top]['test_score'])} | {fmt_signed(v['diff'])} [{fmt_signed(lo)}, "
             f"{fmt_signed(hi)}] | **{c['verdict']}** | {tally} | {n['synthesis']} / {n['validation']} / {n['test']} | "
-            f"{c['candidates_scored']} | {_forwards(c['forwards'])} | {fmt_seconds(c['wall_seconds'])} |")
+            f"{c['candidates_scored']} | {_forwards(c)} | {fmt_seconds(c['wall_seconds'])} |")
     return "\n".join(lines) + "\n"
 
 
