@@ -56,6 +56,47 @@ def table(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_overlap(study: dict) -> None:
+    """For a study with ``--test`` written before cells recorded ``test_shares_sources``: the test samples that
+    share a source with the synthesis or validation split (the same split as the run: ``split`` of ``--data`` with
+    its validation fraction and seed), and every comparison again on the others (``versus_unshared``)."""
+    data = study["settings"]["data"]
+    if not data.get("test") or all("test_shares_sources" in c for c in study["cells"]):
+        return
+    from sycam.data import load_data, split
+    from sycam.models import load_model
+    from sycam.study import StudySplits, compare_on_test, restrict, test_overlap
+
+    for c in study["cells"]:
+        pre = load_model(c["model"], weights=None).preprocess
+        samples = load_data(data["source"], pre, limit=data.get("limit"))
+        synthesis, validation = split(samples, data["validation_fraction"], data["seed"])
+        test = load_data(data["test"], pre, limit=data.get("test_limit"))
+        shared, clean = test_overlap(StudySplits(synthesis, validation, test))
+        c["test_shares_sources"] = shared
+        if shared:
+            per = restrict(c["test_per_image"], clean)
+            c["versus_unshared"] = {"n": len(clean), **compare_on_test(per, SYNTHESIZED, list(c["versus"]),
+                                                                      c["metric"]["higher_is_better"])}
+
+
+def unshared_table(cells: list[dict]) -> str:
+    """The winner against the best classic method on the test samples that share no source with the search."""
+    lines = ["| model | metric | test samples sharing a source | winner − best classic on the others [95% CI] | "
+             "verdict there |", "|---|---|---|---|---|"]
+    for c in cells:
+        if not c.get("test_shares_sources"):
+            continue
+        top = c["best_classic_on_test"]
+        v = c["versus_unshared"][top]
+        lo, hi = v["ci95"]
+        k = c["n"]["test"] - c["versus_unshared"]["n"]
+        lines.append(f"| {c['model']} | {c['metric']['name']} | {k} of {c['n']['test']} "
+                     f"({', '.join(c['test_shares_sources'])}) | {fmt_signed(v['diff'])} [{fmt_signed(lo)}, "
+                     f"{fmt_signed(hi)}] (n = {c['versus_unshared']['n']}) | {v['verdict']} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("studies", nargs="+", metavar="STUDY.json[:NOTE]")
@@ -65,9 +106,11 @@ def main() -> None:
     for spec in args.studies:
         path, _, note = spec.partition(":")
         study = json.loads(Path(path).read_text(encoding="utf-8"))
+        add_overlap(study)
         entries += wins(study, note)
         cells += study["cells"]
     print(table(cells))
+    print(unshared_table(cells))
     if args.wins is not None:
         args.wins.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
 

@@ -68,6 +68,26 @@ class StudySplits:
     test: Samples
 
 
+def test_overlap(splits: StudySplits) -> tuple[list[str], list[str]]:
+    """``(shared, clean_ids)``: the sources (``"photo:skimage/coffee"``) that test samples share with the synthesis
+    or validation split (a ``--test`` from other data can: the demo composites the photos of the ``photos`` set), and
+    the ids of the test samples that share none. ``shared == []`` when the test split is held out cleanly."""
+    from .data.split import shared_sources, sources_of
+
+    searched = [splits.synthesis] + ([splits.validation] if splits.validation is not None else [])
+    shared = sorted({s for part in searched for s in shared_sources(part, splits.test)})
+    clean = [sid for sid, srcs in zip(splits.test.ids, sources_of(splits.test), strict=True)
+             if not set(srcs) & set(shared)]
+    return shared, clean
+
+
+def restrict(per_image: Mapping[str, Sequence[Any]], ids: Sequence[str]) -> dict[str, list[Any]]:
+    """``test_per_image`` (``ids`` plus one score list per method) restricted to the samples ``ids``, in their order."""
+    where = {sid: i for i, sid in enumerate(per_image["ids"])}
+    keep = [where[sid] for sid in ids if sid in where]
+    return {k: [v[i] for i in keep] for k, v in per_image.items()}
+
+
 def cell_key(model: str, metric: str) -> str:
     """``"efficientnet_lite0/average_drop"``: how study.json and the checkpoint name a cell."""
     return f"{model}/{metric}"
@@ -268,6 +288,12 @@ def run_cell(model: LoadedModel, metric_name: str, splits: StudySplits, config: 
     results = result.to_dict()
     wall = time.perf_counter() - t0
     row = summarize_cell(results, metric)
+    shared, clean = test_overlap(splits)
+    row["test_shares_sources"] = shared
+    if shared:  # the comparisons again on the test samples that share no source with what was searched
+        clean_per_image = restrict(row["test_per_image"], clean)
+        row["versus_unshared"] = {"n": len(clean), **compare_on_test(clean_per_image, SYNTHESIZED,
+                                                                     list(row["versus"]), metric.higher_is_better)}
     n = {k: int(v or 0) for k, v in row["n"].items()}
     candidates = int(results.get("candidates_scored") or 0)
     row.update({
@@ -375,5 +401,7 @@ def wins(study: Mapping[str, Any], note: str = "") -> list[dict[str, Any]]:
                     "higher_is_better": c["metric"]["higher_is_better"], "expression": c["winner"]["expression"],
                     "baseline": top, "baseline_score": None if top is None else c["classic"][top]["test_score"],
                     "winner_score": c["winner"]["test_score"], "verdict": c["verdict"], "difference": v.get("diff"),
-                    "interval": v.get("ci95"), "n_test": c["n"]["test"], **({"note": note} if note else {})})
+                    "interval": v.get("ci95"), "n_test": c["n"]["test"],
+                    "test_shares_sources": c.get("test_shares_sources", []),
+                    **({"note": note} if note else {})})
     return out

@@ -170,3 +170,21 @@ def test_an_executor_reaches_every_cell_with_the_local_results(monkeypatch: pyte
     assert {b: v["verdict"] for b, v in sharded["versus"].items()} == \
         {b: v["verdict"] for b, v in local["versus"].items()}
     assert sharded["settings"] == local["settings"]
+
+
+def test_a_test_split_sharing_sources_is_said_and_compared_without_them() -> None:
+    from sycam.study import restrict, run_cell, test_overlap
+
+    syn, val, test = SPLITS.synthesis, SPLITS.validation, SPLITS.test
+    assert test_overlap(SPLITS) == ([], list(test.ids))  # a grouped split shares nothing
+    leaky = StudySplits(syn, val, type(test)(test.images, test.labels, test.masks, test.boxes, test.ids,
+                                             sources=(("image:img0",), *[() for _ in range(len(test) - 1)]),
+                                             mean=test.mean, std=test.std))
+    shared, clean = test_overlap(leaky)
+    assert "img0" in [s.split("#")[0] for s in syn.ids + val.ids]  # the sample whose image the leak names
+    assert shared == ["image:img0"] and clean == list(test.ids[1:])
+    cell = run_cell(_tiny("tiny_a", 0), "sparseness", leaky, _config())
+    assert cell["test_shares_sources"] == ["image:img0"] and cell["versus_unshared"]["n"] == len(test) - 1
+    per = restrict(cell["test_per_image"], clean)
+    _, lo, hi = stats.paired_bootstrap_ci(per["synthesized"], per["gradcam"], True)
+    assert cell["versus_unshared"]["gradcam"]["ci95"] == [pytest.approx(lo), pytest.approx(hi)]
