@@ -65,14 +65,14 @@ def add_overlap(study: dict) -> None:
         return
     from sycam.data import load_data, split
     from sycam.models import load_model
-    from sycam.study import StudySplits, compare_on_test, restrict, test_overlap
+    from sycam.study import StudySplits, compare_on_test, held_out_overlap, restrict
 
     for c in study["cells"]:
         pre = load_model(c["model"], weights=None).preprocess
         samples = load_data(data["source"], pre, limit=data.get("limit"))
         synthesis, validation = split(samples, data["validation_fraction"], data["seed"])
         test = load_data(data["test"], pre, limit=data.get("test_limit"))
-        shared, clean = test_overlap(StudySplits(synthesis, validation, test))
+        shared, clean = held_out_overlap(StudySplits(synthesis, validation, test))
         c["test_shares_sources"] = shared
         if shared:
             per = restrict(c["test_per_image"], clean)

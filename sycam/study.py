@@ -61,14 +61,20 @@ class StudyError(SycamError, ValueError):
 @dataclass(frozen=True)
 class StudySplits:
     """One model's samples of the study: synthesis (the search scores on it), validation (the winner is chosen on
-    it; may be ``None``) and test (scored once, at the end)."""
+    it; may be ``None``) and test (scored once, at the end).
+
+    Example::
+
+        StudySplits(*sycam.split_three(samples, 0.25, 0.25, seed=0))
+        StudySplits(*sycam.split(dev, 1 / 3), test=check)      # synthesis, validation from dev; test from check
+    """
 
     synthesis: Samples
     validation: Samples | None
     test: Samples
 
 
-def test_overlap(splits: StudySplits) -> tuple[list[str], list[str]]:
+def held_out_overlap(splits: StudySplits) -> tuple[list[str], list[str]]:
     """``(shared, clean_ids)``: the sources (``"photo:skimage/coffee"``) that test samples share with the synthesis
     or validation split (a ``--test`` from other data can: the demo composites the photos of the ``photos`` set), and
     the ids of the test samples that share none. ``shared == []`` when the test split is held out cleanly."""
@@ -288,7 +294,7 @@ def run_cell(model: LoadedModel, metric_name: str, splits: StudySplits, config: 
     results = result.to_dict()
     wall = time.perf_counter() - t0
     row = summarize_cell(results, metric)
-    shared, clean = test_overlap(splits)
+    shared, clean = held_out_overlap(splits)
     row["test_shares_sources"] = shared
     if shared:  # the comparisons again on the test samples that share no source with what was searched
         clean_per_image = restrict(row["test_per_image"], clean)

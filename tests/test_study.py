@@ -173,14 +173,14 @@ def test_an_executor_reaches_every_cell_with_the_local_results(monkeypatch: pyte
 
 
 def test_a_test_split_sharing_sources_is_said_and_compared_without_them() -> None:
-    from sycam.study import restrict, run_cell, test_overlap
+    from sycam.study import held_out_overlap, restrict, run_cell
 
     syn, val, test = SPLITS.synthesis, SPLITS.validation, SPLITS.test
-    assert test_overlap(SPLITS) == ([], list(test.ids))  # a grouped split shares nothing
+    assert held_out_overlap(SPLITS) == ([], list(test.ids))  # a grouped split shares nothing
     leaky = StudySplits(syn, val, type(test)(test.images, test.labels, test.masks, test.boxes, test.ids,
                                              sources=(("image:img0",), *[() for _ in range(len(test) - 1)]),
                                              mean=test.mean, std=test.std))
-    shared, clean = test_overlap(leaky)
+    shared, clean = held_out_overlap(leaky)
     assert "img0" in [s.split("#")[0] for s in syn.ids + val.ids]  # the sample whose image the leak names
     assert shared == ["image:img0"] and clean == list(test.ids[1:])
     cell = run_cell(_tiny("tiny_a", 0), "sparseness", leaky, _config())

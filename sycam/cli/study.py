@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     """``sycam study``: every cell, then the tables; prints the summary."""
     from ..data import load_data, split, split_three
     from ..models import load_model
-    from ..study import StudySplits, cell_forwards, cell_key, cost_per_image, run_study, test_overlap
+    from ..study import StudySplits, cell_forwards, cell_key, cost_per_image, held_out_overlap, run_study
     from ..synth import SynthesisConfig
     from ..terminals import ExtractOptions
 
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         synthesis, validation = split(samples, args.validation_fraction, args.seed)
         test = load_data(args.test, model.preprocess, model.classes, limit=args.test_limit)
         splits = StudySplits(synthesis, validation, test)
-        shared, clean = test_overlap(splits)
+        shared, clean = held_out_overlap(splits)
         if shared:
             info(f"note: {len(test) - len(clean)} of {len(test)} test samples share a source with the synthesis or "
                  f"validation split ({', '.join(shared)}); each cell also compares on the {len(clean)} that do not")
