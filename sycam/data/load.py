@@ -1,4 +1,5 @@
-"""``load_data``: one entry point for the demo, the photos check set, manifests and XML-annotated folders."""
+"""``load_data``: one entry point for the demo, the photos check set, manifests, XML-annotated folders and
+folders labelled by synset."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from .manifest import read_csv, read_json
 from .photos import PHOTOS_NAME, build_photos
 from .preprocess import Preprocess
 from .samples import Samples
-from .voc import read_folder
+from .synsets import looks_like_synset_folder, read_synset_folder
+from .voc import has_xml_layout, read_folder
 
 DEMO = "demo"
 
@@ -37,7 +39,9 @@ def load_data(
     Args:
         spec: ``"demo"`` (the embedded composited data set; write ``./demo`` for a folder of that name),
             ``"photos"`` (real photos that ship in Python packages, with hand-drawn boxes), a manifest ``.csv``
-            or ``.json``, or a folder of images with PASCAL-VOC/ImageNet XML annotations.
+            or ``.json``, a folder of images with PASCAL-VOC/ImageNet XML annotations, or a folder of images
+            named or foldered by WordNet synset (``n01440764/x.JPEG``, ``n01440764_tench.JPEG``; no manifest,
+            no boxes; :mod:`sycam.data.synsets`).
         preprocess: the model's preprocessing; images, boxes and masks all go through it.
         classes: the model's class names in index order (``LoadedModel.classes``); ``None`` for ImageNet-1k.
         label: the class of every sample, overriding the files (index, synset or name).
@@ -72,7 +76,10 @@ def load_data(
     path = Path(spec).expanduser()
     labeler = Labeler(LabelResolver(classes), label=label, label_map=label_map, unknown=unknown_labels)
     targets: list[Target]
-    if path.is_dir():
+    if path.is_dir() and annotations is None and images is None and not has_xml_layout(path) \
+            and looks_like_synset_folder(path):
+        targets = read_synset_folder(path, labeler)
+    elif path.is_dir():
         targets = read_folder(path, labeler, None if annotations is None else Path(annotations),
                               None if images is None else Path(images))
     elif path.is_file():

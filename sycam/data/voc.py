@@ -62,8 +62,14 @@ def find_layout(root: Path, annotations: Path | None = None, images: Path | None
     looked = ", ".join(f"{a}/ + {i}/" for a, i in LAYOUTS)
     raise DataError(
         f"{root}: no XML annotations found (looked for {looked}, or *.xml in the folder); "
-        f"for images without XML boxes write a manifest .csv"
+        f"nor images named or foldered by WordNet synset (n01440764/x.JPEG, n01440764_name.JPEG); "
+        f"for other images without XML boxes write a manifest .csv"
     )
+
+
+def has_xml_layout(root: Path) -> bool:
+    """Whether ``root`` holds one of the XML layouts :func:`find_layout` finds without being told."""
+    return any((root / a).is_dir() and (root / i).is_dir() for a, i in LAYOUTS) or any(root.glob("*.xml"))
 
 
 def _find_image(xml: Path, filename: str | None, images: Path) -> Path:
