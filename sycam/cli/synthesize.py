@@ -311,6 +311,9 @@ def print_summary(results: dict[str, Any], report: Any) -> None:
 
     print(f"metric: {metric['name']} {arrow} ({'higher' if metric['higher_is_better'] else 'lower'} is better)")
     print(f"best expression: {best['expression']}   (size {best['size']})")
+    sentence = (results.get("diagnostics") or {}).get("sentence")
+    if sentence:
+        print(f"note: {sentence}")
     splits = ["synthesis", "validation", "test"]
     entries = [("synthesized", best), *results["baselines"].items()]
     if all(e.get("validation_score") is None for _, e in entries):

@@ -47,6 +47,7 @@ from ..heatmap import finish_layer, layer_maps
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
+from ..targets import Targets
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from . import checkpoint as ckpt
@@ -217,6 +218,8 @@ class SynthesisResult:
     """Grad-CAM thresholded to the winner's sparsity, scored on each split"""
     incomplete: bool = False
     """a bank cap, a time limit or an interrupt cut the search"""
+    diagnostics: dict[str, Any] | None = None
+    """the target layer's :class:`~sycam.diagnostics.Diagnosis` (``as_dict``), None where it was not run"""
 
     @property
     def optimism(self) -> float | None:
@@ -275,6 +278,8 @@ class SynthesisResult:
             "versions": versions(),
             "notes": self.notes,
         }
+        if self.diagnostics is not None:
+            out["diagnostics"] = self.diagnostics
         if len(objectives) > 1:
             out["pareto"] = [{"expression": c.expression, "size": c.size,
                               "scores": {m.name: _finite(c.scores.get(m.name)) for m in objectives}}
@@ -371,7 +376,18 @@ class Search:
         self.per_view = [self.ws.values(needed, v) for v in self.views]
         self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in self.config.grammar.terminals}
         self.acts = tuple(pv["A"] for pv in self.per_view)
+        self._diagnose()
         self.timings["terminals"] = time.perf_counter() - t0
+
+    def _diagnose(self) -> None:
+        """The target layer's :class:`~sycam.diagnostics.Diagnosis` on the first synthesis images (results.json's
+        ``diagnostics``); a degenerate layer's sentence also goes to the notes."""
+        from ..diagnostics import diagnose_layer
+
+        syn = self.synthesis.to(module_device(self.model, self.synthesis.device))
+        self.diagnosis = diagnose_layer(self.model, self.layer, syn.images, Targets(classes=syn.labels))
+        if self.diagnosis.sentence:
+            self.notes.append(self.diagnosis.sentence)
 
     def _needed_terminals(self) -> set[str]:
         """The terminals the grammar and the baselines use (A always: it renders every map); notes a capped S."""
@@ -903,7 +919,8 @@ class Search:
             lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
-            control=control, incomplete=incomplete)
+            control=control, incomplete=incomplete,
+            diagnostics=None if getattr(self, "diagnosis", None) is None else self.diagnosis.as_dict())
 
 
 def _columns(objectives: list[Metric], constraints: Sequence[Constraint], config: SynthesisConfig,

@@ -225,6 +225,7 @@ class ShardedSearch(Search):
         cache = self.config.max_bank_bytes // 2 // len(plan)  # each shard's values are 1/W of the whole's
         self.executor.call("start_search", [(self.columns, needed, self.config.grammar.max_size, cache, samples[i])
                                             for i in range(len(plan))], range(len(plan)), log=True)
+        self._diagnose()
         self.timings["terminals"] = time.perf_counter() - t0
 
     def _sample_positions(self, layout: list[dict[str, Any]]) -> list[list[int]]:
