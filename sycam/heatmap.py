@@ -19,39 +19,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import SycamError
-from .expr import Node, evaluate
+from .expr import Node, acts_key, evaluate
+from .expr.ops import NORM_EPS, cam, normalize, saliency  # noqa: F401 (the render rules live in expr.ops)
 from .methods import resolve_method
 from .models import LoadedModel
 from .targets import TargetSpec
 from .terminals import ExtractOptions, TerminalCache
-
-NORM_EPS = 1e-7
-
-
-def normalize(maps: Tensor) -> Tensor:
-    """Min-max normalize each map over its last two axes: ``(m - min) / (max - min + 1e-7)``."""
-    flat = maps.flatten(-2)
-    lo = flat.amin(-1, keepdim=True).unsqueeze(-1)
-    hi = flat.amax(-1, keepdim=True).unsqueeze(-1)
-    return (maps - lo) / (hi - lo + NORM_EPS)
-
-
-def saliency(weights: Tensor, acts: Tensor) -> Tensor:
-    r"""Raw layer-resolution saliency :math:`\sum_k w_k A_k` for weights ``(*B, N, K, 1|h, 1|w)`` or a
-    0-d constant, and activations ``(N, K, h, w)``; returns ``(*B, N, h, w)``."""
-    if weights.dim() == 0:
-        return weights * acts.sum(1)
-    if weights.shape[-2:] == (1, 1):
-        return torch.einsum("...nk,nkhw->...nhw", weights[..., 0, 0], acts)
-    return (weights * acts).sum(-3)
 
 
 def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:
     r"""Normalized layer-resolution maps :math:`\mathrm{norm}(\mathrm{relu}(\sum_k w_k A_k))`, shape
     ``(*B, N, h, w)``, for weights ``(*B, N, K, 1|h, 1|w)`` (or a 0-d constant) and activations ``(N, K, h, w)``.
 
-    This is the first half of :func:`finish`; metrics with ``lowres`` read these maps directly."""
-    return normalize(torch.relu(saliency(weights, acts)))
+    This is the first half of :func:`finish` (the expression language's ``cam``); metrics with ``lowres`` read
+    these maps directly."""
+    return cam(weights, acts)
 
 
 def faint(maps: Tensor) -> Tensor:
@@ -90,7 +72,16 @@ def render(
         values = cache.values(["A", "G"])
         maps = render(parse("mean(G)"), values, (224, 224))      # Grad-CAM, (N, 224, 224)
     """
-    return finish_layer(layer_maps(evaluate(node, values, memo), values["A"]), size)
+    return finish_layer(as_layer_map(node, evaluate(node, values, memo), values), size)
+
+
+def as_layer_map(node: Node, value: Tensor, values: Mapping[str, Tensor]) -> Tensor:
+    """The layer-resolution map ``(N, h, w)`` of ``node`` whose value is ``value``: a heatmap-valued expression's
+    own value; channel or pixel weights go through :func:`layer_maps` with the activations of their layer (``A``
+    for the target layer, ``A@LAYER`` for terminals at another layer)."""
+    if value.dim() == 3:
+        return value
+    return layer_maps(value, values[acts_key(node)])
 
 
 def render_all(
@@ -230,11 +221,17 @@ class CAM:
         return f"CAM(expression={str(self.expression)!r}, layer={self.target_layer!r})"
 
 
-def explain_cache(cache: TerminalCache, expressions: Sequence[Node]) -> list[Tensor]:
-    """Heatmaps of several expressions on one terminal cache (terminals computed once, shared)."""
+def needed_terminals(expressions: Iterable[Node]) -> set[str]:
+    """The terminals that rendering ``expressions`` reads: their own and the activations of each one's layer."""
     needed: set[str] = {"A"}
     for e in expressions:
-        needed |= e.terminals()
+        needed |= e.terminals() | {acts_key(e)}
+    return needed
+
+
+def explain_cache(cache: TerminalCache, expressions: Sequence[Node]) -> list[Tensor]:
+    """Heatmaps of several expressions on one terminal cache (terminals computed once, shared)."""
+    needed = needed_terminals(expressions)
     values = cache.values(sorted(needed))
     size = tuple(cache.images.shape[-2:])
     memo: dict[Node, Tensor] = {}

@@ -32,10 +32,11 @@ Hooks are always removed and the model's mode restored, also on errors and under
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,7 @@ from torch import Tensor, fx, nn
 from . import _progress
 from ._progress import progress
 from ._torch import module_device
+from .expr.ast import LAYER_PATH, LAYERED, split_terminal
 from .expr.ops import safe_div
 from .models import ModelError, resolve_layer
 from .targets import Targets, TargetSpec
@@ -249,8 +251,21 @@ def forward_backward(
     model: nn.Module, layer: nn.Module, images: Tensor, targets: Targets, batch_size: int = 32, need_grad: bool = True
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """``(A, G, logits)`` for ``images``: one forward (and one backward when ``need_grad``) per chunk."""
-    acts, grads, outs = [], [], []
-    with eval_mode(model), progress(images.shape[0], "terminals A, G" if need_grad else "terminal A", "img") as bar:
+    acts, grads, logits = forward_backward_layers(model, [layer], images, targets, batch_size, need_grad)
+    return acts[0], (None if grads is None else grads[0]), logits
+
+
+def forward_backward_layers(
+    model: nn.Module, layers: Sequence[nn.Module], images: Tensor, targets: Targets, batch_size: int = 32,
+    need_grad: bool = True, desc: str | None = None,
+) -> tuple[list[Tensor], list[Tensor] | None, Tensor]:
+    """``([A per layer], [G per layer], logits)`` for ``images``: hooks on every layer at once, so all layers cost
+    one forward (and one backward when ``need_grad``) per chunk."""
+    acts: list[list[Tensor]] = [[] for _ in layers]
+    grads: list[list[Tensor]] = [[] for _ in layers]
+    outs = []
+    desc = desc or ("terminals A, G" if need_grad else "terminal A")
+    with eval_mode(model), progress(images.shape[0], desc, "img") as bar:
         for sl in _chunks(images.shape[0], batch_size):
             x = images[sl]
             index = torch.arange(sl.start, sl.stop, device=x.device)
@@ -259,20 +274,23 @@ def forward_backward(
                 return out if out.requires_grad else out.detach().requires_grad_(True)
 
             ctx = torch.enable_grad() if need_grad else torch.no_grad()
-            with ctx, capture_output(layer, keep_graph if need_grad else None) as seen:
+            with ctx, ExitStack() as stack:
+                seen = [stack.enter_context(capture_output(la, keep_graph if need_grad else None)) for la in layers]
                 logits = model(x)
-                if not seen:
-                    raise ModelError("the target layer was not called during the forward pass")
-                a = seen[0]
+                if not all(seen):
+                    raise ModelError("the target layer was not called during the forward pass" if len(layers) == 1
+                                     else "a terminal's layer was not called during the forward pass")
+                got = [s[0] for s in seen]
                 if need_grad:
                     targets.check(logits.shape[-1])
                     score = targets.scores(logits, index)
-                    (g,) = torch.autograd.grad(score.sum(), a)
-                    grads.append(g.detach())
-            acts.append(a.detach())
+                    for i, g in enumerate(torch.autograd.grad(score.sum(), got)):
+                        grads[i].append(g.detach())
+            for i, a in enumerate(got):
+                acts[i].append(a.detach())
             outs.append(logits.detach())
             bar.update(sl.stop - sl.start)
-    return torch.cat(acts), (torch.cat(grads) if need_grad else None), torch.cat(outs)
+    return [torch.cat(a) for a in acts], ([torch.cat(g) for g in grads] if need_grad else None), torch.cat(outs)
 
 
 def _target_scores(
@@ -437,6 +455,14 @@ def ablation_drops(
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 
 
+def known_terminal(name: str) -> bool:
+    """Whether the cache can compute terminal ``name`` (``A``, ``G``, ``S``, ``D``, ``A@LAYER``, ``G@LAYER``)."""
+    base, layer = split_terminal(name)
+    if layer:
+        return base in LAYERED and re.fullmatch(LAYER_PATH, layer) is not None
+    return base in MAP_TERMINALS + VECTOR_TERMINALS
+
+
 class TerminalCache:
     """Lazily computed, cached terminals of one model layer on one batch of images.
 
@@ -498,10 +524,14 @@ class TerminalCache:
         """``(N,)`` target score of each original image."""
         return self.targets.scores(self.logits)
 
-    def _ensure_forward(self) -> None:
+    def _ensure_forward(self, layers: Iterable[str] = ()) -> None:
         """One forward and one backward for A, G and the logits (G is nearly always needed next, and a
-        second pass for it would cost more than the backward)."""
+        second pass for it would cost more than the backward), with A@LAYER and G@LAYER of every one of ``layers``
+        from the same passes; layers asked for later cost one more forward and backward."""
+        extra = [la for la in dict.fromkeys(layers) if f"A@{la}" not in self._values]
         if "A" in self._values:
+            if extra:
+                self._layers_pass(extra)
             return
         import time
 
@@ -513,25 +543,44 @@ class TerminalCache:
                 self._targets = Targets.resolve(None, len(self), logits)
             else:
                 self._targets = Targets.resolve(self._target_spec, len(self))
-        a, g, logits = forward_backward(
-            self.model, self.layer, self.images, self._targets, self.options.batch_size
+        modules = [self.layer, *self._resolve_layers(extra)]
+        acts, grads, logits = forward_backward_layers(
+            self.model, modules, self.images, self._targets, self.options.batch_size
         )
         self._targets.check(logits.shape[-1])
-        self._values["A"] = a
-        if g is not None:
-            self._values["G"] = g
+        for name, a, g in zip(["", *extra], acts, grads or [None] * len(acts), strict=True):
+            self._values["A" + (f"@{name}" if name else "")] = a
+            if g is not None:
+                self._values["G" + (f"@{name}" if name else "")] = g
         self._logits = logits
         self.timings["forward_backward"] = time.perf_counter() - t0
+
+    def _resolve_layers(self, names: Sequence[str]) -> list[nn.Module]:
+        return [resolve_layer(self.model, name)[1] for name in names]
+
+    def _layers_pass(self, names: list[str]) -> None:
+        """A@LAYER, G@LAYER of layers asked for after the first pass: one more forward and backward for all."""
+        import time
+
+        t0 = time.perf_counter()
+        acts, grads, _ = forward_backward_layers(self.model, self._resolve_layers(names), self.images, self.targets,
+                                                 self.options.batch_size, desc="terminals A@LAYER, G@LAYER")
+        for name, a, g in zip(names, acts, grads or [], strict=True):
+            self._values[f"A@{name}"], self._values[f"G@{name}"] = a, g
+        self.notes.append(f"terminals at {', '.join(names)} were asked for after the first pass: one more forward "
+                          "and backward")
+        self.timings["forward_backward"] = self.timings.get("forward_backward", 0.0) + time.perf_counter() - t0
 
     def get(self, names: Iterable[str]) -> dict[str, Tensor]:
         """The requested terminals (computing the missing ones): maps ``(N,K,h,w)``, vectors ``(N,K)``."""
         import time
 
         names = list(dict.fromkeys(names))
-        unknown = [n for n in names if n not in MAP_TERMINALS + VECTOR_TERMINALS]
+        unknown = [n for n in names if not known_terminal(n)]
         if unknown:
-            raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}")
-        self._ensure_forward()
+            raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}"
+                             f" and {', '.join(f'{t}@LAYER' for t in LAYERED)}")
+        self._ensure_forward([split_terminal(n)[1] for n in names if split_terminal(n)[1]])
         if "S" in names and "S" not in self._values:
             t0 = time.perf_counter()
             self._values["S"] = score_cam_scores(

@@ -21,7 +21,7 @@ from ._progress import progress
 from ._torch import module_device
 from .data.samples import Samples
 from .expr import Node, evaluate
-from .heatmap import finish_layer, layer_maps, render, render_all
+from .heatmap import as_layer_map, finish_layer, needed_terminals, render, render_all
 from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
@@ -169,10 +169,7 @@ class Workspace:
 
     def heatmaps(self, exprs: Sequence[Node], view: str = BASE, memo: dict[Node, Tensor] | None = None) -> Tensor:
         """Heatmaps ``(B, N, H, W)`` of ``exprs`` on ``view``."""
-        needed: set[str] = set()
-        for e in exprs:
-            needed |= e.terminals()
-        return render_all(exprs, self.values(needed, view), self.size, memo)
+        return render_all(exprs, self.values(needed_terminals(exprs), view), self.size, memo)
 
     def degenerate_counts(self, exprs: Sequence[Node], view: str = BASE) -> list[int]:
         """Per expression, the images on ``view`` whose heatmap is degenerate
@@ -181,12 +178,9 @@ class Workspace:
 
     def layer_heatmaps(self, exprs: Sequence[Node], view: str = BASE) -> Tensor:
         """Layer-resolution maps ``(B, N, h, w)`` of ``exprs`` on ``view`` (:func:`~sycam.heatmap.layer_maps`)."""
-        needed: set[str] = set()
-        for e in exprs:
-            needed |= e.terminals()
-        vals = self.values(needed, view)
+        vals = self.values(needed_terminals(exprs), view)
         memo: dict[Node, Tensor] = {}
-        return torch.stack([layer_maps(evaluate(e, vals, memo), vals["A"]) for e in exprs])
+        return torch.stack([as_layer_map(e, evaluate(e, vals, memo), vals) for e in exprs])
 
     def evaluate_layers(self, metric: Metric, layers: Callable[[str], Tensor], exprs: Sequence[Node]) -> Tensor:
         """Per-image scores ``(B, N)`` of candidates ``exprs`` whose layer-resolution maps on each view are
@@ -227,7 +221,7 @@ class Workspace:
             for expr, batch in zip(exprs, images.reshape(len(exprs), *images.shape[-4:]), strict=True):
                 cache = TerminalCache(self.model, self.layer, batch, Targets(classes=self.samples.labels),
                                       self.options)
-                vals = cache.values(sorted(expr.terminals() | {"A"}))
+                vals = cache.values(sorted(needed_terminals([expr])))
                 out.append(render(expr, vals, self.size))
             return torch.stack(out).reshape(*images.shape[:-3], *self.size)
 
