@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .errors import SycamError
 from .expr import Node, acts_key, evaluate
-from .expr.ops import NORM_EPS, cam, normalize, saliency  # noqa: F401 (the render rules live in expr.ops)
+from .expr.ops import NORM_EPS, cam, normalize, on_grid, saliency  # noqa: F401 (the render rules live in expr.ops)
 from .methods import resolve_method
 from .models import LoadedModel
 from .targets import TargetSpec
@@ -75,13 +75,21 @@ def render(
     return finish_layer(as_layer_map(node, evaluate(node, values, memo), values), size)
 
 
-def as_layer_map(node: Node, value: Tensor, values: Mapping[str, Tensor]) -> Tensor:
+def as_layer_map(node: Node, value: Tensor, values: Mapping[str, Tensor],
+                 grid: tuple[int, int] | None = None) -> Tensor:
     """The layer-resolution map ``(N, h, w)`` of ``node`` whose value is ``value``: a heatmap-valued expression's
     own value; channel or pixel weights go through :func:`layer_maps` with the activations of their layer (``A``
-    for the target layer, ``A@LAYER`` for terminals at another layer)."""
-    if value.dim() == 3:
-        return value
-    return layer_maps(value, values[acts_key(node)])
+    for the target layer, ``A@LAYER`` for terminals at another layer). With ``grid`` the map is brought onto it
+    (bilinear, half-pixel centres: :func:`~sycam.expr.ops.on_grid`), so maps of several layers stack."""
+    out = value if value.dim() == 3 else layer_maps(value, values[acts_key(node)])
+    return out if grid is None else on_grid(out, grid)
+
+
+def grid_of(values: Mapping[str, Tensor]) -> tuple[int, int]:
+    """The finest grid ``(h, w)`` (most positions) among the activations in ``values`` (``A``, ``A@LAYER``): where
+    a search over several layers scores every candidate's map."""
+    shapes = [tuple(int(s) for s in v.shape[-2:]) for k, v in values.items() if k.split("@")[0] == "A"]
+    return max(shapes, key=lambda hw: (hw[0] * hw[1], hw))  # type: ignore[return-value]
 
 
 def render_all(

@@ -47,10 +47,28 @@ METHODS: dict[str, Method] = {
         Method("ablationcam", "D", "Ablation-CAM", "Desai & Ramaswamy, WACV 2020"),
         Method("hirescam", "G", "HiResCAM", "Draelos & Carin, 2020 (pixel form)"),
         Method("layercam", "relu(G)", "LayerCAM", "Jiang et al., TIP 2021 (pixel form)"),
+        Method("eigencam", "E", "EigenCAM", "Muhammad & Yeasin, IJCNN 2020 (first principal component of A)"),
+        Method("eigengradcam", "EG", "EigenGradCAM", "pytorch-grad-cam (first principal component of A ⊙ G)"),
     ]
 }
 """The built-in methods by key (``gradcam``, ``gradcam++``, ``xgradcam``, ``scorecam``, ``ablationcam``, ``hirescam``,
-``layercam``), in display order."""
+``layercam``, ``eigencam``, ``eigengradcam``), in display order. Multi-layer LayerCAM names its second layer:
+``layercam@LAYER`` (:func:`multi_layer_layercam`)."""
+
+MULTI_LAYER = Method("layercam@LAYER", "cmean(relu(G), relu(G@LAYER))", "multi-layer LayerCAM",
+                     "Jiang et al., TIP 2021 (fusion of the target layer and LAYER, as pytorch-grad-cam averages them)")
+"""Multi-layer LayerCAM as listed (``LAYER`` stands for a module path)."""
+
+
+def multi_layer_layercam(layer: str) -> str:
+    r"""The expression of LayerCAM fused over the target layer and ``layer``: each layer's map
+    :math:`\mathrm{norm}(\mathrm{relu}(\sum_k \mathrm{relu}(G_k) A_k))`, their mean on the finer grid, normalized
+    (pytorch-grad-cam's multi-layer aggregation, exact when both layers share a grid).
+
+    >>> multi_layer_layercam("blocks.5")
+    'cmean(cam(relu(G)), cam(relu(G@blocks.5)))'
+    """
+    return str(parse(MULTI_LAYER.expression.replace("LAYER", layer)))
 
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "gradcam_pp": "gradcam++"}
 
@@ -76,6 +94,10 @@ def resolve_method(spec: str | Node) -> tuple[str, Node]:
     key = _key(spec)
     if key in METHODS:
         return METHODS[key].name, METHODS[key].node
+    head, at, layer = spec.strip().partition("@")
+    if at and _key(head) == "layercam" and "(" not in layer:
+        node = parse(multi_layer_layercam(layer.strip()))
+        return f"layercam@{layer.strip()}", node
     try:
         node = parse(spec)
     except ExpressionError as exc:

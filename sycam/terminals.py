@@ -53,6 +53,8 @@ from .targets import Targets, TargetSpec
 
 MAP_TERMINALS = ("A", "G")
 VECTOR_TERMINALS = ("S", "D")
+FAMILY_TERMINALS = ("SG", "IG", "Ap", "Gp", "E", "EG")
+"""computed by :mod:`sycam.terminal_families` (each takes @LAYER)"""
 
 
 @contextmanager
@@ -460,7 +462,11 @@ def known_terminal(name: str) -> bool:
     base, layer = split_terminal(name)
     if layer:
         return base in LAYERED and re.fullmatch(LAYER_PATH, layer) is not None
-    return base in MAP_TERMINALS + VECTOR_TERMINALS
+    return base in MAP_TERMINALS + VECTOR_TERMINALS + FAMILY_TERMINALS
+
+
+def _key(base: str, layer: str) -> str:
+    return base + (f"@{layer}" if layer else "")
 
 
 class TerminalCache:
@@ -501,6 +507,10 @@ class TerminalCache:
         """Seconds spent per stage (``forward_backward``, ``S``, ``D``)."""
         self.notes: list[str] = []
         """What was done differently from the fast path, and why (one line each)."""
+        from .terminal_families import FamilyOptions
+
+        self.family_options = FamilyOptions()
+        """SmoothGrad's copies and noise, the integrated path's steps (:mod:`sycam.terminal_families`)"""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -581,6 +591,7 @@ class TerminalCache:
             raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}"
                              f" and {', '.join(f'{t}@LAYER' for t in LAYERED)}")
         self._ensure_forward([split_terminal(n)[1] for n in names if split_terminal(n)[1]])
+        self._families([n for n in names if n not in self._values])
         if "S" in names and "S" not in self._values:
             t0 = time.perf_counter()
             self._values["S"] = score_cam_scores(
@@ -610,6 +621,77 @@ class TerminalCache:
             self.timings["D"] = time.perf_counter() - t0
         return {n: self._values[n] for n in names}
 
+    def _families(self, names: Sequence[str]) -> None:
+        """The :mod:`~sycam.terminal_families` terminals among ``names``, each family's passes shared by its layers
+        and announced before they run."""
+        import time
+
+        from . import terminal_families as fam
+
+        want: dict[str, list[str]] = {}
+        for n in names:
+            base, layer = split_terminal(n)
+            if base in FAMILY_TERMINALS:
+                want.setdefault(base, []).append(layer)
+        if not want:
+            return
+        t0 = time.perf_counter()
+        opts = self.family_options
+        for layer in want.get("E", []):
+            self._values[_key("E", layer)] = fam.first_component(self._values[_key("A", layer)])
+        for layer in want.get("EG", []):
+            self._values[_key("EG", layer)] = fam.first_component(self._values[_key("A", layer)]
+                                                                  * self._values[_key("G", layer)])
+        for base, make, what in (("SG", fam.noisy_copies, f"{opts.smooth_samples} noisy copies"),
+                                 ("IG", fam.path_inputs, f"{opts.path_steps} steps of the path 0 → x")):
+            layers = list(dict.fromkeys(want.get(base, [])))
+            if not layers:
+                continue
+            announce(f"terminal {base} at {', '.join(la or self.layer_name for la in layers)}: {len(self)} images x "
+                     f"{what} = {len(self) * (opts.smooth_samples if base == 'SG' else opts.path_steps)} forwards "
+                     "and backwards")
+            modules = [self.layer if not la else resolve_layer(self.model, la)[1] for la in layers]
+
+            def run(x: Tensor, modules: list[nn.Module] = modules, base: str = base) -> list[Tensor]:
+                grads = forward_backward_layers(self.model, modules, x, self.targets, self.options.batch_size,
+                                                desc=f"terminal {base}")[1]
+                assert grads is not None
+                return grads
+
+            for la, g in zip(layers, fam.averaged_gradients(make(self.images, opts), run), strict=True):
+                self._values[_key(base, la)] = g
+        pre = list(dict.fromkeys(want.get("Ap", []) + want.get("Gp", [])))
+        if pre:
+            announce(f"pre-activation terminals Ap, Gp at {', '.join(la or self.layer_name for la in pre)}: "
+                     f"{len(self)} forwards and backwards")
+            self._pre_activation(pre)
+        self.timings["families"] = self.timings.get("families", 0.0) + time.perf_counter() - t0
+
+    def _pre_activation(self, layers: list[str]) -> None:
+        """Ap and Gp at ``layers``: the input of each one's closing activation, and its gradient (one pass)."""
+        from .terminal_families import capture_input, pre_activation
+
+        named = [(la, *((self.layer_name, self.layer) if not la else resolve_layer(self.model, la))) for la in layers]
+        acts: list[list[Tensor]] = [[] for _ in layers]
+        grads: list[list[Tensor]] = [[] for _ in layers]
+        with eval_mode(self.model):
+            for sl in _chunks(len(self), self.options.batch_size):
+                hooks = [capture_input(pre_activation(mod, name)) for _, name, mod in named]
+                try:
+                    with torch.enable_grad():
+                        x = self.images[sl].detach().requires_grad_(True)
+                        score = self.targets.scores(self.model(x), torch.arange(sl.start, sl.stop,
+                                                                                device=x.device))
+                        got = [seen[-1] for seen, _ in hooks]
+                        for i, g in enumerate(torch.autograd.grad(score.sum(), got)):
+                            acts[i].append(got[i].detach())
+                            grads[i].append(g.detach())
+                finally:
+                    for _, remove in hooks:
+                        remove()
+        for i, la in enumerate(layers):
+            self._values[_key("Ap", la)], self._values[_key("Gp", la)] = torch.cat(acts[i]), torch.cat(grads[i])
+
     def _tail_split(self) -> TailSplit | None:
         if self._split is None:
             try:
@@ -621,5 +703,5 @@ class TerminalCache:
         return self._split or None
 
     def values(self, names: Iterable[str]) -> dict[str, Tensor]:
-        """Terminals shaped for expression evaluation: vectors as ``(N, K, 1, 1)``."""
+        """Terminals shaped for expression evaluation: vectors as ``(N, K, 1, 1)``, heatmaps ``(N, h, w)``."""
         return {n: (v[:, :, None, None] if v.dim() == 2 else v) for n, v in self.get(names).items()}

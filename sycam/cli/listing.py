@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
                     [(n + (" (default)" if n == DEFAULT_MODEL else ""), d) for n, d in ZOO.items()]))
         print("(any timm model name is accepted too)")
     elif what == "methods":
-        from ..methods import METHODS
+        from ..methods import METHODS, MULTI_LAYER
 
         print(table(["method", "name", "expression", "reference"],
-                    [(m.name, m.title, m.expression, m.reference) for m in METHODS.values()]))
+                    [(m.name, m.title, m.expression, m.reference) for m in [*METHODS.values(), MULTI_LAYER]]))
     elif what == "operators":
         from ..expr import OPS
 

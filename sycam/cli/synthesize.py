@@ -91,6 +91,9 @@ def add_grammar_args(p: argparse.ArgumentParser) -> None:
                    help="channel: weights per channel (Grad-CAM-like); pixel: per position too")
     g.add_argument("--max-size", type=positive_int, default=None, metavar="N",
                    help="largest expression, in AST nodes")
+    g.add_argument("--layers", type=non_empty("layer paths"), metavar="LIST",
+                   help="other layers the search may read: adds A@LAYER and G@LAYER of each, e.g. 'blocks.5,blocks.3' "
+                   "(`sycam list layers`); heatmaps of several layers meet in cmean/cmul on the finer grid")
 
 
 def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None) -> None:
@@ -181,6 +184,11 @@ def grammar_from(args: argparse.Namespace) -> Any:
         fields["forms"] = ("channel", "pixel") if args.form == "both" else (args.form,)
     if getattr(args, "max_size", None) is not None:
         fields["max_size"] = args.max_size
+    if getattr(args, "layers", None):
+        from ..synth.grammar import with_layers
+
+        base = fields.get("terminals", g.terminals)
+        fields["terminals"] = with_layers(base, split_list(args.layers.replace(" ", ",")))
     return replace(g, **fields) if fields else g
 
 

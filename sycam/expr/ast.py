@@ -19,11 +19,17 @@ TERMINALS: dict[str, Kind] = {
     "G": Kind.MAP,
     "S": Kind.VECTOR,
     "D": Kind.VECTOR,
+    "SG": Kind.MAP,
+    "IG": Kind.MAP,
+    "Ap": Kind.MAP,
+    "Gp": Kind.MAP,
+    "E": Kind.HEATMAP,
+    "EG": Kind.HEATMAP,
 }
 """The terminals of the language and their kinds (spec §3). Values come from a terminal cache."""
 
-LAYERED = ("A", "G")
-"""The terminals that may name another layer than the target: ``A@blocks.5``, ``G@layer3[-1]``."""
+LAYERED = ("A", "G", "SG", "IG", "Ap", "Gp", "E", "EG")
+"""The terminals that may name another layer than the target: ``A@blocks.5``, ``G@layer3[-1]`` (all but S, D)."""
 LAYER_PATH = r"(?:[A-Za-z_0-9]+|\[-?\d+\])(?:\.[A-Za-z_0-9]+|\[-?\d+\])*"
 """A module path after ``@``: names and indices, ``blocks.5``, ``layer3[-1]``, ``features.29``."""
 TARGET = ""
@@ -56,7 +62,8 @@ def layer_of(node: Node) -> str | None:
     module path, or None for a constant or a heatmap (which has no channels). Raises ``ValueError`` when an
     operator mixes two layers' channels."""
     if isinstance(node, Terminal):
-        return split_terminal(node.name)[1]
+        base, layer = split_terminal(node.name)
+        return None if TERMINALS.get(base) == Kind.HEATMAP else layer
     if isinstance(node, Call):
         if node.op in HEATMAP_OPS:
             return None
@@ -73,6 +80,12 @@ TERMINAL_DOCS: dict[str, str] = {
     "G": "gradient ∂y_c/∂A of the target score, K×h×w (1 backward); G@LAYER: at another layer (same backward)",
     "S": "Score-CAM channel scores y_c(x ⊙ minmax(upsample(A_k))), K (K forwards)",
     "D": "Ablation-CAM drops (y_c − y_c[A_k := ablated]) / y_c, K (K tail forwards)",
+    "SG": "SmoothGrad: G averaged over 8 noisy copies (σ = 0.15 of the input range), K×h×w (8 fwd + bwd)",
+    "IG": "G averaged along the path 0 → x (8 steps; IG * A: integrated gradients), K×h×w (8 fwd + bwd)",
+    "Ap": "pre-activation A: input of the layer's closing activation, K×h×w (1 fwd + bwd)",
+    "Gp": "gradient at the pre-activation, K×h×w (with Ap)",
+    "E": "EigenCAM heatmap: centred A projected on its first principal component, h×w (an SVD per image)",
+    "EG": "EigenGradCAM heatmap: the same of A ⊙ G, h×w",
 }
 """One-line description of each terminal: what it holds, its shape, and what computing it costs."""
 

@@ -43,7 +43,7 @@ from .._progress import progress
 from .._torch import module_device
 from ..data.samples import Samples
 from ..expr import Kind, Node, evaluate, kind_of, parse
-from ..heatmap import finish_layer, layer_maps
+from ..heatmap import as_layer_map, finish_layer, grid_of, needed_terminals
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, SYNTHESIZED, SynthesisResults
@@ -374,8 +374,10 @@ class Search:
         self.views = [BASE, *[v for v in self.ws.caches if v != BASE]]
         needed = self._needed_terminals()
         self.per_view = [self.ws.values(needed, v) for v in self.views]
-        self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in self.config.grammar.terminals}
+        self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in sorted(needed)}
         self.acts = tuple(pv["A"] for pv in self.per_view)
+        self.grid = grid_of(self.per_view[0])
+        """the grid every candidate's layer map is scored on: the finest of the layers searched"""
         self._diagnose()
         self.timings["terminals"] = time.perf_counter() - t0
 
@@ -392,8 +394,8 @@ class Search:
     def _needed_terminals(self) -> set[str]:
         """The terminals the grammar and the baselines use (A always: it renders every map); notes a capped S."""
         needed = set(self.config.grammar.terminals) | {"A"}
-        for node in self.baseline_nodes.values():
-            needed |= node.terminals()
+        needed |= {f"A@{layer}" for layer in self.config.grammar.layers()}
+        needed |= needed_terminals(self.baseline_nodes.values())
         k = self.options.score_top_k
         if k is not None and "S" in needed:
             self.notes.append(f"Score-CAM terminal S capped to the top-{k} channels per image by mean activation; "
@@ -501,7 +503,7 @@ class Search:
 
     def _triage(self, entry: Entry) -> bool:
         """True when the candidate is to be scored; otherwise it was rejected or pruned (and counted)."""
-        maps = self.equivalence.layer_maps(entry.values, self.acts)
+        maps = [as_layer_map(entry.node, w, pv, self.grid) for w, pv in zip(entry.values, self.per_view, strict=True)]
         reason = self.oracle.reject(maps)
         if reason is not None:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -596,7 +598,8 @@ class Search:
         def layers(view: str) -> Tensor:
             if view not in memo:
                 i = self.views.index(view)
-                memo[view] = torch.stack([layer_maps(e.values[i], self.acts[i]) for e in entries])
+                memo[view] = torch.stack([as_layer_map(e.node, e.values[i], self.per_view[i], self.grid)
+                                          for e in entries])
             return memo[view]
 
         per_column = [self._column(j, nodes, layers, race and k == 0) for k, j in enumerate(columns)]

@@ -30,13 +30,13 @@ from torch import Tensor, nn
 
 from ..exactsum import ExactSum, partial_sums
 from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
-from ..heatmap import faint, finish_layer, layer_maps
+from ..heatmap import as_layer_map, faint, finish_layer, grid_of
 from ..metrics.base import Metric, degenerate
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from .control import control_scores
 from .keystore import digest
-from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry, same_values
+from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, lift_args, make_entry, same_values
 
 BankItem = tuple[int, str, tuple[int, ...], int, Any]
 """``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
@@ -111,6 +111,8 @@ class Shard:
         self.views = [BASE, *[v for v in ws.caches if v != BASE]]
         self.per_view = [ws.values(terminals, v) for v in self.views]
         self.acts = tuple(pv["A"] for pv in self.per_view)
+        self.grid = grid_of(self.per_view[0])
+        self._acts: dict[str, Entry] = {}
         self.max_size = max_size
         self.cache = _MapCache(cache_bytes)
         self.entries: dict[int, Entry] = {}
@@ -132,6 +134,11 @@ class Shard:
             return Entry(Terminal(name), kind, tuple(pv[name] for pv in self.per_view), uid=uid)
         value = torch.tensor(float(name), device=self.acts[0].device)
         return Entry(Const(float(name)), kind, (value,) * len(self.per_view), uid=uid)
+
+    def _acts_entry(self, key: str) -> Entry:
+        if key not in self._acts:
+            self._acts[key] = Entry(Terminal(key), Kind.MAP, tuple(pv[key] for pv in self.per_view))
+        return self._acts[key]
 
     def _forget(self, uid: int) -> None:
         entry = self.entries.pop(uid, None)
@@ -157,7 +164,8 @@ class Shard:
             else:
                 args = tuple(self.entries[c] for c in children)
                 node = Call(op, tuple(a.node for a in args))
-                entry, values = make_entry(node, op, args, kind, self.cache, bool(extra), self.max_size, uid=uid)
+                entry, values = make_entry(node, op, lift_args(op, args, self._acts_entry), kind, self.cache,
+                                           bool(extra), self.max_size, uid=uid)
             self.entries[uid] = entry
             if values is None:
                 out.append(None)
@@ -174,7 +182,7 @@ class Shard:
     # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
 
     def _maps(self, entry: Entry) -> list[Tensor]:
-        return [layer_maps(w, a) for w, a in zip(entry.values, self.acts, strict=True)]
+        return [as_layer_map(entry.node, w, pv, self.grid) for w, pv in zip(entry.values, self.per_view, strict=True)]
 
     def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
                drop: Sequence[int] = ()) -> list[TriageReply]:
@@ -221,7 +229,8 @@ class Shard:
         memo = self._layers(uids)
         if view not in memo:
             i = self.views.index(view)
-            memo[view] = torch.stack([layer_maps(self.entries[u].values[i], self.acts[i]) for u in uids])
+            memo[view] = torch.stack([as_layer_map(self.entries[u].node, self.entries[u].values[i], self.per_view[i],
+                                                   self.grid) for u in uids])
         return memo[view]
 
     def keys(self, uids: Sequence[int], column: int) -> list[bytes] | None:

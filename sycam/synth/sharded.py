@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from ..data.samples import Samples
 from ..exactsum import ExactSum
-from ..expr import TERMINALS, Call, Const, Kind, Node, Terminal
+from ..expr import Call, Const, Kind, Node, Terminal, terminal_kind
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import Evaluation, metric_views
@@ -127,7 +127,7 @@ class ShardedLearner(Learner):
 
     def _leaf_entries(self) -> Iterator[Any]:
         for name in self.grammar.terminals:
-            yield RemoteEntry(Terminal(name), TERMINALS[name])
+            yield RemoteEntry(Terminal(name), terminal_kind(name))
         for c in self.grammar.constants:
             yield RemoteEntry(Const(float(c)), Kind.SCALAR)
 
