@@ -50,6 +50,15 @@ report.html and checkpoint.json into --out.
 With several --metric the search keeps the Pareto front of the objectives; --constraint keeps only
 candidates that satisfy each constraint on the synthesis split.
 
+The default grammar is the space the classic methods live in: channel form, terminals A G S D, the
+channel-weight operators (`sycam list operators`), constants 1 2 3 0.5, up to 7 nodes (Grad-CAM is mean(G)).
+Where the target layer is degenerate (its gradient G is spatially constant because pooling follows it, as
+at EfficientNet-Lite0's bn2 or ResNet50's layer4[-1]) every expression over A, G and D only re-weights CAM's
+channels; then, when you chose neither --layer nor a search space (--grammar, --terminals, --operators,
+--layers), the search also reads the pre-activation terminals Ap Gp (where the layer ends in an activation)
+and A, G of the deepest layer where G varies, with the final-map operators sharpen cmul cmean to combine
+their heatmaps; otherwise it prints those options as a suggestion.
+
 examples:
   sycam synthesize --data demo --metric energy_pointing_game --out runs/epg
   sycam synthesize --data boxes.csv --metric deletion_auc --metric sparseness --max-size 5 --out runs/pareto
@@ -251,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
                                                       args.seed)
         else:
             synthesis, test = split(samples, args.test_fraction, args.seed)
+        grammar = informative_default(args, model, synthesis, grammar)
         names = ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better)" for m in metrics)
         info(f"{len(synthesis)} synthesis, {0 if validation is None else len(validation)} validation and "
              f"{len(test)} test samples; {names}; grammar up to size {grammar.max_size}")
@@ -284,6 +294,59 @@ def run(args: argparse.Namespace) -> int:
               f"{out.root} (the best candidate so far; continue with --resume)")
         return EXIT_INTERRUPTED
     return 0
+
+
+INFORMATIVE_OPERATORS = ("sharpen", "cmul", "cmean")
+"""The final-map operators the informative default adds (cam comes with them)."""
+
+
+def informative_grammar(grammar: Any, diagnosis: Any, layer_module: Any) -> Any | None:
+    """``grammar`` with informative terminals for a degenerate target layer (None where it is not degenerate or
+    no layer of the model has a varying gradient): Ap Gp where the layer ends in an activation, A and G of the
+    deepest layer where G varies, and the final-map operators of :data:`INFORMATIVE_OPERATORS`."""
+    from ..synth.grammar import with_layers
+    from ..terminal_families import pre_activation
+
+    if not diagnosis.degenerate:
+        return None
+    terminals = tuple(grammar.terminals)
+    try:
+        pre_activation(layer_module, diagnosis.layer)
+        terminals = (*terminals, "Ap", "Gp")
+    except Exception:  # no closing activation: no pre-activation terminals
+        pass
+    if diagnosis.varying_layers:
+        terminals = with_layers(terminals, diagnosis.varying_layers[:1])
+    if terminals == tuple(grammar.terminals):
+        return None
+    operators = tuple(dict.fromkeys((*grammar.operators, *INFORMATIVE_OPERATORS)))
+    return replace(grammar, terminals=tuple(dict.fromkeys(terminals)), operators=operators)
+
+
+def informative_default(args: argparse.Namespace, model: Any, synthesis: Any, grammar: Any) -> Any:
+    """Item 6 of issue 17: on a degenerate target layer, use (no --layer and no search-space option given) or
+    suggest (otherwise) a grammar with informative terminals; the grammar to search."""
+    from ..diagnostics import diagnose_layer
+    from ..models import resolve_layer
+    from ..targets import Targets
+
+    syn = synthesis.to(model.device)
+    diagnosis = diagnose_layer(model.module, model.layer, syn.images, Targets(classes=syn.labels))
+    if not diagnosis.degenerate:
+        return grammar
+    info(f"note: {diagnosis.sentence}")
+    better = informative_grammar(grammar, diagnosis, resolve_layer(model.module, model.layer)[1])
+    if better is None:
+        return grammar
+    extra = [t for t in better.terminals if t not in grammar.terminals]
+    chosen = any(getattr(args, k, None) for k in ("layer", "grammar", "terminals", "operators", "layers"))
+    if chosen:
+        info(f"suggestion: search informative terminals too: --terminals {','.join(better.terminals)} "
+             f"--operators '{' '.join(better.operators)}'")
+        return grammar
+    info(f"searching informative terminals too ({' '.join(extra)}) and the final-map operators "
+         f"{' '.join(INFORMATIVE_OPERATORS)}: give --terminals or --grammar to search only your own space")
+    return better
 
 
 def _gallery(model: Any, results: dict[str, Any], splits: dict[str, Any], args: argparse.Namespace) -> list[Any]:

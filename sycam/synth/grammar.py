@@ -214,5 +214,5 @@ def with_layers(terminals: tuple[str, ...], layers: list[str] | tuple[str, ...])
     >>> with_layers(("A", "G"), ["blocks.5"])
     ('A', 'G', 'A@blocks.5', 'G@blocks.5')
     """
-    extra = [f"{t}@{la}" for la in layers for t in LAYERED]
+    extra = [f"{t}@{la}" for la in layers for t in ("A", "G")]
     return tuple(dict.fromkeys((*terminals, *extra)))
