@@ -590,6 +590,7 @@ class TerminalCache:
         if unknown:
             raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}"
                              f" and {', '.join(f'{t}@LAYER' for t in LAYERED)}")
+        self._check_layers(names)
         self._ensure_forward([split_terminal(n)[1] for n in names if split_terminal(n)[1]])
         self._families([n for n in names if n not in self._values])
         if "S" in names and "S" not in self._values:
@@ -620,6 +621,18 @@ class TerminalCache:
             )
             self.timings["D"] = time.perf_counter() - t0
         return {n: self._values[n] for n in names}
+
+    def _check_layers(self, names: Sequence[str]) -> None:
+        """Every layer ``names`` read exists (and closes with an activation, for Ap and Gp): refused before any pass."""
+        from .terminal_families import pre_activation
+
+        for n in names:
+            base, layer = split_terminal(n)
+            if n in self._values or not (layer or base in ("Ap", "Gp")):
+                continue
+            name, module = (self.layer_name, self.layer) if not layer else resolve_layer(self.model, layer)
+            if base in ("Ap", "Gp"):
+                pre_activation(module, name)
 
     def _families(self, names: Sequence[str]) -> None:
         """The :mod:`~sycam.terminal_families` terminals among ``names``, each family's passes shared by its layers

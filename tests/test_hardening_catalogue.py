@@ -136,6 +136,19 @@ CLI: dict[str, tuple[str, list[str]]] = {
     "E61": ("zero Ray workers", [*SYN, "--executor", "ray", "--workers", "0", "--out", "{tmp}/o"]),
     "E62": ("a negative GPU share per worker", [*SYN, "--executor", "ray", "--worker-gpus", "-1", "--out",
                                                 "{tmp}/o"]),
+    "E110": ("a terminal at an unknown layer", ["explain", "--random-weights", "--method", "mean(G@nope)", "{photo}",
+                                                "--out", "{tmp}/o"]),
+    "E111": ("an operator mixing two layers' channels", ["explain", "--random-weights", "--method",
+                                                         "mean(G@blocks.5) * mean(G)", "{photo}", "--out", "{tmp}/o"]),
+    "E112": ("a quantile threshold of 2", ["explain", "--random-weights", "--method", "thresh(mean(G), 2)", "{photo}",
+                                           "--out", "{tmp}/o"]),
+    "E113": ("Score-CAM's S at another layer", ["explain", "--random-weights", "--method", "mean(G) * S@blocks.5",
+                                                "{photo}", "--out", "{tmp}/o"]),
+    "E114": ("a pre-activation terminal at a layer without an activation",
+             ["explain", "--random-weights", "--method", "mean(Gp@conv_head)", "{photo}", "--out", "{tmp}/o"]),
+    "E115": ("a final-map operator on a channel vector", ["explain", "--random-weights", "--method",
+                                                          "mean(sharpen(mean(G), 2))", "{photo}", "--out", "{tmp}/o"]),
+    "E116": ("--layers naming an unknown layer", [*SYN, "--layers", "nope", "--limit", "2", "--out", "{tmp}/o"]),
 }
 
 
@@ -255,7 +268,7 @@ def run_api(case: str, tmp: Path) -> tuple[int, str]:
     raise AssertionError(f"{case} raised nothing")
 
 
-ROW = re.compile(r"^\| (?P<id>[EA]\d\d) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
+ROW = re.compile(r"^\| (?P<id>[EA]\d\d\d?) \| (?P<input>.*?) \| (?P<status>\d+) \| `(?P<message>.*)` \|$")
 
 
 def doc_rows() -> dict[str, dict[str, str]]:

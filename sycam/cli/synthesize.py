@@ -251,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     check_executor_args(args)
     with output_folder(args, "synthesize", checkpoint=CHECKPOINT) as out, executor_from(args) as executor:
         model = load_model(args, "cpu" if executor is not None else None)  # pickled to the workers from the CPU
+        check_layers(model, grammar)
         samples = load_samples(args, model)
         validation = None
         if args.validation_fraction is not None:
@@ -294,6 +295,14 @@ def run(args: argparse.Namespace) -> int:
               f"{out.root} (the best candidate so far; continue with --resume)")
         return EXIT_INTERRUPTED
     return 0
+
+
+def check_layers(model: Any, grammar: Any) -> None:
+    """Every layer the grammar's terminals name is a layer of the model (before any work)."""
+    from ..models import resolve_layer
+
+    for layer in grammar.layers():
+        resolve_layer(model.module, layer)
 
 
 INFORMATIVE_OPERATORS = ("sharpen", "cmul", "cmean")
