@@ -85,6 +85,22 @@ def as_layer_map(node: Node, value: Tensor, values: Mapping[str, Tensor],
     return out if grid is None else on_grid(out, grid)
 
 
+def native_grid(node: Node, values: Mapping[str, Tensor]) -> tuple[int, int]:
+    """The grid ``node``'s layer map has before any resize: its weights' layer's, or for a heatmap the finest of the
+    layers it reads (where its heatmaps meet)."""
+    if not kind_is_heatmap(node):
+        return tuple(int(s) for s in values[acts_key(node)].shape[-2:])  # type: ignore[return-value]
+    layers = {t.partition("@")[2] for t in node.terminals()}
+    return grid_of({k: values[k] for k in (f"A@{la}" if la else "A" for la in layers)})
+
+
+def kind_is_heatmap(node: Node) -> bool:
+    """Whether ``node`` is heatmap-valued (a final-map operator or a heatmap terminal at its root)."""
+    from .expr import Kind, kind_of
+
+    return kind_of(node) == Kind.HEATMAP
+
+
 def grid_of(values: Mapping[str, Tensor]) -> tuple[int, int]:
     """The finest grid ``(h, w)`` (most positions) among the activations in ``values`` (``A``, ``A@LAYER``): where
     a search over several layers scores every candidate's map."""

@@ -21,7 +21,7 @@ from ._progress import progress
 from ._torch import module_device
 from .data.samples import Samples
 from .expr import Node, evaluate
-from .heatmap import as_layer_map, finish_layer, needed_terminals, render, render_all
+from .heatmap import as_layer_map, finish_layer, native_grid, needed_terminals, render, render_all
 from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
@@ -243,6 +243,14 @@ class Workspace:
     def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8, desc: str | None = None) -> Tensor:
         """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``
         (with a progress bar labelled ``desc`` when given and progress is on)."""
+        groups = self.grid_groups(exprs)
+        if len(groups) > 1:  # maps of different grids never share a batch: each scores as it would alone
+            scores = torch.zeros(len(exprs), len(self.samples))
+            for idx in groups:
+                part = self.score([exprs[i] for i in idx], metric, chunk, desc)
+                scores = scores.to(part.dtype)
+                scores[idx] = part
+            return scores
         out = []
         with progress(len(exprs), desc, "expr") if desc else nullcontext() as bar:
             for sl in _chunks(len(exprs), chunk):
@@ -251,6 +259,17 @@ class Workspace:
                 if bar is not None:
                     bar.update(len(batch))
         return torch.cat(out) if out else torch.zeros(0, len(self.samples))
+
+    def grid_groups(self, exprs: Sequence[Node]) -> list[list[int]]:
+        """Indices of ``exprs`` grouped by the grid of their layer maps (:func:`~sycam.heatmap.native_grid`), in
+        order of first appearance; one group when every map shares the target layer's grid."""
+        if not any("@" in t for e in exprs for t in e.terminals()):
+            return [list(range(len(exprs)))]
+        vals = self.values(needed_terminals(exprs))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, e in enumerate(exprs):
+            groups.setdefault(native_grid(e, vals), []).append(i)
+        return list(groups.values())
 
 
 def metric_views(samples: Samples, metrics: Iterable[Metric]) -> dict[str, Tensor]:

@@ -378,6 +378,11 @@ class Search:
         self.acts = tuple(pv["A"] for pv in self.per_view)
         self.grid = grid_of(self.per_view[0])
         """the grid every candidate's layer map is scored on: the finest of the layers searched"""
+        target = tuple(int(s) for s in self.acts[0].shape[-2:])
+        if self.grid != target:
+            self.notes.append(f"candidates and baselines are scored on the finest grid of the searched layers, "
+                              f"{self.grid[0]}×{self.grid[1]}: maps of the {target[0]}×{target[1]} target layer are "
+                              "first resized onto it (bilinear), so baselines score slightly apart from sycam evaluate")
         self._diagnose()
         self.timings["terminals"] = time.perf_counter() - t0
 
