@@ -61,3 +61,24 @@ def test_helpers_by_hand() -> None:
     assert not gradient_constant(torch.tensor([[[[1.0, 1.0], [1.0, 1.001]]]]))
     assert proportional(torch.tensor([[1.0, 2.0]]), torch.tensor([[2.0, 4.0]]))
     assert not proportional(torch.tensor([[1.0, 2.0]]), torch.tensor([[2.0, 1.0]]))
+
+
+def test_the_report_says_the_sentence_only_when_there_is_one() -> None:
+    from sycam.report import render_report
+    from tests.report_helpers import make_full_results
+
+    results = make_full_results()
+    assert 'id="diagnostics"' not in render_report(results)
+    sentence = "At bn2 the gradient G is spatially constant on every image (the network pools right after this layer)."
+    results["diagnostics"] = {"layer": "bn2", "gradient_constant": True, "ablation_proportional": None,
+                              "varying_layers": ["conv_head"], "sentence": sentence}
+    html = render_report(results)
+    assert 'id="diagnostics"' in html and "spatially constant on every image" in html
+
+
+def test_list_layers_prints_shapes_and_the_gradient(capsys) -> None:
+    from sycam.cli import main
+
+    assert main(["list", "layers", "--model", "efficientnet_lite0", "--random-weights"]) == 0
+    out = capsys.readouterr().out
+    assert "bn2 (default)     1280×7×7      no (constant)" in out and "blocks.5          192×7×7       yes" in out
