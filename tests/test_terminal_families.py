@@ -115,3 +115,28 @@ def test_informative_default_on_a_degenerate_layer() -> None:
     assert g is not None and g.terminals == ("A", "G", "S", "D", "Ap", "Gp", "A@last.0", "G@last.0")
     assert {"sharpen", "cmul", "cmean", "cam"} <= set(g.operators)
     assert informative_grammar(Grammar(), diagnose_layer(net, "first", torch.randn(2, 3, 6, 6)), net.first) is None
+
+
+def test_a_sharded_search_over_two_layers_equals_the_local_one() -> None:
+    from sycam.metrics import get_metric
+    from sycam.synth.executors import InProcessExecutor
+    from sycam.terminals import ExtractOptions
+
+    s = tiny_samples(8)
+    g = Grammar(terminals=("A", "G", "G@stem", "E@stem"), operators=("*", "mean", "sharpen", "cmean"), max_size=4)
+    config = SynthesisConfig(grammar=g, max_candidates=40, baselines=("gradcam", "eigencam"))
+    opts = ExtractOptions(batch_size=2)
+
+    def run(executor: object = None) -> dict:
+        r = synthesize(tiny_net(), "body", s.subset(slice(0, 4)), s.subset(slice(4, 8)),
+                       get_metric("energy_pointing_game"), config, opts, executor=executor)
+        d = dict(r.to_dict())
+        for k in ("timings", "seconds"):
+            d.pop(k)
+        d["settings"] = {k: v for k, v in d["settings"].items() if k != "executor"}
+        return d
+
+    local = run()
+    with InProcessExecutor(workers=2) as ex:
+        sharded = run(ex)
+    assert sharded == local and local["candidates_scored"] > 0

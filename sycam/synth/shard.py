@@ -123,11 +123,12 @@ class Shard:
         self.sample = torch.tensor(list(sample), dtype=torch.long)
         self._batch: tuple[tuple[int, ...], dict[str, Tensor]] = ((), {})
 
-    def layout(self) -> dict[str, Any]:
-        """Images, views and layer map size of the synthesis split (for the fingerprint positions)."""
+    def layout(self, terminals: Sequence[str] = ("A",)) -> dict[str, Any]:
+        """Images, views and layer map size of the synthesis split (for the fingerprint positions): the finest grid
+        of the layers ``terminals`` read, where a multi-layer search scores its maps."""
         ws = self.splits["synthesis"]
-        a = ws.caches[BASE].values(["A"])["A"]
-        return {"n": int(a.shape[0]), "views": len(ws.caches), "hw": (int(a.shape[-2]), int(a.shape[-1]))}
+        values = ws.caches[BASE].values(sorted(set(terminals) | {"A"}))
+        return {"n": int(values["A"].shape[0]), "views": len(ws.caches), "hw": grid_of(values)}
 
     def _leaf(self, uid: int, kind: Kind, name: Any) -> Entry:
         if isinstance(name, str):

@@ -219,7 +219,7 @@ class ShardedSearch(Search):
         self.executor.start(self.model, self.layer, self.options)
         self._open_split("synthesis", self.synthesis, self.columns)
         needed = sorted(self._needed_terminals())
-        layout = self._on("synthesis", "layout")
+        layout = self._on("synthesis", "layout", needed)
         samples = self._sample_positions(layout)
         plan = self.plans["synthesis"]
         cache = self.config.max_bank_bytes // 2 // len(plan)  # each shard's values are 1/W of the whole's
