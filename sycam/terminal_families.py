@@ -38,6 +38,11 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, 
 """Modules that count as a layer's closing activation (for ``Ap``, ``Gp``)."""
 
 
+FULL_SVD_POSITIONS = 4096
+"""Up to this many positions (64×64) E and EG take the full SVD, as pytorch-grad-cam; above, the thin one (U of
+hw × hw would not fit: 630 MB at 112×112)."""
+
+
 @dataclass(frozen=True)
 class FamilyOptions:
     """Knobs of the sampled families: SmoothGrad's copies and noise, the integrated path's steps, the seed."""
@@ -60,7 +65,8 @@ def first_component(x: Tensor) -> Tensor:
     for a in torch.nan_to_num(x.detach(), nan=0.0).cpu():
         flat = a.reshape(a.shape[0], -1).T.numpy()  # (hw, K)
         flat = flat - flat.mean(axis=0)
-        _, _, vt = np.linalg.svd(flat, full_matrices=True)
+        # full matrices as pytorch-grad-cam (the sign of v1 may depend on LAPACK's job), unless U would be huge
+        _, _, vt = np.linalg.svd(flat, full_matrices=flat.shape[0] <= FULL_SVD_POSITIONS)
         out.append(torch.from_numpy(flat @ vt[0, :]).reshape(a.shape[1:]))
     proj = torch.stack(out).to(x.device, x.dtype)
     return normalize(torch.relu(proj))
