@@ -650,6 +650,9 @@ class TerminalCache:
             return
         t0 = time.perf_counter()
         opts = self.family_options
+        eig = [f"{b}@{la}" if la else b for b in ("E", "EG") for la in want.get(b, [])]
+        if eig:
+            announce(f"terminals {', '.join(eig)}: one SVD of an (h·w)×K matrix per image ({len(self)} images)")
         for layer in want.get("E", []):
             self._values[_key("E", layer)] = fam.first_component(self._values[_key("A", layer)])
         for layer in want.get("EG", []):
