@@ -104,7 +104,7 @@ def test_terminals_at_another_layer_equal_that_layers_own_in_one_pass() -> None:
 def test_classic_methods_render_as_the_plain_formula_bit_for_bit() -> None:
     net, x = tiny_net(), tiny_samples(3).images
     cache = TerminalCache(net, "body", x, Targets(classes=torch.tensor([0, 1, 2])))
-    values = cache.values(["A", "G", "S", "D"])
+    values = cache.values(["A", "G", "S", "D", "E", "EG"])
     a = values["A"]
 
     def norm(m: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,10 @@ def test_classic_methods_render_as_the_plain_formula_bit_for_bit() -> None:
 
     for name, method in METHODS.items():
         w = evaluate(method.node, values)
-        raw = (w * a).sum(1) if w.shape[-1] != 1 else torch.einsum("nk,nkhw->nhw", w[..., 0, 0], a)
-        low = norm(torch.relu(raw))
+        if w.dim() == 3:  # EigenCAM, EigenGradCAM: the heatmap itself, then the final resize and normalization
+            low = w
+        else:
+            raw = (w * a).sum(1) if w.shape[-1] != 1 else torch.einsum("nk,nkhw->nhw", w[..., 0, 0], a)
+            low = norm(torch.relu(raw))
         want = norm(torch.relu(F.interpolate(low[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]))
         assert torch.equal(render(method.node, values, (16, 16)), want), name
