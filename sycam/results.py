@@ -181,6 +181,20 @@ class Selection(TypedDict):
     """kept expression → candidates merged into it (the same normalized map up to a positive factor)"""
 
 
+class LayerDiagnostics(TypedDict):
+    """What the target layer's terminals can express (:class:`sycam.diagnostics.Diagnosis`)."""
+
+    layer: str
+    gradient_constant: bool
+    """G is spatially constant on every synthesis image (the network pools right after the layer)"""
+    ablation_proportional: bool | None
+    """D ∝ w·mean(A) on every image (None: D was not computed)"""
+    varying_layers: list[str]
+    """layers where G does vary over space, deepest first (probed only when G is constant)"""
+    sentence: str | None
+    """one plain sentence (it contains "constant" when G is spatially constant); None when G varies"""
+
+
 class Timings(TypedDict, total=False):
     """Wall-clock seconds per phase of a run."""
 
@@ -267,3 +281,5 @@ class SynthesisResults(_LambdaKeys):
     settings: dict[str, Any]
     versions: dict[str, str]
     notes: list[str]
+    diagnostics: NotRequired[LayerDiagnostics]
+    """the target layer's diagnostics (absent for a sharded search)"""

@@ -37,10 +37,11 @@ Hooks are always removed and the model's mode restored, also on errors and under
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,7 @@ from . import _progress
 from ._progress import progress
 from ._torch import module_device
 from .errors import SycamError
+from .expr.ast import LAYER_PATH, LAYERED, split_terminal
 from .expr.ops import safe_div
 from .models import ModelError, resolve_layer
 from .targets import Targets, TargetSpec
@@ -58,6 +60,8 @@ from .transforms import RawAblation, ReshapeTransform, check_map
 
 MAP_TERMINALS = ("A", "G")
 VECTOR_TERMINALS = ("S", "D")
+FAMILY_TERMINALS = ("SG", "IG", "Ap", "Gp", "E", "EG")
+"""computed by :mod:`sycam.terminal_families` (each takes @LAYER)"""
 
 
 @contextmanager
@@ -294,9 +298,25 @@ def forward_backward(
 
     With ``reshape``, ``A = reshape(output)`` and ``G = reshape(∂y/∂output)`` (as pytorch-grad-cam), and the raw
     outputs are appended to ``raw_out`` when given (the Ablation-CAM terminal ablates them)."""
-    acts, grads, outs, raws = [], [], [], []
+    acts, grads, logits = forward_backward_layers(model, [layer], images, targets, batch_size, need_grad,
+                                                  reshape=reshape, raw_out=raw_out)
+    return acts[0], (None if grads is None else grads[0]), logits
+
+
+def forward_backward_layers(
+    model: nn.Module, layers: Sequence[nn.Module], images: Tensor, targets: Targets, batch_size: int = 32,
+    need_grad: bool = True, desc: str | None = None, reshape: ReshapeTransform | None = None,
+    raw_out: list[Tensor] | None = None,
+) -> tuple[list[Tensor], list[Tensor] | None, Tensor]:
+    """``([A per layer], [G per layer], logits)`` for ``images``: hooks on every layer at once, so all layers cost
+    one forward (and one backward when ``need_grad``) per chunk. ``reshape`` applies to every layer's output and
+    gradient (a transformer's layers share a token layout); the first layer's raw outputs go to ``raw_out``."""
+    acts: list[list[Tensor]] = [[] for _ in layers]
+    grads: list[list[Tensor]] = [[] for _ in layers]
+    outs, raws = [], []
     size = tuple(images.shape[-2:])
-    with eval_mode(model), progress(images.shape[0], "terminals A, G" if need_grad else "terminal A", "img") as bar:
+    desc = desc or ("terminals A, G" if need_grad else "terminal A")
+    with eval_mode(model), progress(images.shape[0], desc, "img") as bar:
         for sl in _chunks(images.shape[0], batch_size):
             x = images[sl]
             index = torch.arange(sl.start, sl.stop, device=x.device)
@@ -305,23 +325,29 @@ def forward_backward(
                 return out if out.requires_grad else out.detach().requires_grad_(True)
 
             ctx = torch.enable_grad() if need_grad else torch.no_grad()
-            with ctx, capture_output(layer, keep_graph if need_grad else None, reshape, size) as seen:  # type: ignore[arg-type]
+            with ctx, ExitStack() as stack:
+                seen = [stack.enter_context(capture_output(la, keep_graph if need_grad else None, reshape,
+                                                           size))  # type: ignore[arg-type]
+                        for la in layers]
                 logits = model(x)
-                if not seen:
-                    raise ModelError("the target layer was not called during the forward pass")
-                a, raw = seen[0], seen.raw[0]
+                if not all(seen):
+                    raise ModelError("the target layer was not called during the forward pass" if len(layers) == 1
+                                     else "a terminal's layer was not called during the forward pass")
+                got = [s[0] for s in seen]
+                raw = [s.raw[0] for s in seen]
                 if need_grad:
                     targets.check(logits.shape[-1])
                     score = targets.scores(logits, index)
-                    (g,) = torch.autograd.grad(score.sum(), raw)
-                    grads.append((g if reshape is None else reshape(g)).detach())
-            acts.append(a.detach())
-            raws.append(raw.detach())
+                    for i, g in enumerate(torch.autograd.grad(score.sum(), raw)):
+                        grads[i].append((g if reshape is None else reshape(g)).detach())
+            for i, a in enumerate(got):
+                acts[i].append(a.detach())
+            raws.append(raw[0].detach())
             outs.append(logits.detach())
             bar.update(sl.stop - sl.start)
     if raw_out is not None:
         raw_out.append(torch.cat(raws))
-    return torch.cat(acts), (torch.cat(grads) if need_grad else None), torch.cat(outs)
+    return [torch.cat(a) for a in acts], ([torch.cat(g) for g in grads] if need_grad else None), torch.cat(outs)
 
 
 def _target_scores(
@@ -493,6 +519,18 @@ def ablation_drops(
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 
 
+def known_terminal(name: str) -> bool:
+    """Whether the cache can compute terminal ``name`` (``A``, ``G``, ``S``, ``D``, ``A@LAYER``, ``G@LAYER``)."""
+    base, layer = split_terminal(name)
+    if layer:
+        return base in LAYERED and re.fullmatch(LAYER_PATH, layer) is not None
+    return base in MAP_TERMINALS + VECTOR_TERMINALS + FAMILY_TERMINALS
+
+
+def _key(base: str, layer: str) -> str:
+    return base + (f"@{layer}" if layer else "")
+
+
 class TerminalCache:
     """Lazily computed, cached terminals of one model layer on one batch of images.
 
@@ -532,6 +570,10 @@ class TerminalCache:
         """Seconds spent per stage (``forward_backward``, ``S``, ``D``)."""
         self.notes: list[str] = []
         """What was done differently from the fast path, and why (one line each)."""
+        from .terminal_families import FamilyOptions
+
+        self.family_options = FamilyOptions()
+        """SmoothGrad's copies and noise, the integrated path's steps (:mod:`sycam.terminal_families`)"""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -555,10 +597,14 @@ class TerminalCache:
         """``(N,)`` target score of each original image."""
         return self.targets.scores(self.logits)
 
-    def _ensure_forward(self) -> None:
+    def _ensure_forward(self, layers: Iterable[str] = ()) -> None:
         """One forward and one backward for A, G and the logits (G is nearly always needed next, and a
-        second pass for it would cost more than the backward)."""
+        second pass for it would cost more than the backward), with A@LAYER and G@LAYER of every one of ``layers``
+        from the same passes; layers asked for later cost one more forward and backward."""
+        extra = [la for la in dict.fromkeys(layers) if f"A@{la}" not in self._values]
         if "A" in self._values:
+            if extra:
+                self._layers_pass(extra)
             return
         import time
 
@@ -571,27 +617,49 @@ class TerminalCache:
             else:
                 self._targets = Targets.resolve(self._target_spec, len(self))
         raw: list[Tensor] = []
-        a, g, logits = forward_backward(
-            self.model, self.layer, self.images, self._targets, self.options.batch_size,
+        modules = [self.layer, *self._resolve_layers(extra)]
+        acts, grads, logits = forward_backward_layers(
+            self.model, modules, self.images, self._targets, self.options.batch_size,
             reshape=self.options.reshape, raw_out=raw if self.options.reshape is not None else None,
         )
         self._raw = raw[0] if raw else None
         self._targets.check(logits.shape[-1])
-        self._values["A"] = a
-        if g is not None:
-            self._values["G"] = g
+        for name, a, g in zip(["", *extra], acts, grads or [None] * len(acts), strict=True):
+            self._values["A" + (f"@{name}" if name else "")] = a
+            if g is not None:
+                self._values["G" + (f"@{name}" if name else "")] = g
         self._logits = logits
         self.timings["forward_backward"] = time.perf_counter() - t0
+
+    def _resolve_layers(self, names: Sequence[str]) -> list[nn.Module]:
+        return [resolve_layer(self.model, name)[1] for name in names]
+
+    def _layers_pass(self, names: list[str]) -> None:
+        """A@LAYER, G@LAYER of layers asked for after the first pass: one more forward and backward for all."""
+        import time
+
+        t0 = time.perf_counter()
+        acts, grads, _ = forward_backward_layers(self.model, self._resolve_layers(names), self.images, self.targets,
+                                                 self.options.batch_size, desc="terminals A@LAYER, G@LAYER",
+                                                 reshape=self.options.reshape)
+        for name, a, g in zip(names, acts, grads or [], strict=True):
+            self._values[f"A@{name}"], self._values[f"G@{name}"] = a, g
+        self.notes.append(f"terminals at {', '.join(names)} were asked for after the first pass: one more forward "
+                          "and backward")
+        self.timings["forward_backward"] = self.timings.get("forward_backward", 0.0) + time.perf_counter() - t0
 
     def get(self, names: Iterable[str]) -> dict[str, Tensor]:
         """The requested terminals (computing the missing ones): maps ``(N,K,h,w)``, vectors ``(N,K)``."""
         import time
 
         names = list(dict.fromkeys(names))
-        unknown = [n for n in names if n not in MAP_TERMINALS + VECTOR_TERMINALS]
+        unknown = [n for n in names if not known_terminal(n)]
         if unknown:
-            raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}")
-        self._ensure_forward()
+            raise ValueError(f"unknown terminal(s) {unknown}; known: {', '.join(MAP_TERMINALS + VECTOR_TERMINALS)}"
+                             f" and {', '.join(f'{t}@LAYER' for t in LAYERED)}")
+        self._check_layers(names)
+        self._ensure_forward([split_terminal(n)[1] for n in names if split_terminal(n)[1]])
+        self._families([n for n in names if n not in self._values])
         if "S" in names and "S" not in self._values:
             t0 = time.perf_counter()
             self._values["S"] = score_cam_scores(
@@ -622,6 +690,92 @@ class TerminalCache:
             self.timings["D"] = time.perf_counter() - t0
         return {n: self._values[n] for n in names}
 
+    def _check_layers(self, names: Sequence[str]) -> None:
+        """Every layer ``names`` read exists (and closes with an activation, for Ap and Gp): refused before any pass."""
+        from .terminal_families import pre_activation
+
+        for n in names:
+            base, layer = split_terminal(n)
+            if n in self._values or not (layer or base in ("Ap", "Gp")):
+                continue
+            name, module = (self.layer_name, self.layer) if not layer else resolve_layer(self.model, layer)
+            if base in ("Ap", "Gp"):
+                pre_activation(module, name)
+
+    def _families(self, names: Sequence[str]) -> None:
+        """The :mod:`~sycam.terminal_families` terminals among ``names``, each family's passes shared by its layers
+        and announced before they run."""
+        import time
+
+        from . import terminal_families as fam
+
+        want: dict[str, list[str]] = {}
+        for n in names:
+            base, layer = split_terminal(n)
+            if base in FAMILY_TERMINALS:
+                want.setdefault(base, []).append(layer)
+        if not want:
+            return
+        t0 = time.perf_counter()
+        opts = self.family_options
+        eig = [f"{b}@{la}" if la else b for b in ("E", "EG") for la in want.get(b, [])]
+        if eig:
+            announce(f"terminals {', '.join(eig)}: one SVD of an (h·w)×K matrix per image ({len(self)} images)")
+        for layer in want.get("E", []):
+            self._values[_key("E", layer)] = fam.first_component(self._values[_key("A", layer)])
+        for layer in want.get("EG", []):
+            self._values[_key("EG", layer)] = fam.first_component(self._values[_key("A", layer)]
+                                                                  * self._values[_key("G", layer)])
+        for base, make, what in (("SG", fam.noisy_copies, f"{opts.smooth_samples} noisy copies"),
+                                 ("IG", fam.path_inputs, f"{opts.path_steps} steps of the path 0 → x")):
+            layers = list(dict.fromkeys(want.get(base, [])))
+            if not layers:
+                continue
+            announce(f"terminal {base} at {', '.join(la or self.layer_name for la in layers)}: {len(self)} images x "
+                     f"{what} = {len(self) * (opts.smooth_samples if base == 'SG' else opts.path_steps)} forwards "
+                     "and backwards")
+            modules = [self.layer if not la else resolve_layer(self.model, la)[1] for la in layers]
+
+            def run(x: Tensor, modules: list[nn.Module] = modules, base: str = base) -> list[Tensor]:
+                grads = forward_backward_layers(self.model, modules, x, self.targets, self.options.batch_size,
+                                                desc=f"terminal {base}")[1]
+                assert grads is not None
+                return grads
+
+            for la, g in zip(layers, fam.averaged_gradients(make(self.images, opts), run), strict=True):
+                self._values[_key(base, la)] = g
+        pre = list(dict.fromkeys(want.get("Ap", []) + want.get("Gp", [])))
+        if pre:
+            announce(f"pre-activation terminals Ap, Gp at {', '.join(la or self.layer_name for la in pre)}: "
+                     f"{len(self)} forwards and backwards")
+            self._pre_activation(pre)
+        self.timings["families"] = self.timings.get("families", 0.0) + time.perf_counter() - t0
+
+    def _pre_activation(self, layers: list[str]) -> None:
+        """Ap and Gp at ``layers``: the input of each one's closing activation, and its gradient (one pass)."""
+        from .terminal_families import capture_input, pre_activation
+
+        named = [(la, *((self.layer_name, self.layer) if not la else resolve_layer(self.model, la))) for la in layers]
+        acts: list[list[Tensor]] = [[] for _ in layers]
+        grads: list[list[Tensor]] = [[] for _ in layers]
+        with eval_mode(self.model):
+            for sl in _chunks(len(self), self.options.batch_size):
+                hooks = [capture_input(pre_activation(mod, name)) for _, name, mod in named]
+                try:
+                    with torch.enable_grad():
+                        x = self.images[sl].detach().requires_grad_(True)
+                        score = self.targets.scores(self.model(x), torch.arange(sl.start, sl.stop,
+                                                                                device=x.device))
+                        got = [seen[-1] for seen, _ in hooks]
+                        for i, g in enumerate(torch.autograd.grad(score.sum(), got)):
+                            acts[i].append(got[i].detach())
+                            grads[i].append(g.detach())
+                finally:
+                    for _, remove in hooks:
+                        remove()
+        for i, la in enumerate(layers):
+            self._values[_key("Ap", la)], self._values[_key("Gp", la)] = torch.cat(acts[i]), torch.cat(grads[i])
+
     def _tail_split(self) -> TailSplit | None:
         if self._split is None:
             try:
@@ -638,5 +792,5 @@ class TerminalCache:
         return self._split or None
 
     def values(self, names: Iterable[str]) -> dict[str, Tensor]:
-        """Terminals shaped for expression evaluation: vectors as ``(N, K, 1, 1)``."""
+        """Terminals shaped for expression evaluation: vectors as ``(N, K, 1, 1)``, heatmaps ``(N, h, w)``."""
         return {n: (v[:, :, None, None] if v.dim() == 2 else v) for n, v in self.get(names).items()}

@@ -21,7 +21,7 @@ from ._progress import progress
 from ._torch import module_device
 from .data.samples import Samples
 from .expr import Node, evaluate
-from .heatmap import finish_layer, layer_maps_batch, render, render_all
+from .heatmap import finish_layer, layer_maps_of, native_grid, needed_terminals, render, render_all
 from .metrics.base import Metric, degenerate
 from .targets import Targets
 from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
@@ -195,10 +195,7 @@ class Workspace:
 
     def heatmaps(self, exprs: Sequence[Node], view: str = BASE, memo: dict[Node, Tensor] | None = None) -> Tensor:
         """Heatmaps ``(B, N, H, W)`` of ``exprs`` on ``view``."""
-        needed: set[str] = set()
-        for e in exprs:
-            needed |= e.terminals()
-        return render_all(exprs, self.values(needed, view), self.size, memo)
+        return render_all(exprs, self.values(needed_terminals(exprs), view), self.size, memo)
 
     def degenerate_counts(self, exprs: Sequence[Node], view: str = BASE) -> list[int]:
         """Per expression, the images on ``view`` whose heatmap is degenerate
@@ -207,12 +204,9 @@ class Workspace:
 
     def layer_heatmaps(self, exprs: Sequence[Node], view: str = BASE) -> Tensor:
         """Layer-resolution maps ``(B, N, h, w)`` of ``exprs`` on ``view`` (:func:`~sycam.heatmap.layer_maps`)."""
-        needed: set[str] = set()
-        for e in exprs:
-            needed |= e.terminals()
-        vals = self.values(needed, view)
+        vals = self.values(needed_terminals(exprs), view)
         memo: dict[Node, Tensor] = {}
-        return layer_maps_batch([evaluate(e, vals, memo) for e in exprs], vals["A"])
+        return layer_maps_of(exprs, [evaluate(e, vals, memo) for e in exprs], vals)
 
     def evaluate_layers(self, metric: Metric, layers: Callable[[str], Tensor], exprs: Sequence[Node]) -> Tensor:
         """Per-image scores ``(B, N)`` of candidates ``exprs`` whose layer-resolution maps on each view are
@@ -253,7 +247,7 @@ class Workspace:
             for expr, batch in zip(exprs, images.reshape(len(exprs), *images.shape[-4:]), strict=True):
                 cache = TerminalCache(self.model, self.layer, batch, Targets(classes=self.samples.labels),
                                       self.options)
-                vals = cache.values(sorted(expr.terminals() | {"A"}))
+                vals = cache.values(sorted(needed_terminals([expr])))
                 out.append(render(expr, vals, self.size))
             return torch.stack(out).reshape(*images.shape[:-3], *self.size)
 
@@ -279,6 +273,14 @@ class Workspace:
     def score(self, exprs: Sequence[Node], metric: Metric, chunk: int = 8, desc: str | None = None) -> Tensor:
         """Per-image scores ``(B, N)`` of ``exprs`` under ``metric``, candidates in chunks of ``chunk``
         (with a progress bar labelled ``desc`` when given and progress is on)."""
+        groups = self.grid_groups(exprs)
+        if len(groups) > 1:  # maps of different grids never share a batch: each scores as it would alone
+            scores = torch.zeros(len(exprs), len(self.samples))
+            for idx in groups:
+                part = self.score([exprs[i] for i in idx], metric, chunk, desc)
+                scores = scores.to(part.dtype)
+                scores[idx] = part
+            return scores
         out = []
         with progress(len(exprs), desc, "expr") if desc else nullcontext() as bar:
             for sl in _chunks(len(exprs), chunk):
@@ -287,6 +289,17 @@ class Workspace:
                 if bar is not None:
                     bar.update(len(batch))
         return torch.cat(out) if out else torch.zeros(0, len(self.samples))
+
+    def grid_groups(self, exprs: Sequence[Node]) -> list[list[int]]:
+        """Indices of ``exprs`` grouped by the grid of their layer maps (:func:`~sycam.heatmap.native_grid`), in
+        order of first appearance; one group when every map shares the target layer's grid."""
+        if not any("@" in t for e in exprs for t in e.terminals()):
+            return [list(range(len(exprs)))]
+        vals = self.values(needed_terminals(exprs))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, e in enumerate(exprs):
+            groups.setdefault(native_grid(e, vals), []).append(i)
+        return list(groups.values())
 
 
 def metric_views(samples: Samples, metrics: Iterable[Metric]) -> dict[str, Tensor]:

@@ -199,13 +199,25 @@ CLI: dict[str, tuple[str, list[str]]] = {
              ["evaluate", "--random-weights", "--data", "demo", "--methods", "gradcam", "--metrics", "iou",
               "--reference", "layercam", "--out", "{tmp}/o"]),
     "E103": ("a negative minimum effect", [*SYN, "--min-effect", "-0.1", "--out", "{tmp}/o"]),
-
     "E150": ("a study model outside the zoo", [*STUDY, "--model", "alexnet", "--metric", "iou", "--out", "{tmp}/o"]),
     "E151": ("a study metric parameter without its metric",
              [*STUDY, "--metric", "deletion_auc", "--metric-param", "steps=5", "--out", "{tmp}/o"]),
     "E152": ("the same study model twice", [*STUDY, "--model", "efficientnet_lite0", "--model", "efficientnet_lite0",
                                             "--metric", "iou", "--out", "{tmp}/o"]),
     "E153": ("the same study metric twice", [*STUDY, "--metric", "iou", "--metric", "iou", "--out", "{tmp}/o"]),
+    "E110": ("a terminal at an unknown layer", ["explain", "--random-weights", "--method", "mean(G@nope)", "{photo}",
+                                                "--out", "{tmp}/o"]),
+    "E111": ("an operator mixing two layers' channels", ["explain", "--random-weights", "--method",
+                                                         "mean(G@blocks.5) * mean(G)", "{photo}", "--out", "{tmp}/o"]),
+    "E112": ("a quantile threshold of 2", ["explain", "--random-weights", "--method", "thresh(mean(G), 2)", "{photo}",
+                                           "--out", "{tmp}/o"]),
+    "E113": ("Score-CAM's S at another layer", ["explain", "--random-weights", "--method", "mean(G) * S@blocks.5",
+                                                "{photo}", "--out", "{tmp}/o"]),
+    "E114": ("a pre-activation terminal at a layer without an activation",
+             ["explain", "--random-weights", "--method", "mean(Gp@conv_head)", "{photo}", "--out", "{tmp}/o"]),
+    "E115": ("a final-map operator on a channel vector", ["explain", "--random-weights", "--method",
+                                                          "mean(sharpen(mean(G), 2))", "{photo}", "--out", "{tmp}/o"]),
+    "E116": ("--layers naming an unknown layer", [*SYN, "--layers", "nope", "--limit", "2", "--out", "{tmp}/o"]),
 }
 
 

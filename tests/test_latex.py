@@ -22,11 +22,14 @@ _TOKENS = re.compile(
     r"\s*(?:"
     r"(?P<num>\d+(?:\.\d+)?(?:\s*\\times\s*10\^\{-?\d+\})?)"
     r"|(?P<cmd>\\left\(|\\right\)|\\left\||\\right\||\\frac|\\cdot|\\sum_\{ij\}|\\max_\{ij\}"
-    r"|\\operatorname\{mean\}_\{ij\}|\\mathrm\{relu\}|\\operatorname\{softmax\}_k|\\operatorname\{minmax\}_k)"
-    r"|(?P<sym>[-+{}^])|(?P<name>[AGSD]))"
+    r"|\\operatorname\{mean\}_\{ij\}|\\mathrm\{relu\}|\\operatorname\{softmax\}_k|\\operatorname\{minmax\}_k"
+    r"|\\operatorname\{(?:cam|sharpen|thresh|blur|cmul|cmean)\})"
+    r"|(?P<sym>[-+{}^_,])|(?P<name>[AGSD]))"
 )
 _BIGOPS = {r"\sum_{ij}": "sum", r"\max_{ij}": "max", r"\operatorname{mean}_{ij}": "mean"}
-_FUNCS = {r"\mathrm{relu}": "relu", r"\operatorname{softmax}_k": "softmax", r"\operatorname{minmax}_k": "minmax"}
+_FUNCS = {r"\mathrm{relu}": "relu", r"\operatorname{softmax}_k": "softmax", r"\operatorname{minmax}_k": "minmax",
+          **{rf"\operatorname{{{n}}}": n for n in ("cam", "cmul", "cmean")}}
+_PARAM = {rf"\operatorname{{{n}}}": n for n in ("sharpen", "thresh", "blur")}
 
 
 def _tokens(text: str) -> list[str]:
@@ -140,9 +143,21 @@ class Reader:
             return Call("/", (num, den))
         if tok in _FUNCS:
             self.take(r"\left(")
+            args = [self.expr()]
+            while self.peek() == ",":
+                self.take()
+                args.append(self.expr())
+            self.take(r"\right)")
+            return Call(_FUNCS[tok], tuple(args))
+        if tok in _PARAM:  # head_{param}(heatmap)
+            self.take("_")
+            self.take("{")
+            param = self.expr()
+            self.take("}")
+            self.take(r"\left(")
             inner = self.expr()
             self.take(r"\right)")
-            return Call(_FUNCS[tok], (inner,))
+            return Call(_PARAM[tok], (inner, param))
         raise AssertionError(f"unexpected token {tok!r}")
 
 

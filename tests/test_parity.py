@@ -21,6 +21,8 @@ REFERENCE = {
     "ablationcam": pgc.AblationCAM,
     "hirescam": pgc.HiResCAM,
     "layercam": pgc.LayerCAM,
+    "eigencam": pgc.EigenCAM,
+    "eigengradcam": pgc.EigenGradCAM,
 }
 # (model, weights, input size, targets): small inputs keep Score-CAM and Ablation-CAM parity fast (each is K
 # forwards per image, K = 2048 for ResNet50); the real EfficientNet-Lite0 runs a batch of two photos with
@@ -66,3 +68,23 @@ def test_matches_pytorch_grad_cam(setup, method: str) -> None:
     assert got.shape == ref.shape
     assert float(ref.max()) > 0.99  # the reference is a real, non-degenerate map
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+
+def test_multi_layer_layercam_matches_pytorch_grad_cam() -> None:
+    """LayerCAM over two layers of one grid (EfficientNet-Lite0's bn2 and blocks.5): pytorch-grad-cam averages the
+    layers' normalized maps, as cmean does."""
+    model = load_model("efficientnet_lite0", weights="imagenet")
+    from PIL import Image
+    from skimage import data
+
+    from sycam.models import Preprocess
+
+    pre = Preprocess(size=96, resize=96, mean=model.preprocess.mean, std=model.preprocess.std)
+    images = torch.stack([pre(Image.fromarray(data.coffee())), pre(Image.fromarray(data.chelsea()))])
+    targets = [967, 285]
+    ours = explain(model, images, ["layercam@blocks.5"], targets=targets)["layercam@blocks.5"].numpy()
+    layers = [resolve_layer(model.module, name)[1] for name in ("bn2", "blocks.5")]
+    with pgc.LayerCAM(model=model.module, target_layers=layers) as cam:
+        ref = cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in targets])
+    assert float(ref.max()) > 0.99
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)

@@ -52,6 +52,15 @@ With several --metric the search keeps the Pareto front of the objectives; --con
 candidates that satisfy each constraint on the synthesis split. Without --constraint every objective gets
 its default guards (docs/synthesis.md "Default guards"); --no-guards turns them off.
 
+The default grammar is the space the classic methods live in: channel form, terminals A G S D, the
+channel-weight operators (`sycam list operators`), constants 1 2 3 0.5, up to 7 nodes (Grad-CAM is mean(G)).
+Where the target layer is degenerate (its gradient G is spatially constant because pooling follows it, as
+at EfficientNet-Lite0's bn2 or ResNet50's layer4[-1]) every expression over A, G and D only re-weights CAM's
+channels; then, when you chose neither --layer nor a search space (--grammar, --terminals, --operators,
+--layers), the search also reads the pre-activation terminals Ap Gp (where the layer ends in an activation)
+and A, G of the deepest layer where G varies, with the final-map operators sharpen cmul cmean to combine
+their heatmaps; otherwise it prints those options as a suggestion.
+
 examples:
   sycam synthesize --data demo --metric energy_pointing_game --out runs/epg
   sycam synthesize --data boxes.csv --metric deletion_auc --metric sparseness --max-size 5 --out runs/pareto
@@ -93,6 +102,9 @@ def add_grammar_args(p: argparse.ArgumentParser) -> None:
                    help="channel: weights per channel (Grad-CAM-like); pixel: per position too")
     g.add_argument("--max-size", type=positive_int, default=None, metavar="N",
                    help="largest expression, in AST nodes")
+    g.add_argument("--layers", type=non_empty("layer paths"), metavar="LIST",
+                   help="other layers the search may read: adds A@LAYER and G@LAYER of each, e.g. 'blocks.5,blocks.3' "
+                   "(`sycam list layers`); heatmaps of several layers meet in cmean/cmul on the finer grid")
 
 
 def _add_synthesize_args(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None) -> None:
@@ -189,6 +201,11 @@ def grammar_from(args: argparse.Namespace) -> Any:
         fields["forms"] = ("channel", "pixel") if args.form == "both" else (args.form,)
     if getattr(args, "max_size", None) is not None:
         fields["max_size"] = args.max_size
+    if getattr(args, "layers", None):
+        from ..synth.grammar import with_layers
+
+        base = fields.get("terminals", g.terminals)
+        fields["terminals"] = with_layers(base, split_list(args.layers.replace(" ", ",")))
     return replace(g, **fields) if fields else g
 
 
@@ -247,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
     check_executor_args(args)
     with output_folder(args, "synthesize", checkpoint=CHECKPOINT) as out, executor_from(args) as executor:
         model = load_model(args, "cpu" if executor is not None else None)  # pickled to the workers from the CPU
+        check_layers(model, grammar)
         samples = load_samples(args, model)
         validation = None
         if args.validation_fraction is not None:
@@ -256,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
                                                       args.seed)
         else:
             synthesis, test = split(samples, args.test_fraction, args.seed)
+        grammar = informative_default(args, model, synthesis, grammar)
         names = ", ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better)" for m in metrics)
         info(f"{len(synthesis)} synthesis, {0 if validation is None else len(validation)} validation and "
              f"{len(test)} test samples; {names}; grammar up to size {grammar.max_size}")
@@ -291,6 +310,67 @@ def run(args: argparse.Namespace) -> int:
               f"{out.root} (the best candidate so far; continue with --resume)")
         return EXIT_INTERRUPTED
     return 0
+
+
+def check_layers(model: Any, grammar: Any) -> None:
+    """Every layer the grammar's terminals name is a layer of the model (before any work)."""
+    from ..models import resolve_layer
+
+    for layer in grammar.layers():
+        resolve_layer(model.module, layer)
+
+
+INFORMATIVE_OPERATORS = ("sharpen", "cmul", "cmean")
+"""The final-map operators the informative default adds (cam comes with them)."""
+
+
+def informative_grammar(grammar: Any, diagnosis: Any, layer_module: Any) -> Any | None:
+    """``grammar`` with informative terminals for a degenerate target layer (None where it is not degenerate or
+    no layer of the model has a varying gradient): Ap Gp where the layer ends in an activation, A and G of the
+    deepest layer where G varies, and the final-map operators of :data:`INFORMATIVE_OPERATORS`."""
+    from ..synth.grammar import with_layers
+    from ..terminal_families import pre_activation
+
+    if not diagnosis.degenerate:
+        return None
+    terminals = tuple(grammar.terminals)
+    try:
+        pre_activation(layer_module, diagnosis.layer)
+        terminals = (*terminals, "Ap", "Gp")
+    except Exception:  # no closing activation: no pre-activation terminals
+        pass
+    if diagnosis.varying_layers:
+        terminals = with_layers(terminals, diagnosis.varying_layers[:1])
+    if terminals == tuple(grammar.terminals):
+        return None
+    operators = tuple(dict.fromkeys((*grammar.operators, *INFORMATIVE_OPERATORS)))
+    return replace(grammar, terminals=tuple(dict.fromkeys(terminals)), operators=operators)
+
+
+def informative_default(args: argparse.Namespace, model: Any, synthesis: Any, grammar: Any) -> Any:
+    """Item 6 of issue 17: on a degenerate target layer, use (no --layer and no search-space option given) or
+    suggest (otherwise) a grammar with informative terminals; the grammar to search."""
+    from ..diagnostics import diagnose_layer
+    from ..models import resolve_layer
+    from ..targets import Targets
+
+    syn = synthesis.to(model.device)
+    diagnosis = diagnose_layer(model.module, model.layer, syn.images, Targets(classes=syn.labels))
+    if not diagnosis.degenerate:
+        return grammar
+    info(f"note: {diagnosis.sentence}")
+    better = informative_grammar(grammar, diagnosis, resolve_layer(model.module, model.layer)[1])
+    if better is None:
+        return grammar
+    extra = [t for t in better.terminals if t not in grammar.terminals]
+    chosen = any(getattr(args, k, None) for k in ("layer", "grammar", "terminals", "operators", "layers"))
+    if chosen:
+        info(f"suggestion: search informative terminals too: --terminals {','.join(better.terminals)} "
+             f"--operators '{' '.join(better.operators)}'")
+        return grammar
+    info(f"searching informative terminals too ({' '.join(extra)}) and the final-map operators "
+         f"{' '.join(INFORMATIVE_OPERATORS)}: give --terminals or --grammar to search only your own space")
+    return better
 
 
 def _gallery(model: Any, results: dict[str, Any], splits: dict[str, Any], args: argparse.Namespace) -> list[Any]:
@@ -347,6 +427,9 @@ def print_summary(results: dict[str, Any], report: Any) -> None:
 
     print(f"metric: {metric['name']} {arrow} ({'higher' if metric['higher_is_better'] else 'lower'} is better)")
     print(f"best expression: {best['expression']}   (size {best['size']})")
+    sentence = (results.get("diagnostics") or {}).get("sentence")
+    if sentence:
+        print(f"note: {sentence}")
     splits = ["synthesis", "validation", "test"]
     entries = [("synthesized", best), *results["baselines"].items()]
     if all(e.get("validation_score") is None for _, e in entries):

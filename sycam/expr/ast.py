@@ -9,23 +9,83 @@ operand of a binary operator is parenthesised when it binds no tighter, so ``a -
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from .ops import OPS, Kind
+from .ops import HEATMAP_OPS, OPS, Kind
 
 TERMINALS: dict[str, Kind] = {
     "A": Kind.MAP,
     "G": Kind.MAP,
     "S": Kind.VECTOR,
     "D": Kind.VECTOR,
+    "SG": Kind.MAP,
+    "IG": Kind.MAP,
+    "Ap": Kind.MAP,
+    "Gp": Kind.MAP,
+    "E": Kind.HEATMAP,
+    "EG": Kind.HEATMAP,
 }
 """The terminals of the language and their kinds (spec §3). Values come from a terminal cache."""
 
+LAYERED = ("A", "G", "SG", "IG", "Ap", "Gp", "E", "EG")
+"""The terminals that may name another layer than the target: ``A@blocks.5``, ``G@layer3[-1]`` (all but S, D)."""
+LAYER_PATH = r"(?:[A-Za-z_0-9]+|\[-?\d+\])(?:\.[A-Za-z_0-9]+|\[-?\d+\])*"
+"""A module path after ``@``: names and indices, ``blocks.5``, ``layer3[-1]``, ``features.29``."""
+TARGET = ""
+"""The layer of the plain terminals (``A``, ``G``, ``S``, ``D``): the target layer."""
+
+
+def split_terminal(name: str) -> tuple[str, str]:
+    """``(base, layer)`` of a terminal name: ``("G", "blocks.5")`` for ``G@blocks.5``, ``("G", TARGET)`` for ``G``."""
+    base, _, layer = name.partition("@")
+    return base, layer
+
+
+def terminal_kind(name: str, terminals: dict[str, Kind] | None = None) -> Kind:
+    """The kind of terminal ``name`` (its base's kind: ``A@blocks.5`` is a map like ``A``); KeyError if unknown."""
+    base, layer = split_terminal(name)
+    if layer and (base not in LAYERED or not re.fullmatch(LAYER_PATH, layer)):
+        raise KeyError(name)
+    return (TERMINALS if terminals is None else terminals)[base]
+
+
+def acts_key(node: Node) -> str:
+    """The activations terminal that renders weights ``node``: ``A`` at the target layer, ``A@LAYER`` when the
+    node's terminals are at ``LAYER``."""
+    layer = layer_of(node)
+    return "A" if not layer else f"A@{layer}"
+
+
+def layer_of(node: Node) -> str | None:
+    """The layer whose channels ``node``'s value is indexed by: :data:`TARGET` (``""``) for the target layer, a
+    module path, or None for a constant or a heatmap (which has no channels). Raises ``ValueError`` when an
+    operator mixes two layers' channels."""
+    if isinstance(node, Terminal):
+        base, layer = split_terminal(node.name)
+        return None if TERMINALS.get(base) == Kind.HEATMAP else layer
+    if isinstance(node, Call):
+        if node.op in HEATMAP_OPS:
+            return None
+        layers = {la for la in (layer_of(a) for a in node.args) if la is not None}
+        if len(layers) > 1:
+            names = " and ".join(sorted(repr(la or "the target layer") for la in layers))
+            raise ValueError(f"{node.op} mixes the channels of layers {names}; combine their heatmaps instead "
+                             "(cmean, cmul)")
+        return layers.pop() if layers else None
+    return None
+
 TERMINAL_DOCS: dict[str, str] = {
-    "A": "activations of the target layer, K×h×w (1 forward)",
-    "G": "gradient ∂y_c/∂A of the target score, K×h×w (1 backward)",
+    "A": "activations of the target layer, K×h×w (1 forward); A@LAYER: of another layer (same forward)",
+    "G": "gradient ∂y_c/∂A of the target score, K×h×w (1 backward); G@LAYER: at another layer (same backward)",
     "S": "Score-CAM channel scores y_c(x ⊙ minmax(upsample(A_k))), K (K forwards)",
     "D": "Ablation-CAM drops (y_c − y_c[A_k := ablated]) / y_c, K (K tail forwards)",
+    "SG": "SmoothGrad: G averaged over 8 noisy copies (σ = 0.15 of the input range), K×h×w (8 fwd + bwd)",
+    "IG": "G averaged along the path 0 → x (8 steps; IG * A: integrated gradients), K×h×w (8 fwd + bwd)",
+    "Ap": "pre-activation A: input of the layer's closing activation, K×h×w (1 fwd + bwd)",
+    "Gp": "gradient at the pre-activation, K×h×w (with Ap)",
+    "E": "EigenCAM heatmap: centred A projected on its first principal component, h×w (an SVD per image)",
+    "EG": "EigenGradCAM heatmap: the same of A ⊙ G, h×w",
 }
 """One-line description of each terminal: what it holds, its shape, and what computing it costs."""
 
@@ -119,10 +179,12 @@ class Call(Node):
         return self._size
 
     def terminals(self) -> frozenset[str]:
-        """Union of the arguments' terminals."""
+        """Union of the arguments' terminals (``cam(α)`` also reads the activations of α's layer)."""
         out: frozenset[str] = frozenset()
         for a in self.args:
             out |= a.terminals()
+        if self.op == "cam":
+            out |= {acts_key(self.args[0])}
         return out
 
     def __str__(self) -> str:

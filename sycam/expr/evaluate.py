@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from .ast import Call, Const, Node, Terminal
+from .ast import Call, Const, Node, Terminal, acts_key
 from .ops import OPS
 
 
@@ -41,6 +41,11 @@ def evaluate(node: Node, values: Mapping[str, Tensor], memo: dict[Node, Tensor] 
                            device=None if ref is None else ref.device)
     elif isinstance(node, Call):
         args = [evaluate(a, values, memo) for a in node.args]
+        if node.op == "cam":  # the heatmap of weights: with the activations of their layer
+            key = acts_key(node.args[0])
+            if key not in values:
+                raise KeyError(f"terminal {key!r} was not computed (have: {sorted(values)})")
+            args.append(values[key])
         out = OPS[node.op].fn(*args)
     else:  # pragma: no cover - defensive
         raise TypeError(f"not an expression node: {node!r}")

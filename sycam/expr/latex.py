@@ -59,6 +59,12 @@ LATEX_OPS: dict[str, tuple[str, str, str]] = {
     "max": ("bigop", r"\max_{ij}", "max"),
     "softmax": ("atom", r"\operatorname{softmax}_k", "softmax"),
     "minmax": ("atom", r"\operatorname{minmax}_k", "minmax"),
+    "cam": ("atom", r"\operatorname{cam}", "cam"),
+    "sharpen": ("param", r"\operatorname{sharpen}", "sharpen"),
+    "thresh": ("param", r"\operatorname{thresh}", "thresh"),
+    "blur": ("param", r"\operatorname{blur}", "blur"),
+    "cmul": ("atom", r"\operatorname{cmul}", "cmul"),
+    "cmean": ("atom", r"\operatorname{cmean}", "cmean"),
 }
 """How each operator is typeset: ``(class, LaTeX head, MathML head)``. For infix operators the head is the operator
 symbol; for functions the name (written before the bracketed argument); for big operators the symbol written above
@@ -134,9 +140,16 @@ def _latex(node: Node, context: str) -> str:
     return _paren(text) if _wrapped(node, context) else text
 
 
+def _terminal_latex(name: str) -> str:
+    base, _, layer = name.partition("@")
+    if not layer:
+        return base
+    return base + r"_{\mathtt{" + layer.replace("_", r"\_") + "}}"
+
+
 def _latex_bare(node: Node) -> str:
     if isinstance(node, Terminal):
-        return node.name
+        return _terminal_latex(node.name)
     if isinstance(node, Const):
         if not math.isfinite(node.value):
             return r"\mathrm{NaN}" if math.isnan(node.value) else ("-" if node.value < 0 else "") + r"\infty"
@@ -158,7 +171,9 @@ def _latex_bare(node: Node) -> str:
         return head + (arg if arg.startswith(r"\left(") else " " + arg)
     if node.op == "abs":
         return rf"\left|{args[0]}\right|"
-    return head + _paren(args[0])
+    if cls == "param":  # a final-map operator: its constant parameter as a subscript
+        return head + "_{" + args[1] + "}" + _paren(args[0])
+    return head + _paren(", ".join(args))
 
 
 def to_latex(node: Node) -> str:
@@ -189,6 +204,9 @@ def _mml(node: Node, context: str) -> str:
 
 def _mml_bare(node: Node) -> str:
     if isinstance(node, Terminal):
+        base, _, layer = node.name.partition("@")
+        if layer:
+            return f'<msub><mi>{escape(base)}</mi><mtext mathvariant="monospace">{escape(layer)}</mtext></msub>'
         return f"<mi>{escape(node.name)}</mi>"
     if isinstance(node, Const):
         if not math.isfinite(node.value):
@@ -219,7 +237,9 @@ def _mml_bare(node: Node) -> str:
     name = f"<mi>{head}</mi>"
     if node.op in ("softmax", "minmax"):
         name = f"<msub>{name}<mi>k</mi></msub>"
-    return f"<mrow>{name}{_fence(args[0])}</mrow>"
+    if cls == "param":
+        return f"<mrow><msub>{name}{args[1]}</msub>{_fence(args[0])}</mrow>"
+    return f"<mrow>{name}{_fence('<mo>,</mo>'.join(args))}</mrow>"
 
 
 def to_mathml(node: Node, display: bool = True, alttext: str | None = None) -> str:

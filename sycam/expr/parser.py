@@ -5,7 +5,12 @@ Grammar (whitespace is ignored)::
     expr    := term (("+" | "-") term)*
     term    := unary (("*" | "/") unary)*
     unary   := "-" unary | atom
-    atom    := NUMBER | TERMINAL | FUNCTION "(" expr ")" | "(" expr ")"
+    atom    := NUMBER | TERMINAL ["@" LAYER] | FUNCTION "(" expr ("," expr)* ")" | "(" expr ")"
+
+``LAYER`` is a module path (``blocks.5``, ``layer3[-1]``; only ``A`` and ``G`` take one). Operators that take a
+heatmap (``sharpen``, ``thresh``, ``blur``, ``cmul``, ``cmean``) lift channel or pixel weights to their heatmap
+themselves: ``sharpen(mean(G), 2)`` reads as ``sharpen(cam(mean(G)), 2)`` (and prints so). An operator may not
+mix two layers' channels: their heatmaps meet in ``cmean`` / ``cmul`` instead.
 
 A unary minus before a number is part of the literal (``-1`` is the constant −1); before anything else
 it is the ``neg`` operator. Errors are :class:`ExpressionError` with the 0-based column of the fault
@@ -23,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import SycamError
-from .ast import TERMINALS, Call, Const, Node, Terminal
+from .ast import LAYER_PATH, LAYERED, TERMINALS, Call, Const, Node, Terminal, layer_of, terminal_kind
 from .ops import FUNCTIONS, INFIX, OPS, Kind
 
 MAX_LENGTH = 4000
@@ -55,9 +60,9 @@ class ExpressionError(SycamError, ValueError):
         return f"{self.reason} at position {self.position} in {text!r}"
 
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<sym>[-+*/(),]))"
-)
+_TOKEN = re.compile((
+    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*(?:@{LAYER})?)|(?P<sym>[-+*/(),]))"
+).replace("{LAYER}", LAYER_PATH))
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,11 @@ class _Parser:
         if tok.kind == "num":
             return self.atom_number(tok)
         if tok.kind == "name":
+            if "@" in tok.text:
+                base = tok.text.partition("@")[0]
+                if base not in LAYERED or base not in self.terminals:
+                    raise self.error(f"{base} has no @LAYER form (only {', '.join(LAYERED)} name another layer)", tok)
+                return self.mark(Terminal(tok.text), tok.pos)
             if tok.text in self.terminals:
                 return self.mark(Terminal(tok.text), tok.pos)
             if tok.text in FUNCTIONS:
@@ -201,20 +211,39 @@ class _Parser:
         return self.mark(Const(-value if negative else value), tok.pos if pos is None else pos)
 
 
-def _check(node: Node, parser: _Parser) -> Kind:
+def _check(node: Node, parser: _Parser) -> tuple[Node, Kind]:
+    """The typed node (weights lifted to their heatmap where an operator takes a heatmap) and its kind."""
     if isinstance(node, Const):
-        return Kind.SCALAR
+        return node, Kind.SCALAR
     if isinstance(node, Terminal):
-        return parser.terminals[node.name]
+        return node, terminal_kind(node.name, parser.terminals)
     assert isinstance(node, Call)
-    kinds = tuple(_check(a, parser) for a in node.args)
     spec = OPS[node.op]
+    pos = parser.positions.get(id(node), 0)
+    typed = [_check(a, parser) for a in node.args]
+    if spec.form in ("final", "fuse"):
+        lifted = []
+        for i, (arg, kind) in enumerate(typed):
+            if kind in (Kind.VECTOR, Kind.MAP) and (i == 0 or spec.form == "fuse"):
+                arg, kind = Call("cam", (arg,)), Kind.HEATMAP
+            lifted.append((arg, kind))
+        typed = lifted
+    args = tuple(a for a, _ in typed)
+    kinds = tuple(k for _, k in typed)
     out = spec.result_kind(kinds)
     if out is None:
-        pos = parser.positions.get(id(node), 0)
         got = ", ".join(str(k) for k in kinds)
         raise ExpressionError(f"type error: {node.op} expects {spec.expects()}, got {got}", parser.text, pos)
-    return out
+    if spec.form == "final" and isinstance(args[1], Const) and not spec.accepts(args[1].value):
+        raise ExpressionError(f"type error: {node.op} takes {spec.param_doc}, got {args[1]}", parser.text, pos)
+    if spec.form == "final" and not isinstance(args[1], Const):
+        raise ExpressionError(f"type error: {node.op}'s parameter must be a number, got {args[1]}", parser.text, pos)
+    rebuilt = node if args == node.args else Call(node.op, args)
+    try:
+        layer_of(rebuilt)
+    except ValueError as exc:
+        raise ExpressionError(f"type error: {exc}", parser.text, pos) from None
+    return rebuilt, out
 
 
 def parse(text: str, terminals: dict[str, Kind] | None = None) -> Node:
@@ -225,8 +254,7 @@ def parse(text: str, terminals: dict[str, Kind] | None = None) -> Node:
         raise ExpressionError(f"expression too long ({len(text)} characters; the limit is {MAX_LENGTH})",
                               text[:40] + "…", 0)
     parser = _Parser(text, TERMINALS if terminals is None else terminals)
-    node = parser.parse()
-    _check(node, parser)
+    node, _ = _check(parser.parse(), parser)
     return node
 
 
@@ -236,10 +264,11 @@ def kind_of(node: Node, terminals: dict[str, Kind] | None = None) -> Kind:
     if isinstance(node, Const):
         return Kind.SCALAR
     if isinstance(node, Terminal):
-        return terms[node.name]
+        return terminal_kind(node.name, terms)
     assert isinstance(node, Call)
     kinds = tuple(kind_of(a, terms) for a in node.args)
     out = OPS[node.op].result_kind(kinds)
     if out is None:
         raise ValueError(f"type error: {node.op} expects {OPS[node.op].expects()} in {node}")
+    layer_of(node)  # ValueError when it mixes layers
     return out

@@ -332,6 +332,13 @@ class _Synthesis:
             )
         return out
 
+    def diagnostics(self) -> str:
+        """The target layer's diagnostics sentence (only when its terminals are degenerate)."""
+        sentence = (self.r.get("diagnostics") or {}).get("sentence")
+        if not sentence:
+            return ""
+        return f'<p class="warning" id="diagnostics">{esc(sentence)}</p>'
+
     # ------------------------------------------------------------------------------------------- winner
 
     def winner(self) -> str:
@@ -740,6 +747,7 @@ def render_report(
     parts = [
         s.header(),
         s.headline(),
+        s.diagnostics(),
         s.winner(),
         s.scores(),
         s.evidence(),

@@ -9,9 +9,12 @@ Grammar files are plain text, one ``key: values`` line each, ``#`` starts a comm
     constants: 1 2 0.5
     operators: + - * / relu abs sq mean sum max softmax minmax
     max_size: 7
+    layers: blocks.5 blocks.3   # also A@LAYER and G@LAYER of these layers
 
-Missing keys keep their defaults. ``str(grammar)`` prints the same format, so a printed grammar is a
-valid grammar file.
+Missing keys keep their defaults. The default operators are the channel-weight ones (:data:`CLASSIC_OPERATORS`);
+the final-map operators (``sharpen thresh blur cmul cmean``, which bring ``cam`` with them) are added by naming
+them. Candidates of the heatmap kind (a final-map operator at the root) are always in the search's form.
+``str(grammar)`` prints the same format, so a printed grammar is a valid grammar file.
 """
 
 from __future__ import annotations
@@ -20,12 +23,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import SycamError
-from ..expr import OPS, TERMINAL_DOCS, TERMINALS, Call, Const, Kind, Node, Terminal, kind_of
+from ..expr import (
+    HEATMAP_OPS,
+    LAYERED,
+    OPS,
+    TERMINAL_DOCS,
+    TERMINALS,
+    Call,
+    Const,
+    Kind,
+    Node,
+    Terminal,
+    kind_of,
+    split_terminal,
+    terminal_kind,
+)
 
 FORMS = ("channel", "pixel")
 """The heatmap forms a grammar may allow."""
 DEFAULT_CONSTANTS = (1.0, 2.0, 3.0, 0.5)
 """The constants a grammar offers when it names none."""
+CLASSIC_OPERATORS = tuple(n for n in OPS if n not in HEATMAP_OPS)
+"""The default operators: those of channel and pixel weights (the final-map operators are opt-in)."""
+FINAL_OPERATORS = ("cam", "sharpen", "thresh", "blur", "cmul", "cmean")
+"""The final-map operators (with ``cam``, which any of them brings into a grammar)."""
 
 
 class GrammarError(SycamError, ValueError):
@@ -48,17 +69,20 @@ class Grammar:
 
     terminals: tuple[str, ...] = ("A", "G", "S", "D")
     constants: tuple[float, ...] = DEFAULT_CONSTANTS
-    operators: tuple[str, ...] = tuple(OPS)
+    operators: tuple[str, ...] = CLASSIC_OPERATORS
     forms: tuple[str, ...] = ("channel",)
     max_size: int = 7
 
     def __post_init__(self) -> None:
-        bad = [t for t in self.terminals if t not in TERMINALS]
+        bad = [t for t in self.terminals if not _known(t)]
         if bad:
-            raise GrammarError(f"unknown terminal(s) {bad}; known: {' '.join(TERMINALS)}")
+            raise GrammarError(f"unknown terminal(s) {bad}; known: {' '.join(TERMINALS)} and "
+                               f"{', '.join(f'{t}@LAYER' for t in LAYERED)}")
         bad = [o for o in self.operators if o not in OPS]
         if bad:
             raise GrammarError(f"unknown operator(s) {bad}; known: {' '.join(OPS)}")
+        if any(o in HEATMAP_OPS for o in self.operators) and "cam" not in self.operators:
+            object.__setattr__(self, "operators", (*self.operators, "cam"))
         bad = [f for f in self.forms if f not in FORMS]
         if bad or not self.forms:
             raise GrammarError(f"form must be one or both of {', '.join(FORMS)}, got {list(self.forms)}")
@@ -86,6 +110,8 @@ class Grammar:
             try:
                 if key == "terminals":
                     fields["terminals"] = tuple(items)
+                elif key == "layers":
+                    fields["terminals"] = with_layers(tuple(fields.get("terminals", g.terminals)), items)  # type: ignore[arg-type]
                 elif key == "constants":
                     fields["constants"] = tuple(float(x) for x in items)
                 elif key == "operators":
@@ -98,7 +124,7 @@ class Grammar:
                     fields["max_size"] = int(items[0])
                 else:
                     raise GrammarError(f"{source}:{lineno}: unknown key {key!r} "
-                                       "(terminals, constants, operators, form, max_size)")
+                                       "(terminals, constants, operators, form, max_size, layers)")
             except ValueError as exc:
                 if isinstance(exc, GrammarError):
                     raise
@@ -126,7 +152,7 @@ class Grammar:
     def describe(self) -> str:
         """A human listing of the grammar, for ``sycam list grammar``."""
         lines = [str(self).rstrip(), "", "terminals:"]
-        lines += [f"  {t:<3} {TERMINAL_DOCS[t]}" for t in self.terminals]
+        lines += [f"  {t:<3} {TERMINAL_DOCS[split_terminal(t)[0]]}" for t in self.terminals]
         lines += ["operators:"]
         for name in self.operators:
             op = OPS[name]
@@ -141,8 +167,14 @@ class Grammar:
 
     # -- membership ---------------------------------------------------------------------------------
 
+    def layers(self) -> tuple[str, ...]:
+        """The layers other than the target that the grammar's terminals name (``G@blocks.5`` → ``blocks.5``)."""
+        return tuple(dict.fromkeys(la for la in (split_terminal(t)[1] for t in self.terminals) if la))
+
     def form_allows(self, kind: Kind) -> bool:
-        """Whether an expression of ``kind`` is a candidate heatmap in this grammar's form(s)."""
+        """Whether an expression of ``kind`` is a candidate heatmap in this grammar's form(s) (a heatmap always)."""
+        if kind == Kind.HEATMAP:
+            return True
         if kind == Kind.MAP:
             return "pixel" in self.forms
         return "channel" in self.forms
@@ -166,3 +198,21 @@ class Grammar:
 
         return (node.size <= self.max_size and self.uses_only(node) and consts_ok(node)
                 and self.form_allows(kind_of(node)))
+
+
+def _known(name: str) -> bool:
+    try:
+        terminal_kind(name)
+    except KeyError:
+        return False
+    return True
+
+
+def with_layers(terminals: tuple[str, ...], layers: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``terminals`` plus ``A@LAYER`` and ``G@LAYER`` for each of ``layers`` (for ``--layers`` and ``layers:``).
+
+    >>> with_layers(("A", "G"), ["blocks.5"])
+    ('A', 'G', 'A@blocks.5', 'G@blocks.5')
+    """
+    extra = [f"{t}@{la}" for la in layers for t in ("A", "G")]
+    return tuple(dict.fromkeys((*terminals, *extra)))

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..expr import OPS, TERMINALS, Call, Const, Kind, Node, Terminal
+from ..expr import OPS, Call, Const, Kind, Node, Terminal, acts_key, layer_of, split_terminal, terminal_kind
 from .grammar import Grammar
 
 _SAMPLE = 1 << 12  #: elements of a value that enter its fingerprint / exact key
@@ -269,6 +269,24 @@ class Signature:
         return Signature(self.finite and other.finite, self.nonzero or other.nonzero, self.nonneg and other.nonneg)
 
 
+def lift_args(op: str, args: tuple[Entry, ...], acts: Callable[[str], Entry]) -> tuple[Entry, ...]:
+    """The entries whose values ``op`` is computed from: ``args``, and for ``cam`` also the activations entry of
+    its argument's layer (``acts(key)``), which the node does not show (``cam(α)`` reads A at α's layer)."""
+    return (*args, acts(acts_key(args[0].node))) if op == "cam" else args
+
+
+def admissible_pair(op: str, a: Entry, b: Entry, layered: bool) -> bool:
+    """Whether ``op(a, b)`` is worth building beyond its kinds: a final-map operator's parameter is a valid
+    constant, and (when the grammar has terminals at several layers) no operator mixes two layers' channels."""
+    spec = OPS[op]
+    if spec.form == "final" and not (isinstance(b.node, Const) and spec.accepts(b.node.value)):
+        return False
+    if layered and spec.form in ("elementwise",):
+        la, lb = layer_of(a.node), layer_of(b.node)
+        return la is None or lb is None or la == lb
+    return True
+
+
 def make_entry(node: Node, op: str, args: tuple[Entry, ...], kind: Kind, cache: _MapCache, deferred: bool,
                max_size: int, uid: int | None = None) -> tuple[Entry, tuple[Tensor, ...] | None]:
     """The entry of ``node = op(*args)`` and its values (None when ``deferred``: not computed yet).
@@ -331,12 +349,22 @@ class Learner:
         self._held_budget = max_bank_bytes - self._cache.budget
         #: channel form only: maps are never candidates, so one below the size limit they are only reduced
         self._defer_maps = "pixel" not in grammar.forms
+        #: terminals at more than one layer: binary operators must not mix their channels
+        self._layered = len({split_terminal(t)[1] for t in grammar.terminals}) > 1
+        self._acts: dict[str, Entry] = {}
+
+    def _acts_entry(self, key: str) -> Entry:
+        """The activations leaf ``key`` (``A`` or ``A@LAYER``) that ``cam`` reads, whether or not it is a terminal
+        of the grammar."""
+        if key not in self._acts:
+            self._acts[key] = Entry(Terminal(key), Kind.MAP, self.leaves[key])
+        return self._acts[key]
 
     # -- building ------------------------------------------------------------------------------------
 
     def _leaf_entries(self) -> Iterator[Entry]:
         for name in self.grammar.terminals:
-            yield Entry(Terminal(name), TERMINALS[name], self.leaves[name])
+            yield Entry(Terminal(name), terminal_kind(name), self.leaves[name])
         for c in self.grammar.constants:
             value = torch.tensor(float(c), device=self._device)
             yield Entry(Const(float(c)), Kind.SCALAR, (value,) * self._n_sets)
@@ -350,8 +378,8 @@ class Learner:
         ``None`` when it is pruned or rejected."""
         node = Call(op, tuple(a.node for a in args))
         self.stats.enumerated += 1
-        entry, values = make_entry(node, op, args, kind, self._cache, self._deferred(node, kind),
-                                   self.grammar.max_size)
+        entry, values = make_entry(node, op, lift_args(op, args, self._acts_entry), kind, self._cache,
+                                   self._deferred(node, kind), self.grammar.max_size)
         if values is None:
             self._defer(entry)
             return entry
@@ -467,7 +495,8 @@ class Learner:
                     if op.commutative and (left > right or (left == right and j < i)):
                         continue
                     kind = op.result_kind((a.kind, b.kind))
-                    if kind is None or not self._useful(kind, size):
+                    if kind is None or not self._useful(kind, size) \
+                            or not admissible_pair(op.name, a, b, self._layered):
                         continue
                     yield Proposal(op.name, (a, b), kind)
 

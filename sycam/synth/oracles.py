@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..heatmap import faint, layer_maps, layer_maps_batch
+from ..expr import Node
+from ..heatmap import faint, layer_maps, layer_maps_of
 from ..metrics.base import Metric, degenerate
 from .constraints import Constraint
 from .learner import fingerprint, fingerprint_positions, fingerprint_samples
@@ -56,14 +57,16 @@ class TriageBlock:
         return fingerprint_samples(self.flat.index_select(1, pos.to(self.flat.device)), levels)
 
 
-def triage_block(weights: Sequence[Sequence[Tensor]], acts: Sequence[Tensor]) -> TriageBlock:
-    """:class:`TriageBlock` of candidates whose channel weights on each view are ``weights[b][view]``, over the
-    activations ``acts`` of each view (base first). The same code triages a block on one machine and on a shard
-    (which holds some of the images: its counts add up, its flat maps are its part)."""
+def triage_block(nodes: Sequence[Node], weights: Sequence[Sequence[Tensor]],
+                 per_view: Sequence[Mapping[str, Tensor]], grid: tuple[int, int] | None = None) -> TriageBlock:
+    """:class:`TriageBlock` of candidates ``nodes`` whose values on each view are ``weights[b][view]``, over the
+    terminal values ``per_view`` of each view (base first), their maps on ``grid`` (a search over several layers
+    scores on the finest; :func:`~sycam.heatmap.layer_maps_of`). The same code triages a block on one machine and
+    on a shard (which holds some of the images: its counts add up, its flat maps are its part)."""
     b = len(weights)
     if not b:
         return TriageBlock([], [], [], [], torch.zeros(0, 0))
-    maps = [layer_maps_batch([w[v] for w in weights], a) for v, a in enumerate(acts)]
+    maps = [layer_maps_of(nodes, [w[v] for w in weights], pv, grid) for v, pv in enumerate(per_view)]
     finite = torch.ones(b, dtype=torch.bool)
     for m in maps:
         finite &= torch.isfinite(m.reshape(b, -1)).all(1).cpu()

@@ -52,10 +52,11 @@ from .._torch import module_device
 from ..data.samples import Samples
 from ..data.split import bootstrap_groups
 from ..expr import Kind, Node, evaluate, kind_of, parse
-from ..heatmap import finish_layer
+from ..heatmap import finish_layer, grid_of, needed_terminals
 from ..methods import METHODS
 from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, POWER_CONTROL, POWER_CONTROL_TITLE, SYNTHESIZED, SynthesisResults
+from ..targets import Targets
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from . import checkpoint as ckpt
@@ -251,6 +252,8 @@ class SynthesisResult:
     """Grad-CAM's final map to the power fitted on the synthesis split, scored on each split"""
     selection: dict[str, Any] = field(default_factory=dict)
     """why the winner (one line), the leaderboard's top row, the min effect, the merged rescalings"""
+    diagnostics: dict[str, Any] | None = None
+    """the target layer's :class:`~sycam.diagnostics.Diagnosis` (``as_dict``), None where it was not run"""
 
     @property
     def optimism(self) -> float | None:
@@ -318,6 +321,8 @@ class SynthesisResult:
             "versions": versions(),
             "notes": self.notes,
         }
+        if self.diagnostics is not None:
+            out["diagnostics"] = self.diagnostics
         if len(objectives) > 1:
             out["pareto"] = [{"expression": c.expression, "size": c.size,
                               "scores": {m.name: _finite(c.scores.get(m.name)) for m in objectives}}
@@ -432,15 +437,33 @@ class Search:
         self.views = [BASE, *[v for v in self.ws.caches if v != BASE]]
         needed = self._needed_terminals()
         self.per_view = [self.ws.values(needed, v) for v in self.views]
-        self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in self.config.grammar.terminals}
+        self.leaves = {t: tuple(pv[t] for pv in self.per_view) for t in sorted(needed)}
         self.acts = tuple(pv["A"] for pv in self.per_view)
+        self.grid = grid_of(self.per_view[0])
+        """the grid every candidate's layer map is scored on: the finest of the layers searched"""
+        target = tuple(int(s) for s in self.acts[0].shape[-2:])
+        if self.grid != target:
+            self.notes.append(f"candidates and baselines are scored on the finest grid of the searched layers, "
+                              f"{self.grid[0]}×{self.grid[1]}: maps of the {target[0]}×{target[1]} target layer are "
+                              "first resized onto it (bilinear), so baselines score slightly apart from sycam evaluate")
+        self._diagnose()
         self.timings["terminals"] = time.perf_counter() - t0
+
+    def _diagnose(self) -> None:
+        """The target layer's :class:`~sycam.diagnostics.Diagnosis` on the first synthesis images (results.json's
+        ``diagnostics``); a degenerate layer's sentence also goes to the notes."""
+        from ..diagnostics import diagnose_layer
+
+        syn = self.synthesis.to(module_device(self.model, self.synthesis.device))
+        self.diagnosis = diagnose_layer(self.model, self.layer, syn.images, Targets(classes=syn.labels))
+        if self.diagnosis.sentence:
+            self.notes.append(self.diagnosis.sentence)
 
     def _needed_terminals(self) -> set[str]:
         """The terminals the grammar and the baselines use (A always: it renders every map); notes a capped S."""
         needed = set(self.config.grammar.terminals) | {"A"}
-        for node in self.baseline_nodes.values():
-            needed |= node.terminals()
+        needed |= {f"A@{layer}" for layer in self.config.grammar.layers()}
+        needed |= needed_terminals(self.baseline_nodes.values())
         k = self.options.score_top_k
         if k is not None and "S" in needed:
             self.notes.append(f"Score-CAM terminal S capped to the top-{k} channels per image by mean activation; "
@@ -575,7 +598,7 @@ class Search:
     def _triage_block(self, entries: Sequence[Entry]) -> None:
         """Both oracles' tensor work for a block of candidates at once (:func:`~sycam.synth.oracles.triage_block`):
         the reason to reject each, its heatmap fingerprint and flat maps, and its layer maps (kept for scoring)."""
-        block = triage_block([e.values for e in entries], self.acts)
+        block = triage_block([e.node for e in entries], [e.values for e in entries], self.per_view, self.grid)
         n = len(self.synthesis)
         keys = block.keys() if self.equivalence.mode == "heatmap" else [None] * len(entries)
         for j, e in enumerate(entries):
@@ -689,7 +712,8 @@ class Search:
         nodes = [e.node for e in entries]
         memo: dict[str, Tensor] = {}
         fresh = [e for e in entries if e.uid not in self._held]
-        made = triage_block([e.values for e in fresh], self.acts).maps  # not triaged here: one pass for all
+        # not triaged here: one pass for all
+        made = triage_block([e.node for e in fresh], [e.values for e in fresh], self.per_view, self.grid).maps
         extra = {e.uid: [m[j] for m in made] for j, e in enumerate(fresh)}
         held = [self._held.get(e.uid) or extra[e.uid] for e in entries]
 
@@ -1166,7 +1190,8 @@ class Search:
             lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
-            control=control, incomplete=incomplete, power_control=power, selection=selection)
+            control=control, incomplete=incomplete, power_control=power, selection=selection,
+            diagnostics=None if getattr(self, "diagnosis", None) is None else self.diagnosis.as_dict())
 
 
 LOWRES_CPU_BATCH = 64

@@ -31,13 +31,13 @@ from torch import Tensor, nn
 
 from ..exactsum import ExactSum, partial_sums
 from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
-from ..heatmap import finish_layer, layer_maps_batch
+from ..heatmap import as_layer_map, finish_layer, grid_of, layer_maps_of
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from .control import control_scores, power_control_scores
 from .keystore import digest
-from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, make_entry, same_values
+from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, lift_args, make_entry, same_values
 from .oracles import triage_block
 from .selection import shapes_on
 
@@ -134,6 +134,8 @@ class Shard:
         self.views = [BASE, *[v for v in ws.caches if v != BASE]]
         self.per_view = [ws.values(terminals, v) for v in self.views]
         self.acts = tuple(pv["A"] for pv in self.per_view)
+        self.grid = grid_of(self.per_view[0])
+        self._acts: dict[str, Entry] = {}
         self.max_size = max_size
         self.cache = _MapCache(cache_bytes)
         self.entries: dict[int, Entry] = {}
@@ -148,17 +150,23 @@ class Shard:
         """Model forwards the metrics have run on this shard's synthesis images (:attr:`Workspace.forwards`)."""
         return self.splits["synthesis"].forwards
 
-    def layout(self) -> dict[str, Any]:
-        """Images, views and layer map size of the synthesis split (for the fingerprint positions)."""
+    def layout(self, terminals: Sequence[str] = ("A",)) -> dict[str, Any]:
+        """Images, views and layer map size of the synthesis split (for the fingerprint positions): the finest grid
+        of the layers ``terminals`` read, where a multi-layer search scores its maps."""
         ws = self.splits["synthesis"]
-        a = ws.caches[BASE].values(["A"])["A"]
-        return {"n": int(a.shape[0]), "views": len(ws.caches), "hw": (int(a.shape[-2]), int(a.shape[-1]))}
+        values = ws.caches[BASE].values(sorted(set(terminals) | {"A"}))
+        return {"n": int(values["A"].shape[0]), "views": len(ws.caches), "hw": grid_of(values)}
 
     def _leaf(self, uid: int, kind: Kind, name: Any) -> Entry:
         if isinstance(name, str):
             return Entry(Terminal(name), kind, tuple(pv[name] for pv in self.per_view), uid=uid)
         value = torch.tensor(float(name), device=self.acts[0].device)
         return Entry(Const(float(name)), kind, (value,) * len(self.per_view), uid=uid)
+
+    def _acts_entry(self, key: str) -> Entry:
+        if key not in self._acts:
+            self._acts[key] = Entry(Terminal(key), Kind.MAP, tuple(pv[key] for pv in self.per_view))
+        return self._acts[key]
 
     def _forget(self, uid: int) -> None:
         entry = self.entries.pop(uid, None)
@@ -184,7 +192,8 @@ class Shard:
             else:
                 args = tuple(self.entries[c] for c in children)
                 node = Call(op, tuple(a.node for a in args))
-                entry, values = make_entry(node, op, args, kind, self.cache, bool(extra), self.max_size, uid=uid)
+                entry, values = make_entry(node, op, lift_args(op, args, self._acts_entry), kind, self.cache,
+                                           bool(extra), self.max_size, uid=uid)
             self.entries[uid] = entry
             if values is None:
                 out.append(None)
@@ -199,6 +208,9 @@ class Shard:
         return out
 
     # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
+
+    def _maps(self, entry: Entry) -> list[Tensor]:
+        return [as_layer_map(entry.node, w, pv, self.grid) for w, pv in zip(entry.values, self.per_view, strict=True)]
 
     def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
                drop: Sequence[int] = ()) -> list[TriageReply]:
@@ -215,7 +227,8 @@ class Shard:
                 node = parse(seed)
                 self.entries[uid] = Entry(node, kind_of(node), tuple(evaluate(node, pv) for pv in self.per_view),
                                           uid=uid)
-        block = triage_block([self.entries[uid].values for uid, _ in items], self.acts)
+        entries = [self.entries[uid] for uid, _ in items]
+        block = triage_block([e.node for e in entries], [e.values for e in entries], self.per_view, self.grid)
         out: list[TriageReply] = []
         sample = block.flat.index_select(1, self.sample.to(block.flat.device)).cpu() if items else None
         for j, (uid, _) in enumerate(items):
@@ -245,7 +258,8 @@ class Shard:
         memo = self._layers(uids)
         if view not in memo:
             i = self.views.index(view)
-            memo[view] = layer_maps_batch([self.entries[u].values[i] for u in uids], self.acts[i])
+            memo[view] = layer_maps_of([self.entries[u].node for u in uids], [self.entries[u].values[i] for u in uids],
+                                       self.per_view[i], self.grid)
         return memo[view]
 
     def keys(self, uids: Sequence[int], column: int) -> list[bytes] | None:

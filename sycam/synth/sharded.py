@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from ..data.samples import Samples
 from ..exactsum import ExactSum
-from ..expr import TERMINALS, Call, Const, Kind, Node, Terminal
+from ..expr import Call, Const, Kind, Node, Terminal, terminal_kind
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import Evaluation, metric_views
@@ -125,7 +125,7 @@ class ShardedLearner(Learner):
 
     def _leaf_entries(self) -> Iterator[Any]:
         for name in self.grammar.terminals:
-            yield RemoteEntry(Terminal(name), TERMINALS[name])
+            yield RemoteEntry(Terminal(name), terminal_kind(name))
         for c in self.grammar.constants:
             yield RemoteEntry(Const(float(c)), Kind.SCALAR)
 
@@ -216,12 +216,13 @@ class ShardedSearch(Search):
         self.executor.start(self.model, self.layer, self.options)
         self._open_split("synthesis", self.synthesis, self.columns)
         needed = sorted(self._needed_terminals())
-        layout = self._on("synthesis", "layout")
+        layout = self._on("synthesis", "layout", needed)
         samples = self._sample_positions(layout)
         plan = self.plans["synthesis"]
         cache = self.config.max_bank_bytes // 2 // len(plan)  # each shard's values are 1/W of the whole's
         self.executor.call("start_search", [(self.columns, needed, self.config.grammar.max_size, cache, samples[i])
                                             for i in range(len(plan))], range(len(plan)), log=True)
+        self._diagnose()
         self.timings["terminals"] = time.perf_counter() - t0
 
     def _sample_positions(self, layout: list[dict[str, Any]]) -> list[list[int]]:
