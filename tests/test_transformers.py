@@ -21,7 +21,8 @@ from sycam.transforms import ChannelsLastToMap, RawAblation, ReshapeError, Token
 
 REFERENCE = {
     "gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "xgradcam": pgc.XGradCAM, "scorecam": pgc.ScoreCAM,
-    "ablationcam": pgc.AblationCAM, "hirescam": pgc.HiResCAM, "layercam": pgc.LayerCAM,
+    "ablationcam": pgc.AblationCAM, "hirescam": pgc.HiResCAM, "layercam": pgc.LayerCAM, "eigencam": pgc.EigenCAM,
+    "eigengradcam": pgc.EigenGradCAM,
 }
 TARGETS = [3, 7]
 
