@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .targets import Targets
-from .terminals import TerminalCache, eval_mode
+from .terminals import ExtractOptions, TerminalCache, eval_mode
 
 CONSTANT_TOLERANCE = 1e-5
 """G is called spatially constant where, on every image and channel, ``max - min`` over positions is at most
@@ -152,11 +152,12 @@ DIAGNOSIS_IMAGES = 4
 
 
 def diagnose_layer(model: nn.Module, layer: str | nn.Module, images: Tensor, targets: Targets | None = None,
-                   n: int = DIAGNOSIS_IMAGES) -> Diagnosis:
+                   n: int = DIAGNOSIS_IMAGES, options: ExtractOptions | None = None) -> Diagnosis:
     """The :class:`Diagnosis` of ``layer`` on the first ``n`` of ``images`` (one forward and backward; where G is
-    constant also the Ablation-CAM drops, then cheap: only the pooling head runs, and one probe of every layer)."""
+    constant also the Ablation-CAM drops, then cheap: only the pooling head runs, and one probe of every layer).
+    ``options``: the extraction's (its ``reshape`` for a transformer's layer)."""
     k = min(n, int(images.shape[0]))
-    cache = TerminalCache(model, layer, images[:k], None if targets is None else targets.subset(range(k)))
+    cache = TerminalCache(model, layer, images[:k], None if targets is None else targets.subset(range(k)), options)
     if gradient_constant(cache.get(["G"])["G"]):
         cache.get(["D"])
     return diagnose(cache)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from engine_helpers import tiny_net, tiny_samples
 
+from sycam.expr import parse
 from sycam.heatmap import CHANNEL_ROWS, channel_sum, layer_maps, layer_maps_batch
 from sycam.metrics import get_metric
 from sycam.metrics.base import Metric
@@ -66,7 +67,8 @@ def test_triage_block_equals_the_oracles_one_by_one() -> None:
     weights = [(torch.randn(4, 6, 1, 1, generator=gen),) for _ in range(6)]
     weights.append((torch.zeros(4, 6, 1, 1),))  # blank everywhere
     weights.append((torch.full((4, 6, 1, 1), float("nan")),))  # non-finite
-    block = triage_block(weights, acts)
+    nodes = [parse(f"mean(G) * {j + 1}") for j in range(len(weights))]  # channel vectors of the target layer
+    block = triage_block(nodes, weights, [{"A": acts[0]}])
     oracle = CorrectnessOracle([get_metric("energy_pointing_game")], [None], (), 0)
     for j, w in enumerate(weights):
         maps = [layer_maps(w[0], acts[0])]

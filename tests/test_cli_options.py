@@ -105,9 +105,13 @@ def fake_search(monkeypatch) -> dict[str, Any]:
 
     seen: dict[str, Any] = {"mode": "stop"}
 
+    class Config(dict):
+        def check(self) -> None:  # the CLI checks the guards' settings before any work
+            pass
+
     def config(**kw: Any) -> dict[str, Any]:
         seen["config"] = kw
-        return kw
+        return Config(kw)
 
     def synthesize(model, layer, synthesis, test, metric, config, options, settings, on_progress, validation=None):
         seen.update(metric=metric, validation=validation, settings=settings, n=(len(synthesis), len(test)))

@@ -113,13 +113,18 @@ def test_classic_methods_render_as_the_plain_formula_bit_for_bit() -> None:
         return (m - lo) / (hi - lo + 1e-7)
 
     from sycam.expr import evaluate
+    from sycam.heatmap import channel_sum
 
     for name, method in METHODS.items():
         w = evaluate(method.node, values)
         if w.dim() == 3:  # EigenCAM, EigenGradCAM: the heatmap itself, then the final resize and normalization
             low = w
         else:
-            raw = (w * a).sum(1) if w.shape[-1] != 1 else torch.einsum("nk,nkhw->nhw", w[..., 0, 0], a)
+            if w.shape[-1] != 1:
+                raw = (w * a).sum(1)
+            else:  # the channel sum in the search's fixed-shape products; the einsum of the formula to rounding
+                raw = channel_sum(w[None, ..., 0, 0], a)[0]
+                torch.testing.assert_close(raw, torch.einsum("nk,nkhw->nhw", w[..., 0, 0], a), rtol=1e-5, atol=1e-6)
             low = norm(torch.relu(raw))
         want = norm(torch.relu(F.interpolate(low[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]))
         assert torch.equal(render(method.node, values, (16, 16)), want), name

@@ -455,7 +455,8 @@ class Search:
         from ..diagnostics import diagnose_layer
 
         syn = self.synthesis.to(module_device(self.model, self.synthesis.device))
-        self.diagnosis = diagnose_layer(self.model, self.layer, syn.images, Targets(classes=syn.labels))
+        self.diagnosis = diagnose_layer(self.model, self.layer, syn.images, Targets(classes=syn.labels),
+                                        options=self.options)
         if self.diagnosis.sentence:
             self.notes.append(self.diagnosis.sentence)
 

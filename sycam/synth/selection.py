@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from .. import stats
-from ..expr import Node, evaluate
-from ..heatmap import saliency
+from ..expr import Node, acts_key, evaluate
+from ..heatmap import grid_of, needed_terminals, on_grid, saliency
 from ..metrics.base import Metric
 from ..workspace import BASE, Workspace
 
@@ -118,9 +118,12 @@ def merge_rescaled(candidates: Sequence[Candidate], shapes: Tensor,
 def shapes_on(ws: Workspace, nodes: Sequence[Node], view: str = BASE) -> Tensor:
     """:func:`shape_maps` ``(B, N, h, w)`` of ``nodes`` on a workspace's ``view`` (its terminals, its
     activations)."""
-    needed: set[str] = set()
-    for n in nodes:
-        needed |= n.terminals()
-    vals = ws.values(needed, view)
+    vals = ws.values(needed_terminals(nodes), view)
+    grid = grid_of(vals)
     memo: dict[Node, Tensor] = {}
-    return torch.stack([shape_maps(saliency(evaluate(n, vals, memo), vals["A"])) for n in nodes])
+
+    def raw(n: Node) -> Tensor:  # a heatmap-valued expression is its own map; weights meet their layer's A
+        value = evaluate(n, vals, memo)
+        return on_grid(value if value.dim() == 3 else saliency(value, vals[acts_key(n)]), grid)
+
+    return torch.stack([shape_maps(raw(n)) for n in nodes])
