@@ -93,7 +93,22 @@ def _extend(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
     return st.one_of(unary, binary)
 
 
-trees = st.recursive(leaves, _extend, max_leaves=10).filter(lambda n: _kind(n) is not None)
+def _as_written(node: Node) -> bool:
+    """Whether ``node`` is a tree the parser gives back as it is: a final-map operator's parameter is a number it
+    accepts, and its map operands are heatmaps already (the parser lifts weights into ``cam(...)`` itself)."""
+    if not isinstance(node, Call):
+        return True
+    spec = OPS[node.op]
+    if spec.form == "final":
+        param = node.args[1]
+        if not (isinstance(param, Const) and spec.accepts(param.value)) or _kind(node.args[0]) != Kind.HEATMAP:
+            return False
+    if spec.form == "fuse" and any(_kind(a) != Kind.HEATMAP for a in node.args):
+        return False
+    return all(_as_written(a) for a in node.args)
+
+
+trees = st.recursive(leaves, _extend, max_leaves=10).filter(lambda n: _kind(n) is not None and _as_written(n))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
