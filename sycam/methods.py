@@ -76,6 +76,46 @@ def multi_layer_layercam(layer: str) -> str:
     """
     return str(parse(MULTI_LAYER.expression.replace("LAYER", layer)))
 
+AT_LAYER = " at "
+"""How the key of a classic method computed at another layer reads: ``gradcam at blocks.6``."""
+
+
+def method_at_layer(name: str, layer: str) -> tuple[str, Node] | None:
+    """``(key, expression)`` of classic method ``name`` computed entirely at ``layer`` instead of the target layer:
+    its expression with every terminal moved there (Grad-CAM ``mean(G)`` → ``mean(G@blocks.6)``); None for methods
+    whose terminals exist at the target layer only (Score-CAM's S, Ablation-CAM's D). A search over terminals at
+    other layers scores these beside the classic methods, so that a classic method at another layer is never
+    reported as a synthesized win.
+
+    >>> method_at_layer("gradcam", "blocks.6")
+    ('gradcam at blocks.6', Call(op='mean', args=(Terminal(name='G@blocks.6'),)))
+    >>> method_at_layer("ablationcam", "blocks.6") is None
+    True
+    """
+    from .expr import Call, Terminal
+    from .expr.ast import LAYERED
+
+    def move(node: Node) -> Node | None:
+        if isinstance(node, Terminal):
+            if "@" in node.name:
+                return node
+            return Terminal(f"{node.name}@{layer}") if node.name in LAYERED else None
+        if isinstance(node, Call):
+            args = [move(a) for a in node.args]
+            return None if any(a is None for a in args) else Call(node.op, tuple(args))  # type: ignore[arg-type]
+        return node
+
+    moved = move(METHODS[name].node)
+    return None if moved is None else (f"{name}{AT_LAYER}{layer}", moved)
+
+
+def method_title(key: str) -> str:
+    """The display title of a method key: ``Grad-CAM``, or ``Grad-CAM at blocks.6`` (:func:`method_at_layer`)."""
+    name, at, layer = key.partition(AT_LAYER)
+    title = METHODS[name].title if name in METHODS else key
+    return f"{title} at {layer}" if at else title
+
+
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "gradcam_pp": "gradcam++"}
 
 

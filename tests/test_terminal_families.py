@@ -140,3 +140,30 @@ def test_a_sharded_search_over_two_layers_equals_the_local_one() -> None:
     with InProcessExecutor(workers=2) as ex:
         sharded = run(ex)
     assert sharded == local and local["candidates_scored"] > 0
+
+
+def test_a_search_over_another_layer_compares_with_the_classic_methods_there() -> None:
+    """A classic method at another layer the search may use is a baseline, never a synthesized win: Grad-CAM at
+    ``stem`` (``mean(G@stem)``) is scored and compared with like the classic methods at the target layer; when it
+    is the best, the winner is that classic method, compared with itself (difference 0)."""
+    from sycam.expr import parse
+    from sycam.methods import method_at_layer, method_title
+    from sycam.metrics import get_metric
+
+    assert method_at_layer("gradcam", "stem") == ("gradcam at stem", parse("mean(G@stem)"))
+    assert method_at_layer("scorecam", "stem") is None and method_at_layer("ablationcam", "stem") is None
+    assert method_title("gradcam at stem") == "Grad-CAM at stem" and method_title("gradcam") == "Grad-CAM"
+    samples = tiny_samples(12)
+    syn, val, test = samples.subset(slice(0, 6)), samples.subset(slice(6, 9)), samples.subset(slice(9, 12))
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "A@stem", "G@stem"), max_size=3),
+                             max_candidates=30, baselines=("gradcam", "layercam", "ablationcam"), guards=False)
+    d = synthesize(tiny_net(), "body", syn, test, get_metric("energy_pointing_game"), config,
+                   validation=val).to_dict()
+    at = {"gradcam at stem": "mean(G@stem)", "layercam at stem": "relu(G@stem)"}
+    assert {k: d["baselines"][k]["expression"] for k in at} == at and "ablationcam at stem" not in d["baselines"]
+    assert d["baselines"]["gradcam at stem"]["title"] == "Grad-CAM at stem"
+    assert set(at) <= set(d["comparison"]["methods"])
+    # here no candidate beats the best classic method on synthesis, so the winner is that method itself (Grad-CAM
+    # at stem), compared with itself: difference 0, never "better"
+    assert d["best"]["expression"] == "mean(G@stem)" and d["comparison"]["verdict"] != "better"
+    assert d["comparison"]["methods"]["gradcam at stem"]["diff"] == 0

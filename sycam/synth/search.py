@@ -53,7 +53,7 @@ from ..data.samples import Samples
 from ..data.split import bootstrap_groups
 from ..expr import Kind, Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, grid_of, needed_terminals
-from ..methods import METHODS
+from ..methods import METHODS, method_at_layer, method_title
 from ..metrics.base import Metric, MetricError
 from ..results import CONTROL, CONTROL_TITLE, POWER_CONTROL, POWER_CONTROL_TITLE, SYNTHESIZED, SynthesisResults
 from ..targets import Targets
@@ -381,6 +381,11 @@ class Search:
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
         self.baseline_nodes = {b: METHODS[b].node for b in config.baselines}
+        for layer in config.grammar.layers():  # the classic methods at every layer the search may use
+            for b in config.baselines:
+                moved = method_at_layer(b, layer)
+                if moved is not None:
+                    self.baseline_nodes[moved[0]] = moved[1]
         self.settings = {**(settings or {}), "synthesis": config.as_dict(), "guards": self.guards,
                          "extraction": {"batch_size": options.batch_size, "score_top_k": options.score_top_k,
                                         **({} if options.reshape is None else {"reshape": repr(options.reshape)})},
@@ -485,7 +490,7 @@ class Search:
         names, nodes = list(self.baseline_nodes), list(self.baseline_nodes.values())
         self.baselines: dict[str, dict[str, Any]] = {}
         for b in names:
-            title = METHODS[b].title
+            title = method_title(b)
             if not self.exact(b):
                 title = f"{title} (top-{self.options.score_top_k} channels)"
             self.baselines[b] = {"expression": str(self.baseline_nodes[b]), "title": title, "exact": self.exact(b),
