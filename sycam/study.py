@@ -8,7 +8,9 @@ its score per split, and on the test split the paired difference ``winner − me
 method, with its bootstrap 95 % interval (:func:`sycam.stats.paired_bootstrap_ci`) and verdict
 (:func:`sycam.stats.verdict`). The cell's verdict reads those intervals:
 
-- ``wins``: better than every classic method scored (each interval on the good side of 0);
+- ``wins``: better than every classic method scored (each interval on the good side of 0) and than the power control
+  (Grad-CAM's final map to a power fitted on synthesis, :mod:`sycam.synth.control`) where it was scored: a winner
+  that only sharpens or flattens Grad-CAM's map is no win (``controls`` holds that comparison);
 - ``loses``: worse than the best classic method on the test split;
 - ``ties``: otherwise (not distinguishable from the best classic method on the test split).
 
@@ -211,12 +213,19 @@ def best_method(scores: Mapping[str, float | None], metric: Metric) -> str | Non
     return best
 
 
-def cell_verdict(versus: Mapping[str, Mapping[str, Any]], best: str | None, exact: Sequence[str] | None = None) -> str:
+CONTROLS = ("control", "power_control")
+"""the controls a cell's winner is compared with on the test split (results.json's per-image keys)"""
+
+
+def cell_verdict(versus: Mapping[str, Mapping[str, Any]], best: str | None, exact: Sequence[str] | None = None,
+                 controls: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """``wins`` / ``ties`` / ``loses`` from the comparisons with every classic method (see the module doc); with
-    ``exact``, only those methods count (an approximation such as a capped Score-CAM is reported, not judged)."""
+    ``exact``, only those methods count (an approximation such as a capped Score-CAM is reported, not judged); a
+    winner better than every classic method but not than the power control (in ``controls``) ``ties``."""
     verdicts = [v["verdict"] for k, v in versus.items() if exact is None or k in exact]
     if verdicts and all(v == "better" for v in verdicts):
-        return "wins"
+        power = (controls or {}).get("power_control", {}).get("verdict")
+        return "ties" if power in ("not distinguishable", "worse") else "wins"
     if best is not None and versus.get(best, {}).get("verdict") == "worse":
         return "loses"
     return "ties"
@@ -232,6 +241,8 @@ def summarize_cell(results: Mapping[str, Any], metric: Metric) -> dict[str, Any]
     per_image = results["per_image"].get("test", {})
     versus = compare_on_test(per_image, SYNTHESIZED, [b for b in baselines if b in per_image],
                              metric.higher_is_better) if SYNTHESIZED in per_image else {}
+    controls = compare_on_test(per_image, SYNTHESIZED, [c for c in CONTROLS if c in per_image],
+                               metric.higher_is_better) if SYNTHESIZED in per_image else {}
     return {
         "winner": {"expression": best["expression"], "size": best["size"], "is_baseline": best["is_baseline"],
                    "accepted": best["accepted"], **{f"{s}_score": best.get(f"{s}_score")
@@ -243,7 +254,8 @@ def summarize_cell(results: Mapping[str, Any], metric: Metric) -> dict[str, Any]
         "exact_classic": exact,
         "same_as": same_scores(per_image, SYNTHESIZED, list(baselines)),
         "versus": versus,
-        "verdict": cell_verdict(versus, top, exact),
+        "controls": controls,
+        "verdict": cell_verdict(versus, top, exact, controls),
         "lambda_baseline": results.get("lambda_baseline"),
         "constraints": [{"text": c["text"], "holds": c["holds"]} for c in results.get("constraints", [])],
         "candidates_scored": results.get("candidates_scored"),
@@ -392,8 +404,9 @@ def _num(x: float | None) -> float | None:
 def wins(study: Mapping[str, Any], note: str = "") -> list[dict[str, Any]]:
     """One entry per cell, as docs/wins.json publishes them: ``model``, ``layer``, ``metric``, ``expression`` (the
     winner), ``baseline`` (the best exact classic method on the test split), ``verdict`` (the cell's), ``difference``
-    (winner − baseline on the test split) and ``interval`` (its 95 % bootstrap interval), with the test size ``n``
-    and ``note`` (e.g. what the test images are).
+    (winner − baseline on the test split) and ``interval`` (its 95 % bootstrap interval), with the test size ``n``,
+    ``power_control`` (winner − the power control, where it was scored) and ``note`` (e.g. what the test images
+    are).
 
     Example::
 
@@ -409,5 +422,7 @@ def wins(study: Mapping[str, Any], note: str = "") -> list[dict[str, Any]]:
                     "winner_score": c["winner"]["test_score"], "verdict": c["verdict"], "difference": v.get("diff"),
                     "interval": v.get("ci95"), "n_test": c["n"]["test"],
                     "test_shares_sources": c.get("test_shares_sources", []),
+                    **({"power_control": {k: power[k] for k in ("diff", "ci95", "verdict")}}
+                       if (power := (c.get("controls") or {}).get("power_control")) else {}),
                     **({"note": note} if note else {})})
     return out

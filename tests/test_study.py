@@ -110,6 +110,10 @@ def test_cell_verdicts() -> None:
     assert cell_verdict({"a": better, "b": nd}, "b") == "ties"
     assert cell_verdict({"a": better, "b": worse}, "b") == "loses"
     assert cell_verdict({"a": better, "s": nd}, "a", exact=["a"]) == "wins"  # an approximation is not judged
+    # better than every classic method but not than the power control (Grad-CAM's map to a fitted power): no win
+    assert cell_verdict({"a": better, "b": better}, "a", controls={"power_control": nd}) == "ties"
+    assert cell_verdict({"a": better, "b": better}, "a", controls={"power_control": worse}) == "ties"
+    assert cell_verdict({"a": better, "b": better}, "a", controls={"power_control": better}) == "wins"
 
 
 def test_cli_study_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,8 +36,9 @@ CHECKPOINT = "study-checkpoint.json"
 DESCRIPTION = """\
 Run the guarded synthesis for every (model, metric) cell on one data set, score every classic method the same
 way, and write one table: the winner, its score per split, its held-out difference against every classic method
-with a paired bootstrap 95% interval, the verdict (wins: better than every exact classic method; loses: worse than
-the best one on the test split; ties: otherwise), candidates scored, model forwards (cost model) and wall time.
+with a paired bootstrap 95% interval, the verdict (wins: better than every exact classic method and than the power
+control, Grad-CAM's map to a fitted power; loses: worse than the best one on the test split; ties: otherwise),
+candidates scored, model forwards (cost model) and wall time.
 With several models, each cell's winner is also scored on the other models (the cross-model table). The cost per
 image (forwards per terminal and view, and per candidate for metrics that run the model) is printed first.
 

@@ -12,8 +12,8 @@ from .tables import Col, table
 __all__ = ["cell_rows", "cross_rows", "study_html", "study_markdown"]
 
 HEADERS = ("model", "layer", "metric", "winner", "synthesis", "validation", "test", "best classic (test)",
-           "winner − best classic [95% CI]", "verdict", "vs every classic (better / n.d. / worse)", "candidates",
-           "forwards", "wall time")
+           "winner − best classic [95% CI]", "verdict", "vs every classic (better / n.d. / worse)",
+           "winner − power control [95% CI]", "candidates", "forwards", "wall time")
 """the columns of the main table"""
 
 
@@ -40,9 +40,11 @@ def cell_rows(study: Mapping[str, Any]) -> list[list[str]]:
         m, w, top = c["metric"], c["winner"], c["best_classic_on_test"]
         best = "—" if top is None else f"{top} {fmt(c['classic'][top]['test_score'])}"
         diff = "—" if top is None or top not in c["versus"] else _interval(c["versus"][top])
+        control = (c.get("controls") or {}).get("power_control")
+        power = "—" if not control else f"{_interval(control)} ({control['verdict']})"
         rows.append([c["model"], c["layer"], f"{m['name']} {arrow(m['higher_is_better'])}", w["expression"],
                      fmt(w["synthesis_score"]), fmt(w["validation_score"]), fmt(w["test_score"]), best, diff,
-                     c["verdict"], _tally(c), fmt(c["candidates_scored"]), _forwards(c["forwards"]),
+                     c["verdict"], _tally(c), power, fmt(c["candidates_scored"]), _forwards(c["forwards"]),
                      fmt_seconds(c["wall_seconds"])])
     return rows
 
@@ -75,7 +77,8 @@ def _sizes(study: Mapping[str, Any]) -> str:
 def study_markdown(study: Mapping[str, Any]) -> str:
     """study.md: the main table, each cell's comparison with every classic method, and the cross-model table."""
     parts = [f"# Study\n\n{_sizes(study)}. Verdicts read the paired bootstrap 95% interval on the test split: wins = "
-             "better than every exact classic method, loses = worse than the best one, ties = otherwise.\n\n",
+             "better than every exact classic method and than the power control (Grad-CAM's map to a power fitted on "
+             "synthesis), loses = worse than the best classic method, ties = otherwise.\n\n",
              _md(HEADERS, cell_rows(study))]
     for c in study["cells"]:
         rows = [[b, fmt(c["classic"][b]["test_score"]), _interval(v), v["verdict"]
@@ -92,8 +95,9 @@ def study_markdown(study: Mapping[str, Any]) -> str:
 def study_html(study: Mapping[str, Any]) -> str:
     """report.html: the same tables as study.md, one self-contained page."""
     body = [f"<h1>Study</h1><p>{esc(_sizes(study))}. Verdicts read the paired bootstrap 95% interval on the test "
-            "split: <em>wins</em> = better than every exact classic method, <em>loses</em> = worse than the best "
-            f"one, <em>ties</em> = otherwise. Total wall time {esc(fmt_seconds(study.get('seconds')))}.</p>",
+            "split: <em>wins</em> = better than every exact classic method and than the power control, <em>loses</em> "
+            "= worse than the best classic method, <em>ties</em> = otherwise. Total wall time "
+            f"{esc(fmt_seconds(study.get('seconds')))}.</p>",
             table([Col(h, code=h == "winner") for h in HEADERS], cell_rows(study), caption="one row per cell")]
     for c in study["cells"]:
         rows = [[b, fmt(c["classic"][b]["test_score"]), _interval(v), v["verdict"]] for b, v in c["versus"].items()]
