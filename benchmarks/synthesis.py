@@ -89,7 +89,8 @@ def run_search(model: torch.nn.Module, layer: str, samples: Samples, metric: Met
         checkpoint = Path(tmp) / "checkpoint.json"
         config = SynthesisConfig(grammar=Grammar(terminals=terminals), max_candidates=budget,
                                  batch=1 if unbatched else batch,
-                                 baselines=baselines, checkpoint=checkpoint, checkpoint_every=1e9)
+                                 baselines=baselines, checkpoint=checkpoint, checkpoint_every=1e9,
+                                 guards=False)  # the objective alone, as the competitor and the bare work score
         try:
             Search.triage_size = 1 if unbatched else saved
             result = synthesize(model, layer, samples, None, metric, config, options)
