@@ -138,23 +138,23 @@ def as_layer_map(node: Node, value: Tensor, values: Mapping[str, Tensor],
 def layer_maps_of(nodes: Sequence[Node], weights: Sequence[Tensor], values: Mapping[str, Tensor],
                   grid: tuple[int, int] | None = None) -> Tensor:
     """Layer maps ``(B, N, h, w)`` of candidates ``nodes`` whose values are ``weights``: :func:`as_layer_map` of
-    each (brought onto ``grid`` when given), with the channel vectors of each layer in one
-    :func:`layer_maps_batch` (the same numbers as one by one). Without ``grid`` the maps must share one."""
+    each (brought onto ``grid`` when given), the weights of each layer in one :func:`layer_maps_batch` (its
+    channel vectors in one fixed-shape product: the same numbers as one by one). Without ``grid`` the maps must
+    share one."""
     if not nodes:
         a = values["A"]
         return a.new_zeros(0, a.shape[0], *a.shape[-2:])
     out: list[Tensor | None] = [None] * len(nodes)
     by_layer: dict[str, list[int]] = {}
     for i, (node, w) in enumerate(zip(nodes, weights, strict=True)):
-        if w.dim() == 4 and w.shape[-2:] == (1, 1):
+        if w.dim() == 3:  # a heatmap-valued expression is its own map
+            out[i] = w
+        else:
             by_layer.setdefault(acts_key(node), []).append(i)
     for key, idx in by_layer.items():
         for i, m in zip(idx, layer_maps_batch([weights[i] for i in idx], values[key]), strict=True):
-            out[i] = m if grid is None else on_grid(m, grid)
-    for i, node in enumerate(nodes):
-        if out[i] is None:
-            out[i] = as_layer_map(node, weights[i], values, grid)
-    return torch.stack(out)  # type: ignore[arg-type]
+            out[i] = m
+    return torch.stack([m if grid is None else on_grid(m, grid) for m in out])  # type: ignore[arg-type]
 
 
 def native_grid(node: Node, values: Mapping[str, Tensor]) -> tuple[int, int]:
@@ -360,10 +360,7 @@ def explain_layers(model: nn.Module, layers: Sequence[str | nn.Module], images: 
 def explain_cache(cache: TerminalCache, expressions: Sequence[Node], finished: bool = True) -> list[Tensor]:
     """Heatmaps of several expressions on one terminal cache (terminals computed once, shared); with
     ``finished=False`` the layer-resolution maps of :func:`layer_maps` instead."""
-    needed: set[str] = {"A"}
-    for e in expressions:
-        needed |= e.terminals() | {acts_key(e)}
-    values = cache.values(sorted(needed))
+    values = cache.values(sorted(needed_terminals(expressions)))
     size = tuple(cache.images.shape[-2:])
     memo: dict[Node, Tensor] = {}
     if not finished:
@@ -377,7 +374,6 @@ def needed_terminals(expressions: Iterable[Node]) -> set[str]:
     for e in expressions:
         needed |= e.terminals() | {acts_key(e)}
     return needed
-
 
 
 def explain(
@@ -396,9 +392,9 @@ def explain(
     ``images`` are checked as for :class:`CAM` (:func:`check_images`); every map is finite and in [0, 1];
     ``reshape_transform`` and ``layers`` are as for :class:`CAM`.
     """
-    cam = CAM(model, target_layer, "gradcam", score_top_k=score_top_k, batch_size=batch_size,
-              reshape_transform=reshape_transform, layers=layers)
+    setup = CAM(model, target_layer, "gradcam", score_top_k=score_top_k, batch_size=batch_size,
+                reshape_transform=reshape_transform, layers=layers)  # the model, layers and options, checked
     resolved = [resolve_method(m) for m in methods]
-    images = check_images(images, cam.model)
-    maps = explain_layers(cam.model, cam.layers, images, [node for _, node in resolved], targets, cam.options)
+    images = check_images(images, setup.model)
+    maps = explain_layers(setup.model, setup.layers, images, [node for _, node in resolved], targets, setup.options)
     return {label: _check_maps(m, label) for (label, _), m in zip(resolved, maps, strict=True)}

@@ -121,7 +121,7 @@ def saliency(weights: Tensor, acts: Tensor) -> Tensor:
 def cam(weights: Tensor, acts: Tensor) -> Tensor:
     r"""The heatmap of channel or pixel weights: :math:`\mathrm{norm}(\mathrm{relu}(\sum_k w_k A_k))`
     ``(*B, N, h, w)`` (the first half of every render, :func:`sycam.heatmap.layer_maps`)."""
-    return normalize(torch.relu(saliency(weights, acts)))
+    return _finished(saliency(weights, acts))
 
 
 def on_grid(maps: Tensor, size: tuple[int, int]) -> Tensor:

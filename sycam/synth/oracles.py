@@ -38,7 +38,7 @@ class TriageBlock:
     """What both oracles need of a batch of B candidates, computed in one pass of tensor arithmetic
     (:func:`triage_block`): the layer maps on every view, the correctness oracle's per-candidate counts and the
     equivalence oracle's flat maps. Per candidate the numbers are those of one-by-one triage (the maps come from
-    :func:`~sycam.heatmap.layer_maps_batch`, the counts are reductions of each candidate's own maps)."""
+    :func:`~sycam.heatmap.layer_maps_of`, the counts are reductions of each candidate's own maps)."""
 
     maps: list[Tensor]
     """per view (base first), the layer maps ``(B, N, h, w)``"""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..exactsum import ExactSum, partial_sums
 from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
-from ..heatmap import as_layer_map, finish_layer, grid_of, layer_maps_of
+from ..heatmap import finish_layer, grid_of, layer_maps_of
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
@@ -208,9 +208,6 @@ class Shard:
         return out
 
     # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
-
-    def _maps(self, entry: Entry) -> list[Tensor]:
-        return [as_layer_map(entry.node, w, pv, self.grid) for w, pv in zip(entry.values, self.per_view, strict=True)]
 
     def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
                drop: Sequence[int] = ()) -> list[TriageReply]:
