@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from .._io import write_atomic
-from .format import arrow, direction, esc, finite, fmt, fmt_signed
+from .format import arrow, direction, esc, finite, fmt, fmt_ci, fmt_signed
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
 from .page import page
@@ -176,9 +176,8 @@ def _interval_cell(key: str, metric: str, value: object, results: Mapping[str, M
         sub = "reference"
     else:
         e = diffs.get(key, {}).get(metric) or {}
-        ci = e.get("ci95") or [None, None]
         sure = e.get("verdict") == "better"
-        sub = f"Δ {fmt_signed(e.get('diff'))} [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]"
+        sub = f"Δ {fmt_signed(e.get('diff'))} {fmt_ci(e.get('ci95'))}"
     text = esc(fmt(value))
     if key in best and sure:
         text = f"<strong>{text}</strong>"

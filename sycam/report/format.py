@@ -56,6 +56,17 @@ def fmt_signed(x: object) -> str:
     return ("+" if float(x) >= 0 else "\u2212") + text  # type: ignore[arg-type]
 
 
+def fmt_ci(ci: object) -> str:
+    """A 95% interval ``[lo, hi]`` of a difference, signed like :func:`fmt_signed` (``[−0.0577, +0.0036]``);
+    missing bounds print as :func:`fmt` prints them.
+
+    >>> fmt_ci([-0.05, 0.01]), fmt_ci(None)
+    ('[\u22120.0500, +0.0100]', '[—, —]')
+    """
+    lo, hi = [*ci, None, None][:2] if isinstance(ci, list | tuple) else (None, None)
+    return f"[{fmt_signed(lo)}, {fmt_signed(hi)}]"
+
+
 def fmt_seconds(s: object) -> str:
     """A duration: ``12.50 s``, ``3 min 4 s``, ``1 h 2 min``."""
     if not finite(s):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .format import arrow, esc, fmt, fmt_seconds, fmt_signed
+from .format import arrow, esc, fmt, fmt_ci, fmt_seconds, fmt_signed
 from .page import page
 from .tables import Col, table
 
@@ -18,8 +18,7 @@ HEADERS = ("model", "layer", "metric", "winner", "synthesis", "validation", "tes
 
 
 def _interval(v: Mapping[str, Any]) -> str:
-    lo, hi = (v.get("ci95") or [None, None])[:2]
-    return f"{fmt_signed(v.get('diff'))} [{fmt_signed(lo)}, {fmt_signed(hi)}]"
+    return f"{fmt_signed(v.get('diff'))} {fmt_ci(v.get('ci95'))}"
 
 
 def _tally(cell: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any, cast
 from .._io import write_atomic
 from ..results import SynthesisResults
 from ..stats import verdict
-from .format import SYNTHESIZED, arrow, cite, direction, esc, finite, fmt, fmt_seconds, fmt_signed
+from .format import SYNTHESIZED, arrow, cite, direction, esc, finite, fmt, fmt_ci, fmt_seconds, fmt_signed
 from .formula import formula_html
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
@@ -171,7 +171,7 @@ class _Synthesis:
             relation = {"better": "is better than", "worse": "is worse than"}.get(v, "is not distinguishable from")
             headline = (
                 f"On held-out test images the synthesized expression {relation} {base}, the best baseline: "
-                f"difference {fmt_signed(comp.get('diff'))}, 95% CI [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]."
+                f"difference {fmt_signed(comp.get('diff'))}, 95% CI {fmt_ci(ci)}."
             )
             detail.insert(
                 0,
@@ -197,12 +197,12 @@ class _Synthesis:
             headline = (f"On held-out test images the synthesized expression is better than all {n} exact classic "
                         f"methods it was compared with; the closest, {base}: difference "
                         f"{fmt_signed(comp.get('diff'))}, "
-                        f"95% CI [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}].")
+                        f"95% CI {fmt_ci(ci)}.")
         else:
             relation = "worse than" if v == "worse" else "not distinguishable from"
             headline = (f"On held-out test images the synthesized expression is {relation} {base} "
-                        f"(difference {fmt_signed(comp.get('diff'))}, 95% CI [{fmt_signed(ci[0])}, "
-                        f"{fmt_signed(ci[1])}]), so not better than every classic method: of {n} comparisons, "
+                        f"(difference {fmt_signed(comp.get('diff'))}, 95% CI {fmt_ci(ci)}), so not better than "
+                        f"every classic method: of {n} comparisons, "
                         f"{counts['better']} better, {counts['not distinguishable']} not distinguishable, "
                         f"{counts['worse']} worse.")
         if comp.get("beats_power_control") is False:
@@ -215,10 +215,9 @@ class _Synthesis:
             f"{'positive' if self.hib else 'negative'} side, worse when any lies on the other."))
         images, groups = comp.get("ci95_images"), comp.get("ci95_groups")
         if images and groups and all(finite(x) for x in (*images, *groups)):
-            detail.insert(1, f"Against {base}, resampling groups gives [{fmt_signed(groups[0])}, "
-                             f"{fmt_signed(groups[1])}] and resampling images [{fmt_signed(images[0])}, "
-                             f"{fmt_signed(images[1])}]; each interval shown is the hull of the two, so a verdict "
-                             "holds under either.")
+            detail.insert(1, f"Against {base}, resampling groups gives {fmt_ci(groups)} and resampling images "
+                             f"{fmt_ci(images)}; each interval shown is the hull of the two, so a verdict holds "
+                             "under either.")
         return _VERDICT_CSS.get(v, "mixed"), headline, detail
 
     def _split_details(self) -> list[str]:
