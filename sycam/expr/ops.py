@@ -74,7 +74,7 @@ def channel_sum(weights: Tensor, acts: Tensor) -> Tensor:
     not batched over the images (``bmm``/``einsum``): on CPUs where MKL takes its SSE/AVX2 paths, one image's
     result then changes in the last bit with the number of images in the call, which made a search sharded over
     workers (each holding some of the images) differ from the local one in the ninth digit (issue 22;
-    tests/test_batch_invariance.py reproduces it with ``MKL_ENABLE_INSTRUCTIONS=SSE4_2``). One candidate alone
+    tests/synth/test_batch_invariance.py reproduces it with ``MKL_ENABLE_INSTRUCTIONS=SSE4_2``). One candidate alone
     costs what a block of them does.
 
     >>> a = torch.rand(2, 3, 4, 4); w = torch.rand(5, 2, 3)

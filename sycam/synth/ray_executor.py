@@ -13,7 +13,6 @@ the price (:attr:`RayExecutor.restarts` counts them).
 
 from __future__ import annotations
 
-import importlib.machinery
 import os
 import re
 import socket
@@ -72,9 +71,17 @@ def _ray() -> Any:
 
 
 def _importable(module: str) -> bool:
-    """Whether a fresh process finds ``module`` on its path (not just in this process's ``sys.modules``)."""
+    """Whether a fresh process finds ``module`` (not just this process's ``sys.modules``): on its path, or
+    through an import hook such as the finder of an editable install (``pip install -e``), which puts no folder
+    on ``sys.path``."""
     top = module.partition(".")[0]
-    return top in sys.builtin_module_names or importlib.machinery.PathFinder.find_spec(top) is not None
+    if top in sys.builtin_module_names:
+        return True
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is not None and find(top, None) is not None:
+            return True
+    return False
 
 
 def _flat(obj: Any, depth: int = 3) -> Iterator[Any]:

@@ -22,7 +22,7 @@ distances, and exact partial sums of the metric scores.
 
 Shards are cut at multiples of the extraction batch (:func:`~sycam.synth.executors.plan_shards`), so the
 terminals, per-image scores and therefore the winner, every score and every counter equal those of a local run
-with the same extraction batch and the same number of torch threads as each worker (tests/test_sharded.py checks
+with the same extraction batch and the same number of torch threads as each worker (tests/synth/test_sharded.py checks
 it; with two threads against one, CPU kernels may sum in another order: scores then differ by about 2e-8, and a
 near-tie may fall the other way). The driver reads the candidate stream ahead in
 blocks (one round trip per block, not per candidate) and rewinds the learner's counters to the last candidate

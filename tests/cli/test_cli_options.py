@@ -238,7 +238,7 @@ def test_custom_metric_that_raises_is_one_line(tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_sigint_during_a_real_search_exits_130(tmp_path) -> None:
     """A real SIGINT to a real run (covered fast by the two interrupt tests above)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "o"
     proc = subprocess.Popen([sys.executable, "-m", "sycam", "synthesize", "--random-weights", "--data", "demo",
                              "--limit", "8", "--metric", "energy_pointing_game", "--terminals", "A,G",
@@ -291,7 +291,7 @@ def test_sigterm_exits_143_releases_the_lock_and_keeps_a_valid_checkpoint(tmp_pa
     from sycam._io import LOCK_NAME, MANIFEST_NAME, OutputFolder
     from sycam.synth import checkpoint as ckpt
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "o"
     proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_RUN, str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)

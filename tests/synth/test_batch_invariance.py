@@ -22,7 +22,7 @@ import torch
 
 from sycam.heatmap import saliency
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _lite0_sized(n: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -82,7 +82,7 @@ def test_a_file_that_is_not_weights_is_named_so(tmp_path) -> None:
         load_model("resnet50", weights=path)
     assert str(info.value) == (f"cannot read weights from {path}: not a PyTorch weights file (expected what "
                                "torch.save writes for a state dict)")
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "imagenet-samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "imagenet-samples"
 """the 1000-photo ImageNet sample set (not ours; read where present, never committed)"""
 
 

@@ -18,7 +18,7 @@ from sycam.notebook import Heatmaps, NotebookError, frame
 from sycam.synth import Grammar, SynthesisConfig, synthesize
 from sycam.workspace import evaluate_methods
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "docs" / "notebook.py"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "docs" / "notebook.py"
 
 
 def _inner(framed: str) -> str:

@@ -21,7 +21,7 @@ from sycam.synth import Grammar, SynthesisConfig, SynthesisError, SynthesisResul
 from sycam.synth.executors import InProcessExecutor
 from sycam.terminals import ExtractOptions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "cluster.md"
 TEXT = PAGE.read_text(encoding="utf-8")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")

@@ -21,7 +21,7 @@ import torch
 from sycam.cli import build_parser, main
 from sycam.synth.executors import InProcessExecutor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SYN = ["synthesize", "--random-weights", "--data", "demo", "--limit", "6", "--metric", "energy_pointing_game",
        "--gallery", "0", "--quiet"]
 EVAL = ["evaluate", "--random-weights", "--data", "demo", "--limit", "6", "--metrics", "energy_pointing_game",

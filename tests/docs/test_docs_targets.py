@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "targets.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "targets.md"
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 on one line, with the row's exit status, and no traceback.
 
 docs/errors.md is the one place the messages are written; this file holds how to produce each input. To
-regenerate the table after changing a message: ``python tests/test_hardening_catalogue.py``.
+regenerate the table after changing a message: ``python tests/cli/test_error_catalogue.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from sycam.cli import main
 from sycam.errors import SycamError
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 SYN = ["synthesize", "--data", "demo", "--metric", "energy_pointing_game"]
 STUDY = ["study", "--data", "demo"]
 EXPLAIN = ["explain", "--random-weights", "--method", "gradcam"]
@@ -577,7 +577,7 @@ def test_api_row(case: str, tmp: Path) -> None:
 
 
 def _generate() -> str:  # pragma: no cover - maintenance helper
-    """The catalogue table from running every case (``python tests/test_hardening_catalogue.py``)."""
+    """The catalogue table from running every case (``python tests/cli/test_error_catalogue.py``)."""
     import tempfile
 
     class Capture:
@@ -610,5 +610,5 @@ def _generate() -> str:  # pragma: no cover - maintenance helper
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     print(_generate())

@@ -391,7 +391,7 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 DRIVER = """
 import json, sys, time
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {here!r}]
 import ray, torch, engine_helpers
 import test_sharded as t
 ray.cloudpickle.register_pickle_by_value(engine_helpers)
@@ -424,7 +424,8 @@ def test_ray_cluster_joined_by_address(two_node_cluster: str, tmp_path: Any) -> 
     import json
 
     script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(tests=os.path.dirname(__file__), address=two_node_cluster))
+    script.write_text(DRIVER.format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    here=os.path.dirname(os.path.abspath(__file__)), address=two_node_cluster))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -438,3 +439,25 @@ def test_ray_cluster_joined_by_address(two_node_cluster: str, tmp_path: Any) -> 
         torch.set_num_threads(threads)
     assert got["workers"] == 2 and got["nodes"] == 2  # one worker per CPU of the cluster: one on each node
     assert got["result"] == local
+
+
+def test_a_module_found_only_through_an_import_hook_is_importable_by_the_workers(monkeypatch: Any) -> None:
+    """An editable install (``pip install -e``) finds sycam through a finder on ``sys.meta_path``, with no folder
+    on ``sys.path``: its classes must still travel by reference (sent by value, a class with a
+    ``functools.cached_property`` cannot be pickled on Python 3.11), while a module loaded from a file is not
+    importable there."""
+    import importlib.machinery
+    import types
+
+    from sycam.synth.ray_executor import _importable
+
+    class EditableFinder:
+        @staticmethod
+        def find_spec(name: str, path: Any, target: Any = None) -> Any:
+            return importlib.machinery.ModuleSpec(name, None) if name == "only_by_hook" else None
+
+    assert not _importable("only_by_hook.sub")
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, EditableFinder()])
+    assert _importable("only_by_hook.sub") and _importable("sycam.data.samples") and _importable("math")
+    monkeypatch.setitem(sys.modules, "loaded_from_a_file", types.ModuleType("loaded_from_a_file"))
+    assert not _importable("loaded_from_a_file")

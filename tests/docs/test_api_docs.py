@@ -19,7 +19,7 @@ pytest.importorskip("pdoc", minversion="14")
 import sycam
 import sycam.stats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: (page, anchor, object): the names a reader looks for first
 MAIN_NAMES = [

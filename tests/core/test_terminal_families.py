@@ -106,8 +106,9 @@ def test_a_search_over_two_layers_runs_end_to_end() -> None:
 
 
 def test_informative_default_on_a_degenerate_layer() -> None:
-    from sycam.cli.synthesize import informative_grammar
     from tests.test_diagnostics import PoolHead
+
+    from sycam.cli.synthesize import informative_grammar
 
     net = PoolHead().eval()
     d = diagnose_layer(net, "last", torch.randn(2, 3, 6, 6))

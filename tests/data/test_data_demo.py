@@ -122,7 +122,7 @@ def test_bitwise_deterministic(demo: Samples) -> None:
     assert torch.equal(again.images, demo.images) and torch.equal(again.masks, demo.masks)
     assert again.ids == demo.ids and all(torch.equal(a, b) for a, b in zip(again.boxes, demo.boxes, strict=True))
     # and in a fresh process (no state shared with this one)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", DIGEST_SCRIPT], cwd=root, capture_output=True, text=True, check=True)
     here = hashlib.sha256(demo.images.numpy().tobytes() + demo.masks.numpy().tobytes()).hexdigest()
     assert out.stdout.strip() == here
