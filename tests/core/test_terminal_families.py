@@ -15,7 +15,7 @@ from sycam.synth.learner import Learner
 from sycam.targets import Targets
 from sycam.terminal_families import FamilyOptions, first_component, noisy_copies
 from sycam.terminals import TerminalCache
-from tests.engine_helpers import tiny_net, tiny_samples
+from engine_helpers import tiny_net, tiny_samples
 
 
 class Square(nn.Module):
@@ -106,7 +106,7 @@ def test_a_search_over_two_layers_runs_end_to_end() -> None:
 
 
 def test_informative_default_on_a_degenerate_layer() -> None:
-    from tests.test_diagnostics import PoolHead
+    from test_diagnostics import PoolHead
 
     from sycam.cli.synthesize import informative_grammar
 

@@ -16,7 +16,7 @@ from sycam.heatmap import explain, render
 from sycam.methods import METHODS
 from sycam.targets import Targets
 from sycam.terminals import TerminalCache
-from tests.engine_helpers import tiny_net, tiny_samples
+from engine_helpers import tiny_net, tiny_samples
 
 
 def t(rows: list[list[float]]) -> torch.Tensor:

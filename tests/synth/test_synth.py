@@ -277,5 +277,8 @@ def test_demo_winner_beats_every_classic_method_on_the_synthesis_split() -> None
                         ExtractOptions(score_top_k=4))
     assert set(result.baselines) == set(METHODS)
     best_baseline = max(b["synthesis_score"] for b in result.baselines.values())
-    assert result.best.synthesis_score >= best_baseline
+    # At this layer G is spatially constant, so XGrad-CAM's map is Grad-CAM's up to float32 rounding: the
+    # equivalence oracle (tolerance 1e-4) keeps the seed mean(G), and with one torch thread XGrad-CAM's rounding
+    # lands 5e-9 higher. "Beats" holds to float noise, 1e-6.
+    assert result.best.synthesis_score >= best_baseline - 1e-6
     assert result.best.test_score is not None
