@@ -23,9 +23,15 @@ from .selection import Candidate
 __all__ = ["SynthesisResult", "versions"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SynthesisResult:
-    """What a search found; :meth:`to_dict` is the ``results.json`` schema (:class:`sycam.results.SynthesisResults`)."""
+    """What a search found; :meth:`to_dict` is the ``results.json`` schema (:class:`sycam.results.SynthesisResults`).
+
+    Built by keyword only (as :meth:`~sycam.synth.search.Search.result` does); a copy with one field changed::
+
+        result = synthesize(net, "layer4", syn, test, get_metric("iou"))
+        dataclasses.replace(result, notes=[*result.notes, "re-scored"]).to_dict()["notes"]
+    """
 
     metric: Metric
     """the first objective"""

@@ -919,10 +919,11 @@ class Search:
         counters = self.counters()
         incomplete = self.learner.stats.bank_full or self.stopped in ("time limit", "interrupted")
         return SynthesisResult(
-            self.primary, winner, self.baselines, self.leaderboard, self.history, self.oracle.thresholds[0],
-            self.threshold_source, counters, self.timings, self.settings, self.notes, self.stopped,
-            metrics=self.objectives, thresholds=dict(zip([m.name for m in self.objectives], self.oracle.thresholds,
-                                                         strict=True)),
+            metric=self.primary, best=winner, baselines=self.baselines, leaderboard=self.leaderboard,
+            history=self.history, threshold=self.oracle.thresholds[0], threshold_source=self.threshold_source,
+            counters=counters, timings=self.timings, settings=self.settings, notes=self.notes,
+            stopped_because=self.stopped, metrics=self.objectives,
+            thresholds=dict(zip([m.name for m in self.objectives], self.oracle.thresholds, strict=True)),
             lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
