@@ -62,8 +62,6 @@ class SynthesisConfig:
     """take the values stored in ``checkpoint`` instead of scoring them again (same settings required)"""
     checkpoint_every: float = 30.0
     """seconds between checkpoints"""
-    progress: bool = False
-    """unused; progress follows ``sycam._progress.configure`` (kept for callers)"""
     max_bank_bytes: int = 2 << 30
     """memory cap of the learner's bank of sub-expression values; past it, new candidates are still scored but no
     longer stored for composition (the result is then marked incomplete)"""
