@@ -294,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
                              "seed": args.seed}}
         objective = metrics[0] if len(metrics) == 1 else metrics
         where = {} if executor is None else {"executor": executor}
-        result = synthesize(model.module, model.layer, synthesis, test, objective, config, options, settings, None,
-                            validation=validation, **where)
+        result = synthesize(model.module, model.layer, synthesis, test, objective, config=config, options=options,
+                            settings=settings, validation=validation, **where)
         results = result.to_dict()
         t0 = time.perf_counter()
         items = _gallery(model, results, {"synthesis": synthesis, "validation": validation, "test": test}, args)

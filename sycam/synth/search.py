@@ -982,7 +982,7 @@ def _metric_named(c: Constraint) -> Metric:
 
 
 def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, test: Samples | None,
-               metric: Metric | Sequence[Metric], config: SynthesisConfig | None = None,
+               metric: Metric | Sequence[Metric], *, config: SynthesisConfig | None = None,
                options: ExtractOptions | None = None, settings: dict[str, Any] | None = None,
                on_progress: Callable[[int, float | None], None] | None = None,
                validation: Samples | None = None, executor: Executor | None = None) -> SynthesisResult:
@@ -992,7 +992,8 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
         model, layer: the classifier and its target layer.
         synthesis: the split the search scores candidates on.
         test: held-out samples scored once at the end (``None``: no held-out scores).
-        metric: the objective, or several (a Pareto search; the first is the primary objective).
+        metric: the objective, or several (a Pareto search; the first is the primary objective). The arguments
+            after it are keyword-only.
         config: grammar, λ, budget, equivalence, constraints, checkpointing.
         options: terminal extraction options (batch sizes, Score-CAM top-k cap).
         settings: extra provenance recorded in the results (model, data, ...).
@@ -1006,7 +1007,7 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
     Example::
 
         result = synthesize(net, "layer4", syn, test, [get_metric("energy_pointing_game")],
-                            SynthesisConfig(max_candidates=2000, constraints=("mask_auc >= gradcam",)),
+                            config=SynthesisConfig(max_candidates=2000, constraints=("mask_auc >= gradcam",)),
                             validation=val)
         result.best.expression, result.to_dict()["comparison"]["verdict"]
     """
