@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         info(f"{len(synthesis)} synthesis, {0 if validation is None else len(validation)} validation and "
              f"{len(test)} test samples; {names}; grammar up to size {grammar.max_size}")
         config = SynthesisConfig(
-            grammar=grammar, threshold=args.lambda_, stop_at_threshold=args.stop_at_lambda,
+            grammar=grammar, lambda_=args.lambda_, stop_at_lambda=args.stop_at_lambda,
             max_candidates=args.max_candidates, time_limit=args.time_limit, equivalence=args.equivalence,
             batch=args.candidate_batch, checkpoint=out.path(CHECKPOINT), resume=args.resume, baselines=baselines,
             constraints=tuple(as_list(args.constraint)), guards=not args.no_guards, min_effect=args.min_effect,

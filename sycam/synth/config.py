@@ -32,9 +32,9 @@ class SynthesisConfig:
 
     grammar: Grammar = field(default_factory=Grammar)
     """the search space (terminals, constants, operators, form, maximum size)"""
-    threshold: float | None = None
+    lambda_: float | None = None
     """λ of the first objective; None → the best exact classic method's score"""
-    stop_at_threshold: bool = False
+    stop_at_lambda: bool = False
     """stop at the first correct candidate"""
     max_candidates: int | None = 5000
     """candidates scored (after pruning), exactly; None: no limit"""
@@ -104,8 +104,8 @@ class SynthesisConfig:
         f = self.max_degenerate_fraction
         if isinstance(f, bool) or not isinstance(f, int | float) or not 0.0 <= f < 1.0:
             raise bad("max_degenerate_fraction", f, "in [0, 1)")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise bad("threshold (λ)", self.threshold, "finite")
+        if self.lambda_ is not None and not math.isfinite(self.lambda_):
+            raise bad("lambda_ (λ)", self.lambda_, "finite")
         if not isinstance(self.racing, bool):
             raise bad("racing", self.racing, "True or False")
         if isinstance(self.constraints, str):
@@ -121,10 +121,13 @@ class SynthesisConfig:
             raise bad("min_effect", e, "a finite number ≥ 0")
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings that shape the result, JSON-ready (``settings.synthesis`` in ``results.json``)."""
+        """The settings that shape the result, JSON-ready (``settings.synthesis`` in ``results.json``).
+
+        λ's keys keep their schema names, ``"threshold"`` (``lambda_``) and ``"stop_at_threshold"``
+        (``stop_at_lambda``): results.json is read by other tools and hashed into the checkpoint's settings key."""
         return {
-            "grammar": self.grammar.as_dict(), "threshold": self.threshold,
-            "stop_at_threshold": self.stop_at_threshold, "max_candidates": self.max_candidates,
+            "grammar": self.grammar.as_dict(), "threshold": self.lambda_,
+            "stop_at_threshold": self.stop_at_lambda, "max_candidates": self.max_candidates,
             "time_limit": self.time_limit, "equivalence": self.equivalence, "tolerance": self.tolerance,
             "batch": self.batch, "leaderboard_size": self.leaderboard_size, "baselines": list(self.baselines),
             "seed_baselines": self.seed_baselines, "constraints": list(self.constraints), "guards": self.guards,

@@ -43,9 +43,9 @@ class SynthesisResult:
     """the best admissible candidates on the first objective, best first"""
     history: list[tuple[int, float]]
     """``(candidates scored, best synthesis score so far)`` after each admissible candidate (the report's curve)"""
-    threshold: float | None
+    lambda_: float | None
     """λ of the first objective (None: no exact baseline to take it from)"""
-    threshold_source: str
+    lambda_source: str
     """where λ came from: "user", "best_baseline" or "none" (no λ)"""
     counters: dict[str, Any]
     """the candidate counters, which add up (:meth:`~sycam.synth.search.Search.counters`)"""
@@ -60,7 +60,7 @@ class SynthesisResult:
     """search space exhausted | max candidates | beat λ | time limit | interrupted"""
     metrics: list[Metric] = field(default_factory=list)
     """every objective, the first one first"""
-    thresholds: dict[str, float | None] = field(default_factory=dict)
+    lambdas: dict[str, float | None] = field(default_factory=dict)
     """λ per objective, by metric name"""
     lambda_baseline: str | None = None
     """the baseline whose score is λ of the first objective"""
@@ -110,9 +110,9 @@ class SynthesisResult:
             "metrics": [m.describe() for m in objectives],
             "model": self.settings.get("model", {}),
             "data": self.settings.get("data", {}),
-            "lambda": _finite(self.threshold),
-            "lambda_source": self.threshold_source,
-            "lambdas": {k: _finite(v) for k, v in self.thresholds.items()},
+            "lambda": _finite(self.lambda_),
+            "lambda_source": self.lambda_source,
+            "lambdas": {k: _finite(v) for k, v in self.lambdas.items()},
             "lambda_baseline": self.lambda_baseline,
             "accepted": bool(self.accepted),
             "best": {"expression": best.expression, "latex": parse(best.expression).latex(), "size": best.size,

@@ -234,24 +234,24 @@ class Search:
                     self.baselines[b]["synthesis_score"] = float(agg)
                     self.per_image["synthesis"][b] = [float(x) for x in row]
         exact = [b for b in names if self.exact(b)]
-        thresholds: list[float | None] = []
+        lambdas: list[float | None] = []
         self.lambda_baseline: str | None = None
         for m in self.objectives:
             top = self._best_of(exact, m)
-            thresholds.append(None if top is None else self.baselines[top]["scores"][m.name])
+            lambdas.append(None if top is None else self.baselines[top]["scores"][m.name])
             if m is self.primary:
                 self.lambda_baseline = top
-        if self.config.threshold is not None:
-            thresholds[0], self.threshold_source = float(self.config.threshold), "user"
+        if self.config.lambda_ is not None:
+            lambdas[0], self.lambda_source = float(self.config.lambda_), "user"
         else:
-            self.threshold_source = "best_baseline" if thresholds[0] is not None else "none"
+            self.lambda_source = "best_baseline" if lambdas[0] is not None else "none"
         bounds = []
         for c in self.constraint_specs:
             metric = self.columns[self.names.index(c.metric)]
             values = {b: self.baselines[b]["scores"][c.metric] for b in names}
             bounds.append((c, c.bound(values, exact, lambda a, b, m=metric: m.better(a, b))))
         allowed = math.floor(self.config.max_degenerate_fraction * len(self.synthesis) + 1e-9)
-        self.oracle = CorrectnessOracle(self.objectives, thresholds, bounds, allowed)
+        self.oracle = CorrectnessOracle(self.objectives, lambdas, bounds, allowed)
         self.timings["baselines"] = time.perf_counter() - t0
 
     def _best_of(self, names: Sequence[str], metric: Metric) -> str | None:
@@ -564,7 +564,7 @@ class Search:
                 and time.perf_counter() - self._last_checkpoint > self.config.checkpoint_every):
             self._save_checkpoint()
         left = self._budget_left()
-        if self.config.stop_at_threshold and any(self.oracle.correct(c.scores) for c in self._pool()):
+        if self.config.stop_at_lambda and any(self.oracle.correct(c.scores) for c in self._pool()):
             self.stopped = "beat λ"
         elif left is not None and left <= 0:
             self.stopped = "max candidates"
@@ -664,7 +664,7 @@ class Search:
         """The ``candidates`` whose per-image synthesis scores are within noise (or ``min_effect``) of the λ
         baseline's: tied with λ, they may still be better held out, so they enter the validation pool."""
         b = self.lambda_baseline
-        if b is None or not candidates or self.threshold_source == "user" or len(self.objectives) > 1:
+        if b is None or not candidates or self.lambda_source == "user" or len(self.objectives) > 1:
             return []
         rows = self._split_scores("synthesis", [parse(c.expression) for c in candidates], self.primary)
         ref = self.per_image["synthesis"][b]
@@ -920,10 +920,10 @@ class Search:
         incomplete = self.learner.stats.bank_full or self.stopped in ("time limit", "interrupted")
         return SynthesisResult(
             metric=self.primary, best=winner, baselines=self.baselines, leaderboard=self.leaderboard,
-            history=self.history, threshold=self.oracle.thresholds[0], threshold_source=self.threshold_source,
+            history=self.history, lambda_=self.oracle.lambdas[0], lambda_source=self.lambda_source,
             counters=counters, timings=self.timings, settings=self.settings, notes=self.notes,
             stopped_because=self.stopped, metrics=self.objectives,
-            thresholds=dict(zip([m.name for m in self.objectives], self.oracle.thresholds, strict=True)),
+            lambdas=dict(zip([m.name for m in self.objectives], self.oracle.lambdas, strict=True)),
             lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,

@@ -172,7 +172,7 @@ def test_sharded_search_equals_the_local_search(case: str, workers: int) -> None
 
 def test_stop_at_lambda_and_no_held_out_splits() -> None:
     syn, _, _ = splits()
-    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4), stop_at_threshold=True)
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4), stop_at_lambda=True)
     local = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config=config, options=OPTIONS)
     with InProcessExecutor(workers=2) as ex:
         sharded = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config=config, options=OPTIONS,

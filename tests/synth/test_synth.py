@@ -175,7 +175,7 @@ def test_lambda_direction_stop_and_results_schema() -> None:
     syn, test = samples.subset(range(5)), samples.subset(range(5, 8))
     grammar = Grammar(terminals=("A", "G"), max_size=4)
     complexity = get_metric("complexity")  # lower is better
-    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_threshold=True, batch=4, guards=False)
+    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_lambda=True, batch=4, guards=False)
     result = synthesize(net, LAYER, syn, test, complexity, config=config)
     d = json.loads(json.dumps(result.to_dict()))
     assert d["metric"]["higher_is_better"] is False
@@ -190,7 +190,7 @@ def test_lambda_direction_stop_and_results_schema() -> None:
         assert key in d
     hist = [s for _, s in d["history"]]
     assert all(b <= a for a, b in itertools.pairwise(hist))  # best-so-far never gets worse
-    user = synthesize(net, LAYER, syn, test, complexity, config=replace(config, threshold=-1.0, stop_at_threshold=False,
+    user = synthesize(net, LAYER, syn, test, complexity, config=replace(config, lambda_=-1.0, stop_at_lambda=False,
                                                                          max_candidates=30))
     assert user.to_dict()["lambda_source"] == "user" and user.to_dict()["accepted"] is False
 
