@@ -68,7 +68,7 @@ def run_mode(mode: str, model: Any, layer: str, samples: Any, args: argparse.Nam
             "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
             "winner": run.winner.expression, "winner_score": run.winner.synthesis_score,
             "leaderboard": [[x.expression, x.synthesis_score] for x in run.leaderboard],
-            "lambda": run.oracle.thresholds[0], "lambda_baseline": run.lambda_baseline, "notes": run.notes}
+            "lambda": run.oracle.lambdas[0], "lambda_baseline": run.lambda_baseline, "notes": run.notes}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,7 +87,7 @@ def _run_mode(mode: str, n: int, candidates: int, max_size: int) -> dict[str, An
         "candidates_per_s": considered / wall, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
         "winner": run.winner.expression, "winner_score": run.winner.synthesis_score,
         "leaderboard": [[x.expression, x.synthesis_score] for x in run.leaderboard],
-        "lambda": run.oracle.thresholds[0],
+        "lambda": run.oracle.lambdas[0],
     }
 
 

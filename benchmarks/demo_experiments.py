@@ -191,7 +191,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         config = config_from(s)
         options = ExtractOptions(score_top_k=s.get("score_top_k"))
         result = synthesize(model.module, model.layer, synthesis, test, metrics[0] if len(metrics) == 1 else metrics,
-                            config, options, {"data": {"n_synthesis": len(synthesis)}}, None, validation=validation)
+                            config=config, options=options, settings={"data": {"n_synthesis": len(synthesis)}},
+                            validation=validation)
         r = result.to_dict()
         wall = time.perf_counter() - t0
     finally:
@@ -286,8 +287,8 @@ def run_optimism(args: argparse.Namespace) -> dict[str, Any]:
                 pick = sorted(random.Random(1000 * n + 10 * held + draw).sample(pool, n))
                 syn, out = samples.subset(pick), samples.subset(index[held])
                 t0 = time.perf_counter()
-                r = synthesize(model.module, model.layer, syn, out, metric, config_from(s),
-                               ExtractOptions(score_top_k=s.get("score_top_k")), None, None).to_dict()
+                r = synthesize(model.module, model.layer, syn, out, metric, config=config_from(s),
+                               options=ExtractOptions(score_top_k=s.get("score_top_k"))).to_dict()
                 b, g = r["best"], r["baselines"]["gradcam"]
                 row = {"n": n, "held_out_world": held + 1, "draw": draw, "winner": b["expression"],
                        "syn": b["synthesis_score"], "held_out": b["test_score"],

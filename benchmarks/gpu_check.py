@@ -76,8 +76,8 @@ def _demo_search(samples, device: str) -> dict[str, object]:
                              constraints=tuple(DEMO.get("constraint") or ()))
     t0 = time.perf_counter()
     result = synthesize(model.module, model.layer, syn.to(device), test.to(device),
-                        [get_metric(m) for m in DEMO["metric"]], config,
-                        ExtractOptions(score_top_k=DEMO["score_top_k"]), validation=val.to(device))
+                        [get_metric(m) for m in DEMO["metric"]], config=config,
+                        options=ExtractOptions(score_top_k=DEMO["score_top_k"]), validation=val.to(device))
     d = result.to_dict()
     return {"best": d["best"]["expression"], "synthesis_score": d["best"]["synthesis_score"],
             "test_score": d["best"]["test_score"], "comparison": d.get("comparison"),

@@ -86,8 +86,8 @@ def run_once(model: Any, splits: tuple[Samples, Samples, Samples], config: Synth
         ex.measure = True
     try:
         t0 = time.perf_counter()
-        result = synthesize(model.module, model.layer, syn, test, metrics, config, options, validation=val,
-                            executor=ex)
+        result = synthesize(model.module, model.layer, syn, test, metrics, config=config, options=options,
+                            validation=val, executor=ex)
         wall = time.perf_counter() - t0
         out = {"wall": wall, "timings": dict(result.timings), "results": result.to_dict(),
                "enumerated": result.counters["candidates_enumerated"], "scored": result.counters["candidates_scored"]}
@@ -120,8 +120,8 @@ def bytes_against_images(model: Any, samples: Samples, sizes: list[int]) -> list
         data = tiled(samples, n)
         with InProcessExecutor(workers=2) as ex:
             ex.measure = True
-            result = synthesize(model.module, model.layer, data, None, get_metric("energy_pointing_game"), config,
-                                ExtractOptions(batch_size=(n + 1) // 2), executor=ex)
+            result = synthesize(model.module, model.layer, data, None, get_metric("energy_pointing_game"),
+                                config=config, options=ExtractOptions(batch_size=(n + 1) // 2), executor=ex)
             moved = traffic(ex, SEARCH_CALLS)
         enumerated = result.counters["candidates_enumerated"]
         rows.append({"images": n, "enumerated": enumerated, "bytes_search": moved,

@@ -93,7 +93,7 @@ def run_search(model: torch.nn.Module, layer: str, samples: Samples, metric: Met
                                  guards=False)  # the objective alone, as the competitor and the bare work score
         try:
             Search.triage_size = 1 if unbatched else saved
-            result = synthesize(model, layer, samples, None, metric, config, options)
+            result = synthesize(model, layer, samples, None, metric, config=config, options=options)
         finally:
             Search.triage_size = saved
         scored = json.loads(checkpoint.read_text())["scored"]

@@ -24,7 +24,7 @@ A heatmap from a CAM expression, then a search for the expression that scores be
     synthesis, test = sycam.split(samples, test_fraction=0.5, seed=0)
     result = sycam.synthesize(model.module, model.layer, synthesis, test,
                               sycam.get_metric("energy_pointing_game"),
-                              sycam.SynthesisConfig(grammar=sycam.Grammar(max_size=5), max_candidates=2000))
+                              config=sycam.SynthesisConfig(grammar=sycam.Grammar(max_size=5), max_candidates=2000))
     result.best.expression, result.best.test_score
 
 Related modules: :mod:`sycam.stats` (paired bootstrap CI and verdict), :mod:`sycam.results` (the

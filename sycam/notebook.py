@@ -111,5 +111,5 @@ def evaluation_html(evaluation: Any) -> str:
 
 
 def result_html(result: Any) -> str:
-    """A :class:`~sycam.synth.search.SynthesisResult` as the synthesis report (no gallery), framed."""
+    """A :class:`~sycam.synth.result.SynthesisResult` as the synthesis report (no gallery), framed."""
     return frame(render_report(result.to_dict()))

@@ -301,8 +301,8 @@ def run_cell(model: LoadedModel, metric_name: str, splits: StudySplits, config: 
     cost = cost_per_image(model, metric, cell_config, options, splits.synthesis)
     t0 = time.perf_counter()
     where = {} if executor is None else {"executor": executor}
-    result = synthesize(model.module, model.layer, splits.synthesis, splits.test, metric, cell_config, options,
-                        settings, validation=splits.validation, **where)
+    result = synthesize(model.module, model.layer, splits.synthesis, splits.test, metric, config=cell_config,
+                        options=options, settings=settings, validation=splits.validation, **where)
     results = result.to_dict()
     wall = time.perf_counter() - t0
     row = summarize_cell(results, metric)

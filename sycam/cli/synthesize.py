@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         info(f"{len(synthesis)} synthesis, {0 if validation is None else len(validation)} validation and "
              f"{len(test)} test samples; {names}; grammar up to size {grammar.max_size}")
         config = SynthesisConfig(
-            grammar=grammar, threshold=args.lambda_, stop_at_threshold=args.stop_at_lambda,
+            grammar=grammar, lambda_=args.lambda_, stop_at_lambda=args.stop_at_lambda,
             max_candidates=args.max_candidates, time_limit=args.time_limit, equivalence=args.equivalence,
             batch=args.candidate_batch, checkpoint=out.path(CHECKPOINT), resume=args.resume, baselines=baselines,
             constraints=tuple(as_list(args.constraint)), guards=not args.no_guards, min_effect=args.min_effect,
@@ -294,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
                              "seed": args.seed}}
         objective = metrics[0] if len(metrics) == 1 else metrics
         where = {} if executor is None else {"executor": executor}
-        result = synthesize(model.module, model.layer, synthesis, test, objective, config, options, settings, None,
-                            validation=validation, **where)
+        result = synthesize(model.module, model.layer, synthesis, test, objective, config=config, options=options,
+                            settings=settings, validation=validation, **where)
         results = result.to_dict()
         t0 = time.perf_counter()
         items = _gallery(model, results, {"synthesis": synthesis, "validation": validation, "test": test}, args)

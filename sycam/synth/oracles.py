@@ -135,13 +135,13 @@ class CorrectnessOracle:
 
     Args:
         objectives: the metrics being optimized (the first is the primary one).
-        thresholds: λ per objective (``None``: no λ, nothing beats it).
+        lambdas: λ per objective (``None``: no λ, nothing beats it).
         constraints: ``(constraint, bound)`` pairs (bounds resolved from the baselines).
         max_degenerate: synthesis images on which a candidate's heatmap may be degenerate.
     """
 
     objectives: Sequence[Metric]
-    thresholds: Sequence[float | None]
+    lambdas: Sequence[float | None]
     constraints: Sequence[tuple[Constraint, float]] = ()
     max_degenerate: int = 0
 
@@ -173,7 +173,7 @@ class CorrectnessOracle:
     def beats(self, scores: Mapping[str, float]) -> bool:
         """Strictly better than λ on every objective (False where an objective has no λ)."""
         return all(t is not None and m.better(scores[m.name], t)
-                   for m, t in zip(self.objectives, self.thresholds, strict=True))
+                   for m, t in zip(self.objectives, self.lambdas, strict=True))
 
     def correct(self, scores: Mapping[str, float]) -> bool:
         """Admissible (constraints hold) and beats λ on every objective."""

@@ -146,7 +146,7 @@ class RayExecutor(Executor):
     Example::
 
         with RayExecutor(workers=2) as ex:
-            result = synthesize(net, "layer4", syn, test, metric, config, executor=ex)
+            result = synthesize(net, "layer4", syn, test, metric, config=config, executor=ex)
     """
 
     name = "ray"

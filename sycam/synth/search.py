@@ -36,11 +36,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,19 +53,20 @@ from ..expr import Kind, Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, grid_of, needed_terminals
 from ..methods import METHODS, method_at_layer, method_title
 from ..metrics.base import Metric, MetricError
-from ..results import CONTROL, CONTROL_TITLE, POWER_CONTROL, POWER_CONTROL_TITLE, SYNTHESIZED, SynthesisResults
+from ..results import CONTROL, CONTROL_TITLE, POWER_CONTROL, POWER_CONTROL_TITLE, SYNTHESIZED
 from ..targets import Targets
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
 from . import checkpoint as ckpt
-from .constraints import GUARD_REFERENCE, Constraint, default_constraints, parse_constraints
+from .config import SynthesisConfig
+from .constraints import Constraint, default_constraints, parse_constraints
 from .control import POWERS, control_scores, pick_power, power_control_scores
 from .errors import SynthesisError
-from .grammar import Grammar
 from .keystore import KeyStore
 from .learner import Entry, Learner
 from .oracles import CorrectnessOracle, EquivalenceOracle, triage_block
 from .racing import Race, hardest_first
+from .result import SynthesisResult, _finite
 from .selection import Candidate, choose_within_noise, merge_rescaled, pareto_add, shapes_on
 
 if TYPE_CHECKING:
@@ -76,276 +75,7 @@ if TYPE_CHECKING:
 TRIAGE_BLOCK = 64
 """candidates read ahead and triaged at once (one batched pass of both oracles; on shards one round trip)"""
 
-__all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
-
-
-@dataclass
-class SynthesisConfig:
-    """Settings of one synthesis run (all recorded in the results); :meth:`check` validates them.
-
-    The defaults search the whole built-in grammar up to size 7 for at most 5000 scored candidates, with λ
-    set by the best exact classic method. A reproducible, constrained run::
-
-        SynthesisConfig(grammar=Grammar.load("grammar.txt"), max_candidates=2000,
-                        constraints=("mask_auc >= gradcam", "deletion_auc <= 0.2"))
-    """
-
-    grammar: Grammar = field(default_factory=Grammar)
-    """the search space (terminals, constants, operators, form, maximum size)"""
-    threshold: float | None = None
-    """λ of the first objective; None → the best exact classic method's score"""
-    stop_at_threshold: bool = False
-    """stop at the first correct candidate"""
-    max_candidates: int | None = 5000
-    """candidates scored (after pruning), exactly; None: no limit"""
-    time_limit: float | None = None
-    """seconds of search (terminal extraction excluded); not reproducible"""
-    equivalence: str = "heatmap"
-    """how the equivalence oracle prunes (:mod:`sycam.synth.oracles`): "heatmap" (layer maps agree within
-    ``tolerance`` on every image and view), "metric" (objective values agree within ``tolerance``) or "none"
-    (no pruning)"""
-    tolerance: float = 1e-4
-    """largest absolute difference at which two candidates count as equivalent"""
-    batch: int | None = None
-    """candidates scored per metric call; None: :func:`default_batch` (2 on the CPU, where large (B, N, H, W)
-    intermediates thrash its caches, unless every metric scores at layer resolution; 32 on an accelerator)"""
-    leaderboard_size: int = 20
-    """candidates kept on the leaderboard (the pool the winner is chosen from without several objectives)"""
-    baselines: tuple[str, ...] = tuple(METHODS)
-    """the classic methods scored beside the search (keys of :data:`sycam.methods.METHODS`)"""
-    seed_baselines: bool = True
-    """score the classic methods the grammar's terminals/operators allow first"""
-    checkpoint: Path | None = None
-    """file the scored values are saved to during the search (:mod:`sycam.synth.checkpoint`); None: none"""
-    resume: bool = False
-    """take the values stored in ``checkpoint`` instead of scoring them again (same settings required)"""
-    checkpoint_every: float = 30.0
-    """seconds between checkpoints"""
-    progress: bool = False
-    """unused; progress follows ``sycam._progress.configure`` (kept for callers)"""
-    max_bank_bytes: int = 2 << 30
-    """memory cap of the learner's bank of sub-expression values; past it, new candidates are still scored but no
-    longer stored for composition (the result is then marked incomplete)"""
-    constraints: tuple[str, ...] = ()
-    """"METRIC OP RHS" conditions on the synthesis split (see :mod:`sycam.synth.constraints`); empty: the objectives'
-    default guards (unless ``guards`` is False)"""
-    guards: bool = True
-    """with no ``constraints``, apply the objectives' default guards
-    (:func:`~sycam.synth.constraints.default_constraints`; they bound candidates by Grad-CAM's synthesis scores,
-    so ``gradcam`` must be among the baselines); False: no constraint at all (``--no-guards``)"""
-    min_effect: float = 0.0
-    """smallest difference of mean scores (in the metric's units) that counts: two candidates closer than this are
-    tied on synthesis (both may enter the validation pool) and on validation (the smaller wins)"""
-    max_degenerate_fraction: float = 0.0
-    """share of synthesis images on which a candidate's heatmap may be degenerate (constant/all-zero)"""
-    racing: bool = False
-    """score each candidate on a growing subset of the synthesis images and drop it as soon as it provably
-    cannot enter the leaderboard (:mod:`sycam.synth.racing`); survivors are scored on every image, so every
-    reported score, the leaderboard and the winner are those of the exact run"""
-
-    def check(self) -> None:
-        """Raise :class:`SynthesisError` for a setting out of range."""
-        def bad(name: str, value: object, want: str) -> SynthesisError:
-            return SynthesisError(f"{name} must be {want}, got {value!r}")
-
-        def positive_int(name: str, value: object, allow_none: bool = True) -> None:
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, value, "a positive integer" + (" or None" if allow_none else ""))
-
-        positive_int("max_candidates", self.max_candidates)
-        positive_int("batch", self.batch)
-        positive_int("leaderboard_size", self.leaderboard_size, allow_none=False)
-        for name in ("time_limit", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not math.isfinite(value) or value <= 0):
-                raise bad(name, value, "a positive number of seconds" + (" or None" if name == "time_limit" else ""))
-        f = self.max_degenerate_fraction
-        if isinstance(f, bool) or not isinstance(f, int | float) or not 0.0 <= f < 1.0:
-            raise bad("max_degenerate_fraction", f, "in [0, 1)")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise bad("threshold (λ)", self.threshold, "finite")
-        if not isinstance(self.racing, bool):
-            raise bad("racing", self.racing, "True or False")
-        if isinstance(self.constraints, str):
-            raise bad("constraints", self.constraints, "a tuple of strings")
-        if not isinstance(self.guards, bool):
-            raise bad("guards", self.guards, "True or False")
-        if self.guards and not self.constraints and GUARD_REFERENCE not in self.baselines:
-            raise SynthesisError(f"the default guards are bounds of {GUARD_REFERENCE}'s scores: add "
-                                 f"{GUARD_REFERENCE} to the baselines, give constraints, or turn the guards off "
-                                 "(guards=False, --no-guards)")
-        e = self.min_effect
-        if isinstance(e, bool) or not isinstance(e, int | float) or not math.isfinite(e) or e < 0:
-            raise bad("min_effect", e, "a finite number ≥ 0")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The settings that shape the result, JSON-ready (``settings.synthesis`` in ``results.json``)."""
-        return {
-            "grammar": self.grammar.as_dict(), "threshold": self.threshold,
-            "stop_at_threshold": self.stop_at_threshold, "max_candidates": self.max_candidates,
-            "time_limit": self.time_limit, "equivalence": self.equivalence, "tolerance": self.tolerance,
-            "batch": self.batch, "leaderboard_size": self.leaderboard_size, "baselines": list(self.baselines),
-            "seed_baselines": self.seed_baselines, "constraints": list(self.constraints), "guards": self.guards,
-            "min_effect": self.min_effect,
-            "max_degenerate_fraction": self.max_degenerate_fraction, "max_bank_bytes": self.max_bank_bytes,
-            "racing": self.racing,
-        }
-
-
-@dataclass
-class SynthesisResult:
-    """What a search found; :meth:`to_dict` is the ``results.json`` schema (:class:`sycam.results.SynthesisResults`)."""
-
-    metric: Metric
-    """the first objective"""
-    best: Candidate
-    """the winner (see the module doc for the rule), with its scores on every split"""
-    baselines: dict[str, dict[str, Any]]
-    """classic method key → its expression, title, exactness and scores (``results.json``'s ``baselines``)"""
-    leaderboard: list[Candidate]
-    """the best admissible candidates on the first objective, best first"""
-    history: list[tuple[int, float]]
-    """``(candidates scored, best synthesis score so far)`` after each admissible candidate (the report's curve)"""
-    threshold: float | None
-    """λ of the first objective (None: no exact baseline to take it from)"""
-    threshold_source: str
-    """where λ came from: "user", "best_baseline" or "none" (no λ)"""
-    counters: dict[str, Any]
-    """the candidate counters, which add up (:meth:`Search.counters`)"""
-    timings: dict[str, float]
-    """seconds per phase"""
-    settings: dict[str, Any]
-    """provenance: the caller's settings, the config, the extraction options, the metrics, the synthesis ids"""
-    notes: list[str]
-    """what a reader of the result should know: a capped Score-CAM terminal, a resume, an interrupt, a full
-    bank, how the winner was chosen on validation"""
-    stopped_because: str
-    """search space exhausted | max candidates | beat λ | time limit | interrupted"""
-    metrics: list[Metric] = field(default_factory=list)
-    """every objective, the first one first"""
-    thresholds: dict[str, float | None] = field(default_factory=dict)
-    """λ per objective, by metric name"""
-    lambda_baseline: str | None = None
-    """the baseline whose score is λ of the first objective"""
-    accepted: bool = False
-    """the winner beats λ on every objective and every constraint holds"""
-    constraints: list[tuple[Constraint, float]] = field(default_factory=list)
-    """each constraint with its resolved bound"""
-    pareto: list[Candidate] = field(default_factory=list)
-    """the Pareto front of admissible candidates (several objectives only)"""
-    per_image: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    """split → method → primary score per image, in ``ids`` order"""
-    ids: dict[str, list[str]] = field(default_factory=dict)
-    """split → sample ids"""
-    degenerate: dict[str, dict[str, int]] = field(default_factory=dict)
-    """method → split → images whose heatmap is degenerate (constant, all-zero or non-finite)"""
-    comparison: dict[str, Any] | None = None
-    """winner minus the best exact baseline on the test split with a paired bootstrap CI and the verdict"""
-    control: dict[str, Any] | None = None
-    """Grad-CAM thresholded to the winner's sparsity, scored on each split"""
-    incomplete: bool = False
-    """a bank cap, a time limit or an interrupt cut the search"""
-    power_control: dict[str, Any] | None = None
-    """Grad-CAM's final map to the power fitted on the synthesis split, scored on each split"""
-    selection: dict[str, Any] = field(default_factory=dict)
-    """why the winner (one line), the leaderboard's top row, the min effect, the merged rescalings"""
-    diagnostics: dict[str, Any] | None = None
-    """the target layer's :class:`~sycam.diagnostics.Diagnosis` (``as_dict``), None where it was not run"""
-
-    @property
-    def optimism(self) -> float | None:
-        """Synthesis minus validation score of the winner (its selection bias); None without validation."""
-        v = self.best.validation_score
-        return None if v is None else self.best.synthesis_score - v
-
-    def _repr_html_(self) -> str:
-        """The synthesis report inline in a notebook (rendered by :func:`sycam.notebook.result_html`)."""
-        from ..notebook import result_html  # the rendering lives above; this only hands the result over
-
-        return result_html(self)
-
-    def to_dict(self) -> SynthesisResults:
-        """The ``results.json`` content (JSON-ready: non-finite numbers become ``None``)."""
-        objectives = self.metrics or [self.metric]
-        best = self.best
-        out: dict[str, Any] = {
-            "metric": self.metric.describe(),
-            "metrics": [m.describe() for m in objectives],
-            "model": self.settings.get("model", {}),
-            "data": self.settings.get("data", {}),
-            "lambda": _finite(self.threshold),
-            "lambda_source": self.threshold_source,
-            "lambdas": {k: _finite(v) for k, v in self.thresholds.items()},
-            "lambda_baseline": self.lambda_baseline,
-            "accepted": bool(self.accepted),
-            "best": {"expression": best.expression, "latex": parse(best.expression).latex(), "size": best.size,
-                     "synthesis_score": _finite(best.synthesis_score),
-                     "validation_score": _finite(best.validation_score), "test_score": _finite(best.test_score),
-                     "is_baseline": best.seed, "scores": _finite_map(best.scores),
-                     "test_scores": _finite_map(best.test_scores), "accepted": bool(self.accepted)},
-            "baselines": {k: {**v, "synthesis_score": _finite(v["synthesis_score"]),
-                              "validation_score": _finite(v.get("validation_score")),
-                              "test_score": _finite(v.get("test_score")), "scores": _finite_map(v.get("scores", {})),
-                              "test_scores": _finite_map(v.get("test_scores", {}))}
-                          for k, v in self.baselines.items()},
-            "leaderboard": [{"rank": i + 1, "expression": c.expression, "size": c.size,
-                             "synthesis_score": _finite(c.synthesis_score),
-                             "validation_score": _finite(c.validation_score), "test_score": _finite(c.test_score),
-                             "is_baseline": c.seed}
-                            for i, c in enumerate(self.leaderboard)],
-            "history": [[n, _finite(s)] for n, s in self.history],
-            "guards": self.settings.get("guards", "user" if self.constraints else "off"),
-            "constraints": [{"text": c.text, "metric": c.metric, "op": c.op,
-                             "rhs": c.rhs if c.rhs is not None else repr(c.scale), "bound": _finite(bound),
-                             "synthesis_value": _finite(best.scores.get(c.metric)),
-                             "holds": c.holds(best.scores.get(c.metric, math.nan), bound)}
-                            for c, bound in self.constraints],
-            "per_image": self.per_image,
-            "ids": self.ids,
-            "degenerate": self.degenerate,
-            "comparison": self.comparison,
-            "control": self.control,
-            "power_control": self.power_control,
-            "selection": self.selection,
-            "validation_score": _finite(best.validation_score),
-            "optimism": _finite(self.optimism),
-            "incomplete": bool(self.incomplete),
-            **self.counters,
-            "stopped_because": self.stopped_because,
-            "seconds": round(sum(self.timings.values()), 3),
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "settings": self.settings,
-            "versions": versions(),
-            "notes": self.notes,
-        }
-        if self.diagnostics is not None:
-            out["diagnostics"] = self.diagnostics
-        if len(objectives) > 1:
-            out["pareto"] = [{"expression": c.expression, "size": c.size,
-                              "scores": {m.name: _finite(c.scores.get(m.name)) for m in objectives}}
-                             for c in self.pareto]
-        return out  # type: ignore[return-value]
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def _finite_map(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: _finite(v) for k, v in d.items()}
-
-
-def versions() -> dict[str, str]:
-    """Versions of sycam, torch, torchvision and Python (recorded with every result)."""
-    import torchvision
-
-    from .. import __version__
-
-    return {"sycam": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "python": platform.python_version()}
+__all__ = ["Candidate", "Search", "SynthesisError", "synthesize"]
 
 
 class Search:
@@ -504,24 +234,24 @@ class Search:
                     self.baselines[b]["synthesis_score"] = float(agg)
                     self.per_image["synthesis"][b] = [float(x) for x in row]
         exact = [b for b in names if self.exact(b)]
-        thresholds: list[float | None] = []
+        lambdas: list[float | None] = []
         self.lambda_baseline: str | None = None
         for m in self.objectives:
             top = self._best_of(exact, m)
-            thresholds.append(None if top is None else self.baselines[top]["scores"][m.name])
+            lambdas.append(None if top is None else self.baselines[top]["scores"][m.name])
             if m is self.primary:
                 self.lambda_baseline = top
-        if self.config.threshold is not None:
-            thresholds[0], self.threshold_source = float(self.config.threshold), "user"
+        if self.config.lambda_ is not None:
+            lambdas[0], self.lambda_source = float(self.config.lambda_), "user"
         else:
-            self.threshold_source = "best_baseline" if thresholds[0] is not None else "none"
+            self.lambda_source = "best_baseline" if lambdas[0] is not None else "none"
         bounds = []
         for c in self.constraint_specs:
             metric = self.columns[self.names.index(c.metric)]
             values = {b: self.baselines[b]["scores"][c.metric] for b in names}
             bounds.append((c, c.bound(values, exact, lambda a, b, m=metric: m.better(a, b))))
         allowed = math.floor(self.config.max_degenerate_fraction * len(self.synthesis) + 1e-9)
-        self.oracle = CorrectnessOracle(self.objectives, thresholds, bounds, allowed)
+        self.oracle = CorrectnessOracle(self.objectives, lambdas, bounds, allowed)
         self.timings["baselines"] = time.perf_counter() - t0
 
     def _best_of(self, names: Sequence[str], metric: Metric) -> str | None:
@@ -834,7 +564,7 @@ class Search:
                 and time.perf_counter() - self._last_checkpoint > self.config.checkpoint_every):
             self._save_checkpoint()
         left = self._budget_left()
-        if self.config.stop_at_threshold and any(self.oracle.correct(c.scores) for c in self._pool()):
+        if self.config.stop_at_lambda and any(self.oracle.correct(c.scores) for c in self._pool()):
             self.stopped = "beat λ"
         elif left is not None and left <= 0:
             self.stopped = "max candidates"
@@ -934,7 +664,7 @@ class Search:
         """The ``candidates`` whose per-image synthesis scores are within noise (or ``min_effect``) of the λ
         baseline's: tied with λ, they may still be better held out, so they enter the validation pool."""
         b = self.lambda_baseline
-        if b is None or not candidates or self.threshold_source == "user" or len(self.objectives) > 1:
+        if b is None or not candidates or self.lambda_source == "user" or len(self.objectives) > 1:
             return []
         rows = self._split_scores("synthesis", [parse(c.expression) for c in candidates], self.primary)
         ref = self.per_image["synthesis"][b]
@@ -1189,10 +919,11 @@ class Search:
         counters = self.counters()
         incomplete = self.learner.stats.bank_full or self.stopped in ("time limit", "interrupted")
         return SynthesisResult(
-            self.primary, winner, self.baselines, self.leaderboard, self.history, self.oracle.thresholds[0],
-            self.threshold_source, counters, self.timings, self.settings, self.notes, self.stopped,
-            metrics=self.objectives, thresholds=dict(zip([m.name for m in self.objectives], self.oracle.thresholds,
-                                                         strict=True)),
+            metric=self.primary, best=winner, baselines=self.baselines, leaderboard=self.leaderboard,
+            history=self.history, lambda_=self.oracle.lambdas[0], lambda_source=self.lambda_source,
+            counters=counters, timings=self.timings, settings=self.settings, notes=self.notes,
+            stopped_because=self.stopped, metrics=self.objectives,
+            lambdas=dict(zip([m.name for m in self.objectives], self.oracle.lambdas, strict=True)),
             lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
@@ -1251,7 +982,7 @@ def _metric_named(c: Constraint) -> Metric:
 
 
 def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, test: Samples | None,
-               metric: Metric | Sequence[Metric], config: SynthesisConfig | None = None,
+               metric: Metric | Sequence[Metric], *, config: SynthesisConfig | None = None,
                options: ExtractOptions | None = None, settings: dict[str, Any] | None = None,
                on_progress: Callable[[int, float | None], None] | None = None,
                validation: Samples | None = None, executor: Executor | None = None) -> SynthesisResult:
@@ -1261,7 +992,8 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
         model, layer: the classifier and its target layer.
         synthesis: the split the search scores candidates on.
         test: held-out samples scored once at the end (``None``: no held-out scores).
-        metric: the objective, or several (a Pareto search; the first is the primary objective).
+        metric: the objective, or several (a Pareto search; the first is the primary objective). The arguments
+            after it are keyword-only.
         config: grammar, λ, budget, equivalence, constraints, checkpointing.
         options: terminal extraction options (batch sizes, Score-CAM top-k cap).
         settings: extra provenance recorded in the results (model, data, ...).
@@ -1275,7 +1007,7 @@ def synthesize(model: nn.Module, layer: str | nn.Module, synthesis: Samples, tes
     Example::
 
         result = synthesize(net, "layer4", syn, test, [get_metric("energy_pointing_game")],
-                            SynthesisConfig(max_candidates=2000, constraints=("mask_auc >= gradcam",)),
+                            config=SynthesisConfig(max_candidates=2000, constraints=("mask_auc >= gradcam",)),
                             validation=val)
         result.best.expression, result.to_dict()["comparison"]["verdict"]
     """

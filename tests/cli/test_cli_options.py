@@ -113,7 +113,8 @@ def fake_search(monkeypatch) -> dict[str, Any]:
         seen["config"] = kw
         return Config(kw)
 
-    def synthesize(model, layer, synthesis, test, metric, config, options, settings, on_progress, validation=None):
+    def synthesize(model, layer, synthesis, test, metric, *, config, options, settings, on_progress=None,
+                   validation=None):
         seen.update(metric=metric, validation=validation, settings=settings, n=(len(synthesis), len(test)))
         if seen["mode"] == "stop":
             raise _Stop("stopped by the test")

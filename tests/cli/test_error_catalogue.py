@@ -327,9 +327,9 @@ def _api_resume_changed_data(tmp: Path) -> None:
     net, samples, metric = tiny_net(), tiny_samples(4), get_metric("energy_pointing_game")
     grammar = Grammar(terminals=("A", "G"), max_size=3)
     config = SynthesisConfig(grammar=grammar, batch=4, max_candidates=3, checkpoint=Path("checkpoint.json"))
-    synthesize(net, "body", samples, None, metric, config)
+    synthesize(net, "body", samples, None, metric, config=config)
     moved = replace(samples, masks=samples.masks.roll(2, dims=-1))  # every box moved
-    synthesize(net, "body", moved, None, metric, replace(config, resume=True, max_candidates=6))
+    synthesize(net, "body", moved, None, metric, config=replace(config, resume=True, max_candidates=6))
 
 
 def _tiny_vit(img_size: int = 32) -> Any:

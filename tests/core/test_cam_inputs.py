@@ -152,7 +152,7 @@ def test_repeated_small_searches_hold_memory_flat() -> None:
                              baselines=("gradcam",))
 
     def search() -> None:
-        synthesize(net, "body", samples, None, metric, config)
+        synthesize(net, "body", samples, None, metric, config=config)
 
     for _ in range(3):
         search()

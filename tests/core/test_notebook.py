@@ -56,7 +56,7 @@ def test_evaluation_and_result_render_as_their_report_pages() -> None:
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=3), max_candidates=20,
                              baselines=("gradcam",))
     result = synthesize(net, "body", samples.subset(range(4)), samples.subset(range(4, 6)),
-                        metrics["energy_pointing_game"], config)
+                        metrics["energy_pointing_game"], config=config)
     page = _inner(result._repr_html_())
     assert page.startswith("<!DOCTYPE html>") and "<title>SyCAM — energy_pointing_game</title>" in page
 

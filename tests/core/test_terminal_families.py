@@ -99,7 +99,7 @@ def test_a_search_over_two_layers_runs_end_to_end() -> None:
     g = Grammar(terminals=("A", "G", "A@stem", "G@stem"), operators=("*", "relu", "mean", "cmean"), max_size=4)
     r = synthesize(tiny_net(), "body", s.subset(slice(0, 4)), s.subset(slice(4, 8)),
                    __import__("sycam").metrics.get_metric("energy_pointing_game"),
-                   SynthesisConfig(grammar=g, max_candidates=60, baselines=("gradcam",)))
+                   config=SynthesisConfig(grammar=g, max_candidates=60, baselines=("gradcam",)))
     d = r.to_dict()
     assert d["candidates_scored"] > 0 and any("@stem" in row["expression"] for row in d["leaderboard"])
     assert d["diagnostics"]["gradient_constant"] is False and d["diagnostics"]["sentence"] is None
@@ -130,7 +130,7 @@ def test_a_sharded_search_over_two_layers_equals_the_local_one() -> None:
 
     def run(executor: object = None) -> dict:
         r = synthesize(tiny_net(), "body", s.subset(slice(0, 4)), s.subset(slice(4, 8)),
-                       get_metric("energy_pointing_game"), config, opts, executor=executor)
+                       get_metric("energy_pointing_game"), config=config, options=opts, executor=executor)
         d = dict(r.to_dict())
         for k in ("timings", "seconds"):
             d.pop(k)
@@ -158,7 +158,7 @@ def test_a_search_over_another_layer_compares_with_the_classic_methods_there() -
     syn, val, test = samples.subset(slice(0, 6)), samples.subset(slice(6, 9)), samples.subset(slice(9, 12))
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "A@stem", "G@stem"), max_size=3),
                              max_candidates=30, baselines=("gradcam", "layercam", "ablationcam"), guards=False)
-    d = synthesize(tiny_net(), "body", syn, test, get_metric("energy_pointing_game"), config,
+    d = synthesize(tiny_net(), "body", syn, test, get_metric("energy_pointing_game"), config=config,
                    validation=val).to_dict()
     at = {"gradcam at stem": "mean(G@stem)", "layercam at stem": "relu(G@stem)"}
     assert {k: d["baselines"][k]["expression"] for k in at} == at and "ablationcam at stem" not in d["baselines"]

@@ -266,6 +266,7 @@ def test_synthesize_and_evaluate_on_a_vit_through_the_options() -> None:
     assert ev["gradcam"]["epg"] == pytest.approx(float(by_hand), abs=1e-6)
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "S", "D"), max_size=2), max_candidates=8,
                              baselines=("gradcam",))
-    result = synthesize(vit, "blocks.1.norm1", samples.subset(range(3)), samples.subset([3]), metric, config, options)
+    result = synthesize(vit, "blocks.1.norm1", samples.subset(range(3)), samples.subset([3]), metric, config=config,
+                        options=options)
     assert result.settings["extraction"]["reshape"] == "TokensToMap(prefix_tokens=None, grid=None)"
     assert np.isfinite(result.best.synthesis_score)

@@ -91,8 +91,8 @@ def test_a_checkpoint_moves_between_executors(tmp_path: Path) -> None:
 
     def run(budget: int, batch: int, resume: bool, executor: InProcessExecutor | None = None) -> SynthesisResult:
         config = SynthesisConfig(grammar=grammar, max_candidates=budget, checkpoint=ckpt, resume=resume)
-        return synthesize(tiny_net(), "body", syn, test, get_metric("iou"), config, ExtractOptions(batch_size=batch),
-                          executor=executor)
+        return synthesize(tiny_net(), "body", syn, test, get_metric("iou"), config=config,
+                          options=ExtractOptions(batch_size=batch), executor=executor)
 
     with InProcessExecutor(workers=2) as ex:
         run(20, 2, False, ex)

@@ -53,8 +53,8 @@ def comparable(result: Any) -> dict[str, Any]:
 
 def run(metrics: list[Any], config: SynthesisConfig, executor: Any = None, on_progress: Any = None) -> Any:
     syn, val, test = splits()
-    return synthesize(tiny_net(), LAYER, syn, test, metrics, config, OPTIONS, None, on_progress, validation=val,
-                      executor=executor)
+    return synthesize(tiny_net(), LAYER, syn, test, metrics, config=config, options=OPTIONS, on_progress=on_progress,
+                      validation=val, executor=executor)
 
 
 CASES = {
@@ -172,10 +172,11 @@ def test_sharded_search_equals_the_local_search(case: str, workers: int) -> None
 
 def test_stop_at_lambda_and_no_held_out_splits() -> None:
     syn, _, _ = splits()
-    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4), stop_at_threshold=True)
-    local = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config, OPTIONS)
+    config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4), stop_at_lambda=True)
+    local = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config=config, options=OPTIONS)
     with InProcessExecutor(workers=2) as ex:
-        sharded = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config, OPTIONS, executor=ex)
+        sharded = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config=config, options=OPTIONS,
+                             executor=ex)
     assert comparable(sharded) == comparable(local)
 
 
@@ -183,9 +184,10 @@ def test_extraction_batch_is_lowered_so_every_worker_gets_images() -> None:
     syn, _, _ = splits()  # 8 images, one batch of 64
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=3), max_candidates=20)
     with InProcessExecutor(workers=2) as ex:
-        result = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config, ExtractOptions(batch_size=64),
-                            executor=ex)
-    local = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config, ExtractOptions(batch_size=4))
+        result = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config=config,
+                            options=ExtractOptions(batch_size=64), executor=ex)
+    local = synthesize(tiny_net(), LAYER, syn, None, get_metric("iou"), config=config,
+                       options=ExtractOptions(batch_size=4))
     assert result.settings["extraction"]["batch_size"] == 4
     assert any("batch lowered to 4" in n for n in result.notes)
     assert result.best.expression == local.best.expression and result.counters == local.counters
@@ -256,8 +258,8 @@ def bytes_per_candidate(n: int) -> float:
                              baselines=("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"))
     with InProcessExecutor(workers=2) as ex:
         ex.measure = True
-        result = synthesize(tiny_net(), LAYER, s, None, get_metric("iou"), config, ExtractOptions(batch_size=8),
-                            executor=ex)
+        result = synthesize(tiny_net(), LAYER, s, None, get_metric("iou"), config=config,
+                            options=ExtractOptions(batch_size=8), executor=ex)
         moved = sum(t[1] + t[2] for m, t in ex.traffic.items() if m in SEARCH_CALLS)
     return moved / result.counters["candidates_enumerated"]
 

@@ -124,7 +124,7 @@ def test_search_finds_the_rewarded_method(method: str) -> None:
     grammar = Grammar(terminals=("A", "G"), operators=("+", "*", "/", "relu", "mean", "sum"), constants=(2.0,),
                       max_size=7)
     config = SynthesisConfig(grammar=grammar, max_candidates=20000, seed_baselines=False, baselines=("gradcam",))
-    result = synthesize(net, LAYER, syn, test, AgreeWith(net, method), config)
+    result = synthesize(net, LAYER, syn, test, AgreeWith(net, method), config=config)
     best = parse(result.best.expression)
     assert best.size <= METHODS[method].node.size
     ours = explain(net, samples.images, [best], samples.labels, LAYER)[str(best)]
@@ -145,7 +145,7 @@ def test_equivalence_pruning_never_discards_a_distinct_candidate() -> None:
         config = SynthesisConfig(grammar=grammar, max_candidates=None, equivalence=mode, guards=False,
                                  leaderboard_size=100000,
                                  baselines=("gradcam",))
-        runs[mode] = synthesize(net, LAYER, samples, None, metric, config)
+        runs[mode] = synthesize(net, LAYER, samples, None, metric, config=config)
     full, pruned = runs["none"], runs["heatmap"]
     assert pruned.counters["equivalent_pruned"] > 0 and full.counters["equivalent_pruned"] == 0
     assert (len(full.leaderboard) + full.counters["merged_rescaled"]
@@ -165,7 +165,7 @@ def test_metric_value_equivalence_option() -> None:
     grammar = Grammar(terminals=("A", "G"), operators=("+", "*", "mean"), constants=(), max_size=4)
     config = SynthesisConfig(grammar=grammar, max_candidates=None, equivalence="metric", leaderboard_size=1000,
                              baselines=("gradcam",))
-    result = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"), config)
+    result = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"), config=config)
     scores = sorted(c.synthesis_score for c in result.leaderboard)
     assert all(b - a > 1e-4 for a, b in itertools.pairwise(scores))
 
@@ -175,8 +175,8 @@ def test_lambda_direction_stop_and_results_schema() -> None:
     syn, test = samples.subset(range(5)), samples.subset(range(5, 8))
     grammar = Grammar(terminals=("A", "G"), max_size=4)
     complexity = get_metric("complexity")  # lower is better
-    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_threshold=True, batch=4, guards=False)
-    result = synthesize(net, LAYER, syn, test, complexity, config)
+    config = SynthesisConfig(grammar=grammar, max_candidates=500, stop_at_lambda=True, batch=4, guards=False)
+    result = synthesize(net, LAYER, syn, test, complexity, config=config)
     d = json.loads(json.dumps(result.to_dict()))
     assert d["metric"]["higher_is_better"] is False
     assert d["lambda_source"] == "best_baseline"
@@ -190,8 +190,8 @@ def test_lambda_direction_stop_and_results_schema() -> None:
         assert key in d
     hist = [s for _, s in d["history"]]
     assert all(b <= a for a, b in itertools.pairwise(hist))  # best-so-far never gets worse
-    user = synthesize(net, LAYER, syn, test, complexity, replace(config, threshold=-1.0, stop_at_threshold=False,
-                                                                  max_candidates=30))
+    user = synthesize(net, LAYER, syn, test, complexity, config=replace(config, lambda_=-1.0, stop_at_lambda=False,
+                                                                         max_candidates=30))
     assert user.to_dict()["lambda_source"] == "user" and user.to_dict()["accepted"] is False
 
 
@@ -199,8 +199,8 @@ def test_budget_interrupt_and_resume(tmp_path) -> None:
     net, samples = tiny_net(), tiny_samples(6)
     grammar = Grammar(terminals=("A", "G"), max_size=4)
     metric = get_metric("energy_pointing_game")
-    fresh = synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=grammar, max_candidates=60,
-                                                                           batch=8))
+    fresh = synthesize(net, LAYER, samples, None, metric, config=SynthesisConfig(grammar=grammar, max_candidates=60,
+                                                                                  batch=8))
     assert fresh.counters["candidates_scored"] >= 60 and fresh.stopped_because == "max candidates"
 
     ckpt = tmp_path / "checkpoint.json"
@@ -211,24 +211,26 @@ def test_budget_interrupt_and_resume(tmp_path) -> None:
         if n >= 24:
             raise KeyboardInterrupt
 
-    first = synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=grammar, max_candidates=60, batch=8,
-                                                                           checkpoint=ckpt), on_progress=interrupt)
+    first = synthesize(net, LAYER, samples, None, metric,
+                       config=SynthesisConfig(grammar=grammar, max_candidates=60, batch=8, checkpoint=ckpt),
+                       on_progress=interrupt)
     assert first.stopped_because == "interrupted" and first.best is not None
     assert len(json.loads(ckpt.read_text())["scored"]) >= 24
-    resumed = synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=grammar, max_candidates=60,
-                                                                             batch=8, checkpoint=ckpt, resume=True))
+    resumed = synthesize(net, LAYER, samples, None, metric,
+                         config=SynthesisConfig(grammar=grammar, max_candidates=60, batch=8, checkpoint=ckpt,
+                                                resume=True))
     assert resumed.best.expression == fresh.best.expression
     assert [c.expression for c in resumed.leaderboard] == [c.expression for c in fresh.leaderboard]
     other = SynthesisConfig(grammar=replace(grammar, max_size=3), checkpoint=ckpt, resume=True)
     with pytest.raises(SynthesisError, match="other settings"):
-        synthesize(net, LAYER, samples, None, metric, other)
+        synthesize(net, LAYER, samples, None, metric, config=other)
 
 
 def test_deterministic() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "D"), max_size=4), max_candidates=80)
-    a = synthesize(net, LAYER, samples, None, get_metric("iou"), config).to_dict()
-    b = synthesize(net, LAYER, samples, None, get_metric("iou"), config).to_dict()
+    a = synthesize(net, LAYER, samples, None, get_metric("iou"), config=config).to_dict()
+    b = synthesize(net, LAYER, samples, None, get_metric("iou"), config=config).to_dict()
     assert a["leaderboard"] == b["leaderboard"] and a["best"] == b["best"]
 
 
@@ -236,7 +238,7 @@ def test_view_metrics_use_cached_terminals() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metric = get_metric("max_sensitivity", n=2)
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=3), max_candidates=40)
-    result = synthesize(net, LAYER, samples, None, metric, config)
+    result = synthesize(net, LAYER, samples, None, metric, config=config)
     # the winner's score recomputed from scratch, through fresh terminal caches
     ws = Workspace.build(net, LAYER, samples, [metric])
     again = metric.aggregate(ws.score([parse(result.best.expression)], metric))[0]
@@ -249,7 +251,8 @@ def test_bad_settings() -> None:
     with pytest.raises(SynthesisError, match="needs ground truth"):
         synthesize(net, LAYER, no_gt, None, get_metric("iou"))
     with pytest.raises(SynthesisError, match="unknown baseline"):
-        synthesize(net, LAYER, samples, None, get_metric("iou"), SynthesisConfig(baselines=("gradcam", "fullgrad")))
+        synthesize(net, LAYER, samples, None, get_metric("iou"),
+                   config=SynthesisConfig(baselines=("gradcam", "fullgrad")))
 
 
 def test_model_metric_scores_do_not_depend_on_chunking() -> None:
@@ -273,8 +276,8 @@ def test_demo_winner_beats_every_classic_method_on_the_synthesis_split() -> None
     samples = load_data("demo", model.preprocess, model.classes)
     synthesis, test = split(samples.subset(range(0, len(samples), 3)), 0.5, seed=0)
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G", "S", "D"), max_size=4), max_candidates=400)
-    result = synthesize(model.module, model.layer, synthesis, test, get_metric("energy_pointing_game"), config,
-                        ExtractOptions(score_top_k=4))
+    result = synthesize(model.module, model.layer, synthesis, test, get_metric("energy_pointing_game"), config=config,
+                        options=ExtractOptions(score_top_k=4))
     assert set(result.baselines) == set(METHODS)
     best_baseline = max(b["synthesis_score"] for b in result.baselines.values())
     # At this layer G is spatially constant, so XGrad-CAM's map is Grad-CAM's up to float32 rounding: the

@@ -81,13 +81,14 @@ def test_bad_constraints_fail_before_any_work() -> None:
     net, samples = tiny_net(), tiny_samples(4)
     metric = get_metric("energy_pointing_game")
     with pytest.raises(SynthesisError, match="expected 'METRIC OP RHS'"):
-        synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=SMALL, constraints=("iou",)))
+        synthesize(net, LAYER, samples, None, metric, config=SynthesisConfig(grammar=SMALL, constraints=("iou",)))
     with pytest.raises(SynthesisError, match="constraint 'no_such_metric >= 1'"):
         synthesize(net, LAYER, samples, None, metric,
-                   SynthesisConfig(grammar=SMALL, constraints=("no_such_metric >= 1",)))
+                   config=SynthesisConfig(grammar=SMALL, constraints=("no_such_metric >= 1",)))
     with pytest.raises(SynthesisError, match="approximation"):
-        synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=SMALL, constraints=("iou >= scorecam",)),
-                   ExtractOptions(score_top_k=2))
+        synthesize(net, LAYER, samples, None, metric,
+                   config=SynthesisConfig(grammar=SMALL, constraints=("iou >= scorecam",)),
+                   options=ExtractOptions(score_top_k=2))
 
 
 def test_constraints_are_enforced_and_reported() -> None:
@@ -95,7 +96,7 @@ def test_constraints_are_enforced_and_reported() -> None:
     metric = get_metric("energy_pointing_game")
     config = SynthesisConfig(grammar=SMALL, max_candidates=60, leaderboard_size=1000,
                              constraints=("mask_auc >= 0.98 * gradcam", "iou >= 0.05"))
-    result = synthesize(net, LAYER, samples, None, metric, config)
+    result = synthesize(net, LAYER, samples, None, metric, config=config)
     bound = 0.98 * result.baselines["gradcam"]["scores"]["mask_auc"]
     ws = Workspace.build(net, LAYER, samples)
     nodes = [parse(c.expression) for c in result.leaderboard]
@@ -111,7 +112,7 @@ def test_constraints_are_enforced_and_reported() -> None:
     # guards are checked only for candidates that could enter the leaderboard; the top is the same
     k = (len(result.leaderboard) + c["merged_rescaled"]) // 2  # the board before rescalings were merged
     assert k >= 1
-    short = synthesize(net, LAYER, samples, None, metric, replace(config, leaderboard_size=k))
+    short = synthesize(net, LAYER, samples, None, metric, config=replace(config, leaderboard_size=k))
     assert short.leaderboard[0].expression == result.leaderboard[0].expression
     assert short.counters["constraint_unchecked"] > 0
     assert short.counters["constraint_failed"] < c["constraint_failed"]
@@ -120,7 +121,7 @@ def test_constraints_are_enforced_and_reported() -> None:
     assert all(c["holds"] for c in d["constraints"])
     assert d["best"]["scores"]["mask_auc"] == pytest.approx(d["constraints"][0]["synthesis_value"])
     # the unconstrained winner violates the guard here, so the guard changed the outcome
-    free = synthesize(net, LAYER, samples, None, metric, replace(config, constraints=()))
+    free = synthesize(net, LAYER, samples, None, metric, config=replace(config, constraints=()))
     assert free.best.synthesis_score >= result.best.synthesis_score
 
 
@@ -129,7 +130,7 @@ def test_guard_metrics_are_scored_on_the_test_split() -> None:
     net, samples = tiny_net(), tiny_samples(8)
     config = SynthesisConfig(grammar=SMALL, max_candidates=20, constraints=("mask_auc >= 0.9 * gradcam",))
     result = synthesize(net, LAYER, samples.subset(range(4)), samples.subset(range(4, 8)),
-                        get_metric("energy_pointing_game"), config)
+                        get_metric("energy_pointing_game"), config=config)
     d = result.to_dict()
     assert set(d["best"]["test_scores"]) == {"energy_pointing_game", "mask_auc"}
     assert set(d["baselines"]["gradcam"]["test_scores"]) == {"energy_pointing_game", "mask_auc"}
@@ -173,7 +174,7 @@ def test_pareto_search_reports_the_front() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metrics = [get_metric("energy_pointing_game"), get_metric("complexity")]
     config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=1000, guards=False)
-    result = synthesize(net, LAYER, samples, samples.subset([0, 1]), metrics, config)
+    result = synthesize(net, LAYER, samples, samples.subset([0, 1]), metrics, config=config)
     d = result.to_dict()
     front = [(p["scores"]["energy_pointing_game"], p["scores"]["complexity"]) for p in d["pareto"]]
     assert len(front) >= 2 and [m["name"] for m in d["metrics"]] == ["energy_pointing_game", "complexity"]
@@ -207,8 +208,8 @@ def test_search_never_scores_a_map_degenerate_on_a_synthesis_image() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metric = get_metric("energy_pointing_game")
     config = SynthesisConfig(grammar=SMALL, max_candidates=None, leaderboard_size=100000, guards=False)
-    strict = synthesize(net, LAYER, samples, None, metric, config)
-    loose = synthesize(net, LAYER, samples, None, metric, replace(config, max_degenerate_fraction=0.5))
+    strict = synthesize(net, LAYER, samples, None, metric, config=config)
+    loose = synthesize(net, LAYER, samples, None, metric, config=replace(config, max_degenerate_fraction=0.5))
     ws = Workspace.build(net, LAYER, samples)
 
     def bad(result):
@@ -237,12 +238,12 @@ def test_budget_is_exact_and_counters_add_up(equivalence: str) -> None:
     net, samples = tiny_net(), tiny_samples(6)
     config = SynthesisConfig(grammar=Grammar(terminals=("A", "G"), max_size=4, forms=("channel", "pixel")),
                              max_candidates=20, batch=8, equivalence=equivalence)
-    result = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"), config)
+    result = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"), config=config)
     assert result.counters["candidates_scored"] == 20 and result.stopped_because == "max candidates"
     assert result.to_dict()["incomplete"] is False
     _identity(result.counters)
     everything = synthesize(net, LAYER, samples, None, get_metric("energy_pointing_game"),
-                            replace(config, max_candidates=None, constraints=("iou >= gradcam",)))
+                            config=replace(config, max_candidates=None, constraints=("iou >= gradcam",)))
     assert everything.stopped_because == "search space exhausted"
     assert everything.counters["candidates_scored"] > 20
     _identity(everything.counters)
@@ -256,7 +257,7 @@ def test_interrupt_counts_what_was_dropped(tmp_path) -> None:
             raise KeyboardInterrupt
 
     result = synthesize(net, LAYER, samples, None, get_metric("iou"),
-                        SynthesisConfig(grammar=SMALL, max_candidates=50, batch=4), on_progress=stop)
+                        config=SynthesisConfig(grammar=SMALL, max_candidates=50, batch=4), on_progress=stop)
     assert result.stopped_because == "interrupted" and result.to_dict()["incomplete"] is True
     _identity(result.counters)
 
@@ -268,18 +269,20 @@ def _checkpointed(tmp_path, **kw) -> SynthesisConfig:
 def test_budget_may_be_raised_on_resume(tmp_path) -> None:
     net, samples = tiny_net(), tiny_samples(6)
     metric = get_metric("energy_pointing_game")
-    first = synthesize(net, LAYER, samples, None, metric, _checkpointed(tmp_path, max_candidates=15))
+    first = synthesize(net, LAYER, samples, None, metric, config=_checkpointed(tmp_path, max_candidates=15))
     assert first.counters["candidates_scored"] == 15
     stored = json.loads((tmp_path / "checkpoint.json").read_text())
     assert stored["budget"]["max_candidates"] == 15 and len(stored["scored"]) >= 15
-    resumed = synthesize(net, LAYER, samples, None, metric, _checkpointed(tmp_path, max_candidates=40, resume=True))
-    fresh = synthesize(net, LAYER, samples, None, metric, SynthesisConfig(grammar=SMALL, batch=4, max_candidates=40))
+    resumed = synthesize(net, LAYER, samples, None, metric,
+                         config=_checkpointed(tmp_path, max_candidates=40, resume=True))
+    fresh = synthesize(net, LAYER, samples, None, metric,
+                       config=SynthesisConfig(grammar=SMALL, batch=4, max_candidates=40))
     assert resumed.counters["candidates_scored"] == 40
     assert [c.expression for c in resumed.leaderboard] == [c.expression for c in fresh.leaderboard]
     assert any("resumed" in n for n in resumed.notes)
     with pytest.raises(SynthesisError, match=r"other settings.*budgets"):
         synthesize(net, LAYER, samples, None, metric,
-                   _checkpointed(tmp_path, max_candidates=40, resume=True, constraints=("iou >= 0.0",)))
+                   config=_checkpointed(tmp_path, max_candidates=40, resume=True, constraints=("iou >= 0.0",)))
 
 
 @pytest.mark.parametrize(("content", "reason"), [
@@ -310,7 +313,7 @@ def test_corrupt_values_and_a_corrupt_resume(tmp_path) -> None:
     path.write_text('{"format": "sycam-checkpoint", "ver')
     net, samples = tiny_net(), tiny_samples(4)
     with pytest.raises(SynthesisError, match="corrupt"):
-        synthesize(net, LAYER, samples, None, get_metric("iou"), _checkpointed(tmp_path, resume=True))
+        synthesize(net, LAYER, samples, None, get_metric("iou"), config=_checkpointed(tmp_path, resume=True))
 
 
 def test_resume_refuses_changed_data_and_says_what_changed(tmp_path) -> None:
@@ -319,12 +322,12 @@ def test_resume_refuses_changed_data_and_says_what_changed(tmp_path) -> None:
 
     net, samples = tiny_net(), tiny_samples(6)
     metric = get_metric("energy_pointing_game")
-    synthesize(net, LAYER, samples, None, metric, _checkpointed(tmp_path, max_candidates=6))
+    synthesize(net, LAYER, samples, None, metric, config=_checkpointed(tmp_path, max_candidates=6))
     shifted = dc_replace(samples, masks=samples.masks.roll(3, dims=-1),
                          boxes=tuple(b + torch.tensor([3.0, 0.0, 3.0, 0.0]) for b in samples.boxes))
     path = tmp_path / "checkpoint.json"
     with pytest.raises(SynthesisError) as info:
-        synthesize(net, LAYER, shifted, None, metric, _checkpointed(tmp_path, max_candidates=12, resume=True))
+        synthesize(net, LAYER, shifted, None, metric, config=_checkpointed(tmp_path, max_candidates=12, resume=True))
     assert str(info.value) == (
         f"checkpoint {path} was written with other settings: the data (images, labels, boxes or masks) changed; "
         "rerun without --resume or with the same settings and data (only the budgets --max-candidates and "
@@ -332,7 +335,7 @@ def test_resume_refuses_changed_data_and_says_what_changed(tmp_path) -> None:
     # another objective brings other default guards: the constraints (part of the search settings) change too
     with pytest.raises(SynthesisError, match=r": the search settings, the metric, the constraints changed; rerun"):
         synthesize(net, LAYER, samples, None, get_metric("iou"),
-                   _checkpointed(tmp_path, max_candidates=12, resume=True))
+                   config=_checkpointed(tmp_path, max_candidates=12, resume=True))
     assert samples.fingerprint() == tiny_samples(6).fingerprint() != shifted.fingerprint()
 
 
@@ -360,8 +363,8 @@ def test_forged_or_non_finite_checkpoint_values_are_refused(tmp_path, edit, reas
 def test_bad_budgets(field: str, value: object) -> None:
     net, samples = tiny_net(), tiny_samples(4)
     with pytest.raises(SynthesisError, match=field):
-        synthesize(net, LAYER, samples, None, get_metric("iou"), replace(SynthesisConfig(grammar=SMALL),
-                                                                        **{field: value}))
+        synthesize(net, LAYER, samples, None, get_metric("iou"), config=replace(SynthesisConfig(grammar=SMALL),
+                                                                               **{field: value}))
 
 
 # -- fair baselines, control, evidence ---------------------------------------------------------------------
@@ -384,7 +387,8 @@ def test_capped_score_cam_is_labelled_and_never_sets_lambda() -> None:
             return -(maps - target).abs().mean((-2, -1))
 
     config = SynthesisConfig(grammar=SMALL, max_candidates=10)
-    result = synthesize(net, LAYER, syn, test, LikeCappedScoreCam(), config, ExtractOptions(score_top_k=2))
+    result = synthesize(net, LAYER, syn, test, LikeCappedScoreCam(), config=config,
+                        options=ExtractOptions(score_top_k=2))
     d = result.to_dict()
     assert d["baselines"]["scorecam"]["title"] == "Score-CAM (top-2 channels)"
     assert d["baselines"]["scorecam"]["exact"] is False and d["baselines"]["gradcam"]["exact"] is True
@@ -411,7 +415,7 @@ def test_evidence_schema_and_comparison() -> None:
     net, samples = tiny_net(), tiny_samples(12)
     syn, val, test = samples.subset(range(6)), samples.subset(range(6, 9)), samples.subset(range(9, 12))
     metric = get_metric("energy_pointing_game")
-    result = synthesize(net, LAYER, syn, test, metric, SynthesisConfig(grammar=SMALL, max_candidates=30),
+    result = synthesize(net, LAYER, syn, test, metric, config=SynthesisConfig(grammar=SMALL, max_candidates=30),
                         validation=val)
     d = json.loads(json.dumps(result.to_dict()))
     required = set(SynthesisResults.__required_keys__)
@@ -494,7 +498,7 @@ def test_synthesize_with_validation_picks_by_validation() -> None:
     net, samples = tiny_net(), tiny_samples(12)
     syn, val = samples.subset(range(6)), samples.subset(range(6, 12))
     result = synthesize(net, LAYER, syn, None, get_metric("energy_pointing_game"),
-                        SynthesisConfig(grammar=SMALL, max_candidates=40), validation=val)
+                        config=SynthesisConfig(grammar=SMALL, max_candidates=40), validation=val)
     scored = [c for c in result.leaderboard if c.validation_score is not None]
     assert result.best in scored and result.best.validation_score is not None
     ws = Workspace.build(net, LAYER, val)
@@ -510,7 +514,8 @@ def test_the_lambda_baseline_competes_on_validation() -> None:
     net, samples = tiny_net(), tiny_samples(12)
     syn, val = samples.subset(range(6)), samples.subset(range(6, 12))
     result = synthesize(net, LAYER, syn, None, get_metric("energy_pointing_game"),
-                        SynthesisConfig(grammar=SMALL, max_candidates=40, baselines=("gradcam",)), validation=val)
+                        config=SynthesisConfig(grammar=SMALL, max_candidates=40, baselines=("gradcam",)),
+                        validation=val)
     d = result.to_dict()
     base = d["baselines"]["gradcam"]
     assert base["validation_score"] is not None
@@ -546,7 +551,8 @@ def test_evaluate_methods_keeps_evidence() -> None:
 def test_validation_must_be_kept_apart() -> None:
     net, samples = tiny_net(), tiny_samples(6)
     with pytest.raises(SynthesisError, match="shares 2 sample"):
-        synthesize(net, LAYER, samples, None, get_metric("iou"), SynthesisConfig(grammar=SMALL, max_candidates=5),
+        synthesize(net, LAYER, samples, None, get_metric("iou"),
+                   config=SynthesisConfig(grammar=SMALL, max_candidates=5),
                    validation=samples.subset([0, 1]))
 
 
