@@ -84,7 +84,7 @@ class OgisLoop:
         self.best: Candidate | None = None
         self.pending: list[tuple[Entry, str | None]] = []
         self.stopped = "search space exhausted"
-        self.race_blocks: list[int] | None = None
+        self.race: list[int] | None = None
         """the sizes of racing's image blocks (None: not racing)"""
         self.raced: list[tuple[str, float | None]] = []
         """raced-out candidates with the bar (the leaderboard's last score) they could not beat"""
@@ -265,7 +265,7 @@ class OgisLoop:
         self.learner = Learner(self.config.grammar, max_bank_bytes=self.config.max_bank_bytes, bank=self.plane.bank)
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
         forwards0 = self.plane.forwards()
-        self.race_blocks = self._start_race() if self.config.racing else None
+        self.race = self._start_race() if self.config.racing else None
         with progress(self.config.max_candidates, "synthesize", "cand") as self._bar:
             self._loop()
             if self.stopped == "search space exhausted":
@@ -364,7 +364,7 @@ class OgisLoop:
         board = self.leaderboard
         self._bar_at_flush = board[-1].synthesis_score if len(board) >= self.config.leaderboard_size else None
         if todo:
-            scores, shared = self._score(todo, range(n_obj), race=self.race_blocks is not None)
+            scores, shared = self._score(todo, range(n_obj), race=self.race is not None)
             extra = [math.nan] * (len(self.columns) - n_obj)
             for e, row, k in zip(todo, scores, shared, strict=True):
                 if row is None:
