@@ -27,23 +27,41 @@ duplicates.
 
 from __future__ import annotations
 
-import itertools
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..expr import OPS, Call, Const, Kind, Node, Terminal, acts_key, layer_of, split_terminal, terminal_kind
+from ..expr import OPS, Call, Const, Kind, Node, Terminal, layer_of, split_terminal, terminal_kind
+from .bank import (
+    SAMPLE,
+    BankItem,
+    BankReply,
+    Entry,
+    MapCache,
+    Signature,
+    ValueBank,
+    chunks,
+    exact_key,
+    lift_args,
+    make_entry,
+    new_uid,
+    same_values,
+)
 from .grammar import Grammar
 
-_SAMPLE = 1 << 12  #: elements of a value that enter its fingerprint / exact key
+__all__ = ["BANK_CHUNK", "Entry", "Learner", "LearnerStats", "MapCache", "Proposal", "Signature", "SymbolicEntry",
+           "exact_key", "fingerprint", "fingerprint_positions", "fingerprint_sample", "fingerprint_samples",
+           "lift_args", "make_entry", "same_values"]
+
+_SAMPLE = SAMPLE  #: elements of a value that enter its fingerprint / exact key
 _BLOCKS = 32
 
-#: operators whose result is finite and non-zero whenever their (finite, non-zero) operand is
-_SAFE_UNARY = frozenset({"abs", "neg"})
+BANK_CHUNK = 4096
+"""proposed sub-expressions per call of the bank (on shards: per round trip)"""
+
 #: operators whose result is always finite for finite operands (zero is still possible)
 _FINITE = frozenset({"/", "relu", "abs", "neg", "max", "softmax", "minmax"})
 #: bytes counted per held entry for its Python objects (node, entry, index)
@@ -105,107 +123,20 @@ def fingerprint_samples(samples: Tensor, levels: float) -> list[tuple[int, int]]
     return [(0, 0) if z else (hash((e, *st)), width) for z, e, st in zip(zero, exponents, stats, strict=True)]
 
 
-_WEIGHTS: dict[tuple[int, str], Tensor] = {}
+class SymbolicEntry:
+    """A bank entry as the learner sees it: the expression, its kind and its id in the :class:`ValueBank` that
+    holds its value (on the shards, or this learner's own bank). ``values`` asks that bank when it is here.
 
-
-def _weights(n: int, device: torch.device) -> Tensor:
-    key = (n, str(device))
-    w = _WEIGHTS.get(key)
-    if w is None:
-        gen = torch.Generator().manual_seed(0x5CA3)
-        w = torch.randint(1, 1 << 31, (n,), generator=gen, dtype=torch.int64).to(device)
-        _WEIGHTS[key] = w
-    return w
-
-
-def exact_key(values: tuple[Tensor, ...]) -> int:
-    """A hash that values equal under ``torch.equal`` always share (exact integer arithmetic).
-
-    The bit patterns of a strided sample (≤ 4096 elements) of each tensor, with ``-0.0`` read as
-    ``0.0``, enter a weighted sum in wrap-around int64 arithmetic, so the key does not depend on
-    summation order, thread count or device. Different values may share a key; the learner then compares
-    the full tensors.
-    """
-    parts: list[object] = []
-    for v in values:
-        flat = v.reshape(-1)
-        step = max(1, flat.numel() // _SAMPLE)
-        sample = flat[::step][:_SAMPLE] + 0.0  # -0.0 → 0.0: torch.equal treats them as equal
-        if sample.dtype == torch.float32:
-            bits = sample.contiguous().view(torch.int32).to(torch.int64)
-        elif sample.dtype == torch.float64:
-            bits = sample.contiguous().view(torch.int64) >> 8
-        else:
-            bits = sample.to(torch.float64).contiguous().view(torch.int64) >> 8
-        parts.append(int((bits * _weights(bits.numel(), bits.device)).sum()))
-        parts.append(tuple(v.shape))
-    return hash(tuple(parts))
-
-
-def same_values(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> bool:
-    """Whether two values are equal on every input set: same shapes and ``torch.equal`` (the learner's merge rule)."""
-    return all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True))
-
-
-class _MapCache:
-    """Least-recently-used store of recomputable values, bounded in bytes."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.used = 0
-        self.store: OrderedDict[int, tuple[Tensor, ...]] = OrderedDict()
-        self.misses = 0
-
-    def get(self, uid: int) -> tuple[Tensor, ...] | None:
-        hit = self.store.get(uid)
-        if hit is not None:
-            self.store.move_to_end(uid)
-        return hit
-
-    def put(self, uid: int, values: tuple[Tensor, ...]) -> None:
-        if uid in self.store:
-            return
-        nbytes = _nbytes(values)
-        while self.store and self.used + nbytes > self.budget:
-            _, old = self.store.popitem(last=False)
-            self.used -= _nbytes(old)
-        if nbytes <= self.budget:
-            self.store[uid] = values
-            self.used += nbytes
-
-    def discard(self, uid: int) -> None:
-        old = self.store.pop(uid, None)
-        if old is not None:
-            self.used -= _nbytes(old)
-
-
-def _nbytes(values: tuple[Tensor, ...]) -> int:
-    return sum(v.numel() * v.element_size() for v in values)
-
-
-_UIDS = itertools.count()
-
-
-class Entry:
-    """A bank entry: an expression, its kind and its value on each input set (base first).
-
-    ``Entry(node, kind, values)`` holds its values. The learner also makes *recipe* entries whose value
-    is ``fn(*children values)``, computed on first use and kept in a bounded cache.
+    >>> e = SymbolicEntry(Terminal("A"), Kind.MAP)
+    >>> e.size, e.kind == Kind.MAP
+    (1, True)
     """
 
-    __slots__ = ("_cache", "_recipe", "_values", "kind", "node", "nonneg", "uid")
+    __slots__ = ("kind", "node", "nonneg", "source", "uid")
 
-    def __init__(self, node: Node, kind: Kind, values: tuple[Tensor, ...] | None = None, *,
-                 recipe: tuple[Callable[..., Tensor], tuple[Entry, ...]] | None = None,
-                 cache: _MapCache | None = None, uid: int | None = None) -> None:
-        if values is None and (recipe is None or cache is None):
-            raise ValueError("an entry needs values or a recipe and a cache")
-        self.node = node
-        self.kind = kind
-        self._values = values
-        self._recipe = recipe
-        self._cache = cache
-        self.uid = next(_UIDS) if uid is None else uid
+    def __init__(self, node: Node, kind: Kind, source: ValueBank | None = None) -> None:
+        self.node, self.kind, self.source = node, kind, source
+        self.uid = new_uid()
         self.nonneg = False  #: known ≥ 0 everywhere (set on admission): then relu(x) and |x| equal x
 
     @property
@@ -215,26 +146,13 @@ class Entry:
 
     @property
     def values(self) -> tuple[Tensor, ...]:
-        """The value on every input set (recomputed from the recipe when it is not held)."""
-        if self._values is not None:
-            return self._values
-        assert self._recipe is not None and self._cache is not None
-        hit = self._cache.get(self.uid)
-        if hit is not None:
-            return hit
-        self._cache.misses += 1
-        fn, children = self._recipe
-        child_values = [c.values for c in children]
-        out = tuple(fn(*vals) for vals in zip(*child_values, strict=True))
-        self._cache.put(self.uid, out)
-        return out
-
-    def nbytes(self) -> int:
-        """Bytes this entry holds itself (0 for a recipe entry, whose value lives in the cache)."""
-        return 0 if self._values is None else _nbytes(self._values)
+        """The value on every input set, from the bank that holds it (only for a learner with its own bank)."""
+        if self.source is None:
+            raise LookupError(f"the values of {self.node} live on the shards")
+        return self.source.values(self.uid)
 
     def __repr__(self) -> str:
-        return f"Entry({self.node}, {self.kind!s})"
+        return f"SymbolicEntry({self.node}, {self.kind!s})"
 
 
 class Proposal(NamedTuple):
@@ -243,39 +161,11 @@ class Proposal(NamedTuple):
     to the child: counted as pruned without building)."""
 
     op: str
-    args: tuple[Entry, ...]
+    args: tuple[SymbolicEntry, ...]
     kind: Kind
 
 
-@dataclass(frozen=True)
-class Signature:
-    """What admission needs to know of a value besides its equality to others, computed where the value lives
-    (one ``aminmax`` pass per input set). Signatures of parts of a value (image shards) combine with ``&``:
-    finite and non-negative everywhere, non-zero somewhere."""
-
-    finite: bool
-    nonzero: bool
-    nonneg: bool
-
-    @classmethod
-    def of(cls, values: tuple[Tensor, ...]) -> Signature:
-        """The signature of a value on every input set."""
-        bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
-        return cls(all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds),
-                   any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds),
-                   all(bool(lo >= 0) for lo, _ in bounds))
-
-    def __and__(self, other: Signature) -> Signature:
-        return Signature(self.finite and other.finite, self.nonzero or other.nonzero, self.nonneg and other.nonneg)
-
-
-def lift_args(op: str, args: tuple[Entry, ...], acts: Callable[[str], Entry]) -> tuple[Entry, ...]:
-    """The entries whose values ``op`` is computed from: ``args``, and for ``cam`` also the activations entry of
-    its argument's layer (``acts(key)``), which the node does not show (``cam(α)`` reads A at α's layer)."""
-    return (*args, acts(acts_key(args[0].node))) if op == "cam" else args
-
-
-def admissible_pair(op: str, a: Entry, b: Entry, layered: bool) -> bool:
+def admissible_pair(op: str, a: SymbolicEntry, b: SymbolicEntry, layered: bool) -> bool:
     """Whether ``op(a, b)`` is worth building beyond its kinds: a final-map operator's parameter is a valid
     constant, and (when the grammar has terminals at several layers) no operator mixes two layers' channels."""
     spec = OPS[op]
@@ -285,25 +175,6 @@ def admissible_pair(op: str, a: Entry, b: Entry, layered: bool) -> bool:
         la, lb = layer_of(a.node), layer_of(b.node)
         return la is None or lb is None or la == lb
     return True
-
-
-def make_entry(node: Node, op: str, args: tuple[Entry, ...], kind: Kind, cache: _MapCache, deferred: bool,
-               max_size: int, uid: int | None = None) -> tuple[Entry, tuple[Tensor, ...] | None]:
-    """The entry of ``node = op(*args)`` and its values (None when ``deferred``: not computed yet).
-
-    How the value is held: a map keeps its recipe (its value lives in ``cache``); a vector or scalar below
-    ``max_size`` holds its values; one of ``max_size`` is never a child, so it keeps only its recipe."""
-    fn = OPS[op].fn
-    if kind == Kind.MAP:
-        entry = Entry(node, kind, recipe=(fn, args), cache=cache, uid=uid)
-        return entry, None if deferred else entry.values  # computed now, and cached
-    values = tuple(fn(*vals) for vals in zip(*(a.values for a in args), strict=True))
-    if node.size == max_size:  # never a child: recomputed if a later duplicate asks
-        entry = Entry(node, kind, recipe=(fn, args), cache=cache, uid=uid)
-        cache.put(entry.uid, values)
-    else:
-        entry = Entry(node, kind, values, uid=uid)
-    return entry, values
 
 
 @dataclass
@@ -321,104 +192,102 @@ class LearnerStats:
     bank_full: bool = False
 
 
+BankCall = Callable[[list[BankItem], list[int]], list[Any]]
+"""the bank the learner sends its proposals to: ``(items, ids to forget) → per item (signature or None, bytes, ids
+of equal earlier entries)``, or None for a deferred item (:meth:`sycam.synth.sharded.ShardPlane.bank`)"""
+
+
+def _bucket_key(values: tuple[Tensor, ...]) -> int:
+    """:func:`exact_key`, looked up here at each call (a test replaces it to see the enumeration unpruned)."""
+    return exact_key(values)
+
+
+def local_bank(bank: ValueBank) -> BankCall:
+    """The :data:`BankCall` of one in-process :class:`ValueBank` (the replies of one shard, as they are)."""
+
+    def call(items: list[BankItem], drop: list[int]) -> list[Any]:
+        replies: list[BankReply] = bank.bank(items, drop)
+        return [None if r is None else (r[0], r[1], set(r[3])) for r in replies]
+
+    return call
+
+
 class Learner:
     """Enumerates the grammar's expressions by size, yielding each value-distinct entry once.
+
+    The learner is symbolic: it proposes expressions (:meth:`proposals`), sends them to the bank that holds the
+    values (a :class:`~sycam.synth.bank.ValueBank`: its own, built from ``leaves``, or the shards' through the
+    shard plane, ``bank``), and admits each from the bank's reply by one rule (:meth:`_decide`).
 
     Args:
         grammar: the search space.
         leaves: terminal name → its values, one tensor per input set (maps ``(N,K,h,w)``, vectors
-            ``(N,K,1,1)``).
+            ``(N,K,1,1)``); ignored when ``bank`` is given.
         max_bank_bytes: memory cap of the bank, map cache included (half of it); past it, new
             entries are still yielded (as candidates) but no longer stored for composition.
         tolerance: ignored; kept for compatibility (merging is exact, see the module docstring).
         cache_bytes: the part of ``max_bank_bytes`` for recomputable map values (default: half).
+        bank: where the values live (:data:`BankCall`); None: a bank of ``leaves`` in this process.
+
+    Example::
+
+        learner = Learner(Grammar(terminals=("A", "G"), max_size=3), {"A": (acts,), "G": (grads,)})
+        [str(e.node) for e in learner.entries()][:3]  # ['A', 'G', 'relu(G)']
     """
 
-    def __init__(self, grammar: Grammar, leaves: Mapping[str, tuple[Tensor, ...]],
-                 max_bank_bytes: int = 2 << 30, tolerance: float = 0.0, cache_bytes: int | None = None) -> None:
+    def __init__(self, grammar: Grammar, leaves: Mapping[str, tuple[Tensor, ...]] | None = None,
+                 max_bank_bytes: int = 2 << 30, tolerance: float = 0.0, cache_bytes: int | None = None,
+                 bank: BankCall | None = None) -> None:
         self.grammar = grammar
-        self.leaves = leaves
         self.max_bank_bytes = max_bank_bytes
-        self.bank: dict[int, list[Entry]] = {}
-        self._seen: dict[tuple[int, int], list[Entry]] = {}
+        self.bank: dict[int, list[SymbolicEntry]] = {}
         self.stats = LearnerStats()
-        ref = next(iter(leaves.values()), None)
-        self._n_sets = 0 if ref is None else len(ref)  # no leaves here: the values live on shards
-        self._device = torch.device("cpu") if ref is None else ref[0].device
-        self._cache = _MapCache(max_bank_bytes // 2 if cache_bytes is None else min(cache_bytes, max_bank_bytes))
-        self._held_budget = max_bank_bytes - self._cache.budget
+        cache = max_bank_bytes // 2 if cache_bytes is None else min(cache_bytes, max_bank_bytes)
+        self._held_budget = max_bank_bytes - cache
+        self.values: ValueBank | None = None
+        """this learner's own bank (None when the values live on the shards)"""
+        if bank is None:
+            leaves = leaves or {}
+            n_sets = len(next(iter(leaves.values()), ()))
+            per_view = [{t: v[i] for t, v in leaves.items()} for i in range(n_sets)]
+            self.values = ValueBank(per_view, grammar.max_size, cache, key=_bucket_key)
+            bank = local_bank(self.values)
+        self._bank = bank
+        self._held: set[int] = set()
+        self._drop: list[int] = []
         #: channel form only: maps are never candidates, so one below the size limit they are only reduced
         self._defer_maps = "pixel" not in grammar.forms
         #: terminals at more than one layer: binary operators must not mix their channels
         self._layered = len({split_terminal(t)[1] for t in grammar.terminals}) > 1
-        self._acts: dict[str, Entry] = {}
-
-    def _acts_entry(self, key: str) -> Entry:
-        """The activations leaf ``key`` (``A`` or ``A@LAYER``) that ``cam`` reads, whether or not it is a terminal
-        of the grammar."""
-        if key not in self._acts:
-            self._acts[key] = Entry(Terminal(key), Kind.MAP, self.leaves[key])
-        return self._acts[key]
 
     # -- building ------------------------------------------------------------------------------------
 
-    def _leaf_entries(self) -> Iterator[Entry]:
+    def _leaf_entries(self) -> Iterator[SymbolicEntry]:
         for name in self.grammar.terminals:
-            yield Entry(Terminal(name), terminal_kind(name), self.leaves[name])
+            yield SymbolicEntry(Terminal(name), terminal_kind(name), self.values)
         for c in self.grammar.constants:
-            value = torch.tensor(float(c), device=self._device)
-            yield Entry(Const(float(c)), Kind.SCALAR, (value,) * self._n_sets)
+            yield SymbolicEntry(Const(float(c)), Kind.SCALAR, self.values)
 
     def _useful(self, kind: Kind, size: int) -> bool:
         """A map is a candidate only in pixel form; in channel form it must still fit under a reduction."""
         return not (kind == Kind.MAP and size >= self.grammar.max_size and "pixel" not in self.grammar.forms)
 
-    def _build(self, op: str, args: tuple[Entry, ...], kind: Kind) -> Entry | None:
-        """The entry ``op(*args)`` of ``kind``, admitted (value computed and checked) or deferred;
-        ``None`` when it is pruned or rejected."""
-        node = Call(op, tuple(a.node for a in args))
-        self.stats.enumerated += 1
-        entry, values = make_entry(node, op, lift_args(op, args, self._acts_entry), kind, self._cache,
-                                   self._deferred(node, kind), self.grammar.max_size)
-        if values is None:
-            self._defer(entry)
-            return entry
-        if self._admit(entry, values, op):
-            return entry
-        self._cache.discard(entry.uid)
-        return None
-
     def _deferred(self, node: Node, kind: Kind) -> bool:
         """Channel form: a map one step below the size limit is only ever reduced, so it is not computed yet."""
         return kind == Kind.MAP and self._defer_maps and node.size == self.grammar.max_size - 1
 
-    def _defer(self, entry: Entry) -> None:
+    def _defer(self, entry: SymbolicEntry) -> None:
         self.stats.deferred += 1
         self.bank.setdefault(entry.size, []).append(entry)
         self.stats.bank_size += 1
         self.stats.bank_bytes += _OVERHEAD
 
-    def _admit(self, entry: Entry, values: tuple[Tensor, ...], op: str | None = None) -> bool:
-        """Check finiteness, non-zeroness and exact distinctness; hold the entry. False when pruned/rejected."""
-        key = (int(entry.kind), exact_key(values))
-
-        def duplicate() -> bool:
-            return any(same_values(values, other.values) for other in self._seen.get(key, ()))
-
-        sig = None if op in _SAFE_UNARY else Signature.of(values)
-        held = self._decide(entry, op, sig, duplicate, entry.nbytes())
-        if held is None:
-            return False
-        if held:
-            self._seen.setdefault(key, []).append(entry)
-        return True
-
-    def _decide(self, entry: Entry, op: str | None, sig: Signature | None, duplicate: Callable[[], bool],
+    def _decide(self, entry: SymbolicEntry, op: str | None, sig: Signature | None, duplicate: Callable[[], bool],
                 nbytes: int) -> bool | None:
         """Admission of a computed entry, from its :class:`Signature` (None: not needed, ``op`` keeps finite
         non-zero values so) and whether it equals a held entry: None when rejected or pruned, False when it is a
-        fresh candidate the full bank does not keep, True when it is held. One rule for every executor: the
-        sharded learner calls it with signatures and equalities combined over the shards."""
+        fresh candidate the full bank does not keep, True when it is held. The one admission rule, for every
+        bank: the shard plane combines signatures and equalities over its shards before it is read."""
         if op == "abs":
             entry.nonneg = True
         if sig is not None:
@@ -446,8 +315,9 @@ class Learner:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
 
     def _sync_stats(self) -> None:
-        self.stats.cache_bytes = self._cache.used
-        self.stats.cache_misses = self._cache.misses
+        if self.values is not None:
+            self.stats.cache_bytes = self.values.cache.used
+            self.stats.cache_misses = self.values.cache.misses
 
     @staticmethod
     def _pairs(n_left: int, n_right: int, right_outer: bool) -> Iterator[tuple[int, int]]:
@@ -500,20 +370,45 @@ class Learner:
                         continue
                     yield Proposal(op.name, (a, b), kind)
 
-    def _resolve(self, proposals: Iterator[Proposal]) -> Iterator[Entry]:
-        """Build and admit the proposals in order, yielding the admitted entries (values computed here)."""
-        for p in proposals:
-            if p.op == "leaf":
+    def _item(self, p: Proposal) -> tuple[SymbolicEntry, str | None, bool, BankItem] | None:
+        """The entry a proposal builds, its operator, whether it is deferred, and the bank's item."""
+        if p.op == "skip":
+            return None
+        if p.op == "leaf":
+            e = p.args[0]
+            leaf = e.node.name if isinstance(e.node, Terminal) else e.node.value
+            return e, None, False, (e.uid, "leaf", (), int(e.kind), leaf)
+        node = Call(p.op, tuple(a.node for a in p.args))
+        e = SymbolicEntry(node, p.kind, self.values)
+        deferred = self._deferred(node, p.kind)
+        return e, p.op, deferred, (e.uid, p.op, tuple(a.uid for a in p.args), int(p.kind), deferred)
+
+    def _resolve(self, proposals: Iterator[Proposal]) -> Iterator[SymbolicEntry]:
+        """Build the proposals in the bank, :data:`BANK_CHUNK` at a time, and admit them in order (:meth:`_decide`),
+        yielding the admitted entries; the bank forgets the others with the next call."""
+        for chunk in chunks(proposals, BANK_CHUNK):
+            built = [self._item(p) for p in chunk]
+            replies = iter(self._bank([b[3] for b in built if b is not None], self._drop))
+            self._drop = []
+            for b in built:
                 self.stats.enumerated += 1
-                if self._admit(p.args[0], p.args[0].values):
-                    yield p.args[0]
-            elif p.op == "skip":
-                self.stats.enumerated += 1
-                self.stats.subexpr_pruned += 1
-            else:
-                entry = self._build(p.op, p.args, p.kind)
-                if entry is not None:
+                if b is None:
+                    self.stats.subexpr_pruned += 1
+                    continue
+                entry, op, deferred, _ = b
+                reply = next(replies)
+                if deferred:
+                    self._defer(entry)
                     yield entry
+                    continue
+                sig, nbytes, equal = reply
+                held = self._decide(entry, op, sig, lambda eq=equal: not self._held.isdisjoint(eq), nbytes)
+                if held is None:
+                    self._drop.append(entry.uid)
+                    continue
+                if held:
+                    self._held.add(entry.uid)
+                yield entry
 
     def entries(self) -> Iterator[Entry]:
         """All value-distinct expressions of the grammar, by increasing size (deterministic order: see

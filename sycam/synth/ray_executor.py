@@ -26,8 +26,8 @@ from torch import nn
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import reduce_allocation_churn
-from .executors import Executor, ExecutorError
 from .shard import Shard
+from .transport import Executor, ExecutorError
 
 CONNECT_TIMEOUT = 5.0
 """seconds to wait for the head of a ``HOST:PORT`` address to accept a connection before Ray is asked to join it

@@ -3,11 +3,12 @@
 A :class:`Shard` holds, for its images only, everything whose size grows with the number of images: the
 workspaces (terminals of every split and metric view), the learner's bank of sub-expression *values*, the
 heatmaps of the equivalence classes, and the model (for model-cost metrics). The driver
-(:mod:`sycam.synth.sharded`) holds what does not grow with the images: the expressions, the decisions and the
-scores. Every method takes and returns small, picklable values, so the same class runs in-process or as a Ray
-actor (:mod:`sycam.synth.executors`), and what each returns combines exactly over shards:
+(:mod:`sycam.synth.search`, through the shard plane :class:`~sycam.synth.sharded.ShardPlane`) holds what does
+not grow with the images: the expressions, the decisions and the scores. A local run is one shard in this process.
+Every method takes and returns small, picklable values, so the same class runs in-process or as a Ray actor
+(:mod:`sycam.synth.executors`), and what each returns combines exactly over shards:
 
-- :meth:`Shard.bank` — per proposed sub-expression a :class:`~sycam.synth.learner.Signature` (finite, non-zero,
+- :meth:`Shard.bank` — per proposed sub-expression a :class:`~sycam.synth.bank.Signature` (finite, non-zero,
   non-negative: they combine with ``&``), its bytes, and the ids of the earlier entries it equals *on this
   shard* (``torch.equal``): two values are equal iff they are equal on every shard, so the driver intersects;
 - :meth:`Shard.triage` — per candidate whether its maps are finite, how many are blank or faint (counts add),
@@ -16,6 +17,9 @@ actor (:mod:`sycam.synth.executors`), and what each returns combines exactly ove
   largest over shards);
 - :meth:`Shard.keys` / :meth:`Shard.score` — per candidate the digest of its equivalence key on this shard and
   the exact partial sums of its per-image scores (:class:`~sycam.exactsum.ExactSum`: they add exactly);
+- :meth:`Shard.start_race` / :meth:`Shard.run_race` — racing (:mod:`sycam.synth.racing`) on this shard's images:
+  the exact sum of a candidate's per-image scores, or None when it was raced out (one shard only: the race's
+  bound reads every image's best reachable score);
 - ``split_*`` — per-image rows for the held-out evidence (the driver concatenates them in shard order).
 """
 
@@ -30,23 +34,18 @@ import torch
 from torch import Tensor, nn
 
 from ..exactsum import ExactSum, partial_sums
-from ..expr import Call, Const, Kind, Node, Terminal, evaluate, kind_of, parse
+from ..expr import Node, evaluate, kind_of, parse
 from ..heatmap import finish_layer, grid_of, layer_maps_of
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import BASE, Workspace
+from .bank import BankItem, BankReply, Entry, ValueBank
 from .control import control_scores, power_control_scores
 from .keystore import digest
-from .learner import _SAFE_UNARY, Entry, Signature, _MapCache, exact_key, lift_args, make_entry, same_values
 from .oracles import triage_block
+from .racing import Race
 from .selection import shapes_on
 
-BankItem = tuple[int, str, tuple[int, ...], int, Any]
-"""``(uid, op, child uids, kind, extra)``: ``op`` ``"leaf"`` with ``extra`` the terminal name or constant, or
-an operator with ``extra`` whether the (map) value is deferred"""
-BankReply = tuple[Signature | None, int, bool, tuple[int, ...]] | None
-"""``(signature or None when the operator needs none, bytes held, whether the bytes scale with the images, ids of
-equal earlier entries)``; None for a deferred entry"""
 TriageReply = tuple[bool, int, int, Tensor]
 """``(finite on every view, blank maps, blank-or-faint maps, the maps at the fingerprint's positions)``"""
 
@@ -100,9 +99,10 @@ class Shard:
         """Free ``split``'s terminals."""
         self.splits.pop(split, None)
 
-    def split_scores(self, split: str, texts: Sequence[str], metric: Metric, batch: int) -> list[list[float]]:
-        """Per-image scores of the expressions ``texts`` on this shard of ``split``."""
-        rows = self.splits[split].score([parse(t) for t in texts], self._metric(metric), batch)
+    def split_scores(self, split: str, texts: Sequence[str], metric: Metric, batch: int,
+                     desc: str | None = None) -> list[list[float]]:
+        """Per-image scores of the expressions ``texts`` on this shard of ``split`` (``desc``: a progress bar's)."""
+        rows = self.splits[split].score([parse(t) for t in texts], self._metric(metric), batch, desc=desc)
         return [[float(x) for x in r] for r in rows.tolist()]
 
     def split_degenerate(self, split: str, texts: Sequence[str]) -> list[int]:
@@ -135,90 +135,51 @@ class Shard:
         self.per_view = [ws.values(terminals, v) for v in self.views]
         self.acts = tuple(pv["A"] for pv in self.per_view)
         self.grid = grid_of(self.per_view[0])
-        self._acts: dict[str, Entry] = {}
-        self.max_size = max_size
-        self.cache = _MapCache(cache_bytes)
-        self.entries: dict[int, Entry] = {}
-        self._keys: dict[int, tuple[int, int]] = {}
-        self._seen: dict[tuple[int, int], list[Entry]] = {}
+        self.values = ValueBank(self.per_view, max_size, cache_bytes)
+        self.entries = self.values.entries
         self.flats: dict[int, Tensor] = {}
         self.classes: dict[int, Tensor] = {}
+        self.held: dict[int, list[Tensor]] = {}
+        """layer maps per view of the candidates triaged and not yet released (scoring reads them)"""
+        self.race: Race | None = None
         self.sample = torch.tensor(list(sample), dtype=torch.long)
         self._batch: tuple[tuple[int, ...], dict[str, Tensor]] = ((), {})
 
     def forwards(self) -> int:
-        """Model forwards the metrics have run on this shard's synthesis images (:attr:`Workspace.forwards`)."""
-        return self.splits["synthesis"].forwards
+        """Model forwards the metrics have run on this shard's synthesis images (:attr:`Workspace.forwards`),
+        racing's block workspaces included."""
+        race = self.race.workspaces if self.race is not None else []
+        return self.splits["synthesis"].forwards + sum(w.forwards for w in race)
 
     def layout(self, terminals: Sequence[str] = ("A",)) -> dict[str, Any]:
         """Images, views and layer map size of the synthesis split (for the fingerprint positions): the finest grid
-        of the layers ``terminals`` read, where a multi-layer search scores its maps."""
+        of the layers ``terminals`` read, where a multi-layer search scores its maps, and the target layer's."""
         ws = self.splits["synthesis"]
         values = ws.caches[BASE].values(sorted(set(terminals) | {"A"}))
-        return {"n": int(values["A"].shape[0]), "views": len(ws.caches), "hw": grid_of(values)}
-
-    def _leaf(self, uid: int, kind: Kind, name: Any) -> Entry:
-        if isinstance(name, str):
-            return Entry(Terminal(name), kind, tuple(pv[name] for pv in self.per_view), uid=uid)
-        value = torch.tensor(float(name), device=self.acts[0].device)
-        return Entry(Const(float(name)), kind, (value,) * len(self.per_view), uid=uid)
-
-    def _acts_entry(self, key: str) -> Entry:
-        if key not in self._acts:
-            self._acts[key] = Entry(Terminal(key), Kind.MAP, tuple(pv[key] for pv in self.per_view))
-        return self._acts[key]
-
-    def _forget(self, uid: int) -> None:
-        entry = self.entries.pop(uid, None)
-        key = self._keys.pop(uid, None)
-        if entry is not None and key is not None:
-            bucket = self._seen.get(key, [])
-            if entry in bucket:
-                bucket.remove(entry)
-        self.cache.discard(uid)
+        return {"n": int(values["A"].shape[0]), "views": len(ws.caches), "hw": grid_of(values),
+                "target_hw": tuple(int(x) for x in values["A"].shape[-2:])}
 
     def bank(self, items: Sequence[BankItem], drop: Sequence[int] = ()) -> list[BankReply]:
-        """Build the proposed entries on this shard (after forgetting the entries ``drop`` the driver pruned or
-        rejected) and reply per item (:data:`BankReply`). Every built entry is remembered, so later items (and
-        later calls) compare with it; the driver's ``drop`` lists keep the bank equal to the one machine's."""
-        for uid in drop:
-            self._forget(uid)
-        out: list[BankReply] = []
-        for uid, op, children, kind_i, extra in items:
-            kind = Kind(kind_i)
-            if op == "leaf":
-                entry = self._leaf(uid, kind, extra)
-                values: tuple[Tensor, ...] | None = entry.values
-            else:
-                args = tuple(self.entries[c] for c in children)
-                node = Call(op, tuple(a.node for a in args))
-                entry, values = make_entry(node, op, lift_args(op, args, self._acts_entry), kind, self.cache,
-                                           bool(extra), self.max_size, uid=uid)
-            self.entries[uid] = entry
-            if values is None:
-                out.append(None)
-                continue
-            sig = None if op in _SAFE_UNARY else Signature.of(values)
-            key = (kind_i, exact_key(values))
-            bucket = self._seen.setdefault(key, [])
-            equal = tuple(o.uid for o in bucket if same_values(values, o.values))
-            bucket.append(entry)
-            self._keys[uid] = key
-            out.append((sig, entry.nbytes(), values[0].dim() > 0, equal))
-        return out
+        """:meth:`~sycam.synth.bank.ValueBank.bank` on this shard's images: per proposed sub-expression its
+        signature, bytes and the ids of the earlier entries equal to it here."""
+        return self.values.bank(items, drop)
 
     # -- triage: the correctness oracle's counts and the equivalence oracle's distances -------------------
 
     def triage(self, items: Sequence[tuple[int, str | None]], keep: Sequence[int] = (),
-               drop: Sequence[int] = ()) -> list[TriageReply]:
+               drop: Sequence[int] = (), release: Sequence[int] = ()) -> list[TriageReply]:
         """Reply per candidate ``(uid, seed expression or None)`` (:data:`TriageReply`), holding its flat maps
         until the driver says whether it founded a heatmap class (``keep``: they become the class's maps) or not
-        (``drop``). A seed (a classic method) is built here from its expression. The block is triaged in one
-        batched pass (:func:`~sycam.synth.oracles.triage_block`, the same code as on one machine)."""
+        (``drop``), and its layer maps on every view until the driver is done with it (``release``: rejected,
+        pruned or scored), so that scoring reuses them. A seed (a classic method) is built here from its expression.
+        The block is triaged in one batched pass (:func:`~sycam.synth.oracles.triage_block`, the same code as on
+        one machine)."""
         for uid in keep:
             self.classes[uid] = self.flats.pop(uid)
         for uid in drop:
             self.flats.pop(uid, None)
+        for uid in release:
+            self.held.pop(uid, None)
         for uid, seed in items:
             if seed is not None:
                 node = parse(seed)
@@ -230,6 +191,7 @@ class Shard:
         sample = block.flat.index_select(1, self.sample.to(block.flat.device)).cpu() if items else None
         for j, (uid, _) in enumerate(items):
             self.flats[uid] = block.flat[j].clone()  # a row of its own: the block's tensor is freed
+            self.held[uid] = [m[j] for m in block.maps]
             assert sample is not None
             out.append((block.finite[j], block.blank[j], block.bad[j], sample[j].clone()))
         return out
@@ -255,6 +217,9 @@ class Shard:
         memo = self._layers(uids)
         if view not in memo:
             i = self.views.index(view)
+            if all(u in self.held for u in uids):  # computed in triage: the same numbers, not recomputed
+                memo[view] = torch.stack([self.held[u][i] for u in uids])
+                return memo[view]
             memo[view] = layer_maps_of([self.entries[u].node for u in uids], [self.entries[u].values[i] for u in uids],
                                        self.per_view[i], self.grid)
         return memo[view]
@@ -285,3 +250,24 @@ class Shard:
             nodes: list[Node] = [self.entries[uids[i]].node for i in picked]
             out.append(partial_sums(self.ws.evaluate_layers(self.columns[column], sub, nodes)))
         return out
+
+    # -- racing ---------------------------------------------------------------------------------------
+
+    def start_race(self, column: int, order: Sequence[int] | None) -> list[int] | None:
+        """Build the race of metric column ``column`` over this shard's synthesis images, raced in ``order``
+        (:meth:`~sycam.synth.racing.Race.build`); the sizes of its blocks, or None when the metric cannot race."""
+        self.race = Race.build(self.ws, self.columns[column], order=order)
+        return None if self.race is None else [len(p) for p in self.race.positions]
+
+    def run_race(self, uids: Sequence[int], picked: Sequence[int], bar: float | None) -> list[ExactSum | None]:
+        """Race candidates ``uids[i]`` for ``i`` in ``picked`` against ``bar`` (:meth:`~sycam.synth.racing.Race.run`):
+        per candidate the exact sum of its per-image scores, or None when it was dropped."""
+        assert self.race is not None
+        idx = torch.tensor(list(picked), dtype=torch.long)
+
+        def sub(view: str) -> Tensor:
+            maps = self._view(uids, view)
+            return maps.index_select(0, idx.to(maps.device))
+
+        rows = self.race.run(sub, [self.entries[uids[i]].node for i in picked], bar)
+        return [None if r is None else partial_sums(r[None])[0] for r in rows]

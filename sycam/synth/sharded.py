@@ -1,4 +1,7 @@
-"""The sharded search: the driver of :class:`~sycam.synth.search.Search` with the images on shards.
+"""The shard plane: the one protocol between the search's driver (:class:`~sycam.synth.search.Search`) and the
+images, wherever they are. A local run is the plane with one :class:`~sycam.synth.shard.Shard` in this process
+(no pickling); a sharded run is the same plane over the shards of an executor (:mod:`sycam.synth.executors`:
+in-process or Ray actors). :class:`ShardPlane` lists the protocol's methods.
 
 The driver keeps what does not grow with the images: the learner's expressions and decisions, the oracles'
 decisions, the candidates' scores, the leaderboard. Each :class:`~sycam.synth.shard.Shard` (in this process or on
@@ -18,7 +21,10 @@ distances, and exact partial sums of the metric scores.
   share) and compares with the largest of the shards' largest differences
   (:meth:`~sycam.synth.oracles.EquivalenceOracle.match`);
 - an equivalence key is equal when every shard's digest of its part is (:class:`~sycam.synth.keystore.KeyStore`);
-- aggregates are means of exact sums (:mod:`sycam.exactsum`), so they do not depend on the split of the images.
+- aggregates are means of exact sums (:mod:`sycam.exactsum`), so they do not depend on the split of the images;
+- racing (``config.racing``) runs on the shard (:meth:`~sycam.synth.shard.Shard.run_race`) and needs every
+  synthesis image on one shard: its bound reads the best score every unseen image can still reach after each
+  stage, so a plane of several shards refuses it (:class:`~sycam.synth.errors.SynthesisError`).
 
 Shards are cut at multiples of the extraction batch (:func:`~sycam.synth.executors.plan_shards`), so the
 terminals, per-image scores and therefore the winner, every score and every counter equal those of a local run
@@ -28,8 +34,8 @@ near-tie may fall the other way). The driver reads the candidate stream ahead in
 blocks (one round trip per block, not per candidate) and rewinds the learner's counters to the last candidate
 the search took when it stops early.
 
-Not sharded (yet): racing (``config.racing``) needs the images in one place; the views of robustness metrics are
-drawn for the whole split on the driver and sent to the shards with the images.
+The views of robustness metrics are drawn for the whole split on the driver and sent to the shards with the
+images (one shard draws its own, as a local run always did).
 """
 
 from __future__ import annotations
@@ -38,8 +44,7 @@ import dataclasses
 import functools
 import itertools
 import operator
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,39 +52,24 @@ from torch import Tensor, nn
 
 from ..data.samples import Samples
 from ..exactsum import ExactSum
-from ..expr import Call, Const, Kind, Node, Terminal, terminal_kind
+from ..expr import Node
 from ..metrics.base import Metric
 from ..terminals import ExtractOptions
 from ..workspace import Evaluation, metric_views
+from .bank import BankItem, Signature
 from .errors import SynthesisError
-from .executors import Executor, balanced_batch, plan_shards
-from .grammar import Grammar
-from .keystore import KeyStore
-from .learner import _UIDS, Entry, Learner, Proposal, Signature, fingerprint_positions, fingerprint_samples
-from .oracles import FINGERPRINT_LEVELS
-from .search import TRIAGE_BLOCK, Search, SynthesisConfig  # noqa: F401 (TRIAGE_BLOCK: read here by docs tests)
+from .executors import InProcessExecutor
+from .learner import BANK_CHUNK, fingerprint_positions
+from .transport import Executor, balanced_batch, plan_shards
 
-BANK_CHUNK = 4096
-"""proposed sub-expressions per round trip of the bank"""
+__all__ = ["BANK_CHUNK", "TRIAGE_BLOCK", "ShardPlane", "Triaged", "evaluate_sharded"]
 
+TRIAGE_BLOCK = 64
+"""candidates read ahead and triaged at once (one batched pass of both oracles; on shards one round trip)"""
 
-class RemoteEntry:
-    """A bank entry whose values live on the shards: the expression, its kind and its id there."""
-
-    __slots__ = ("kind", "node", "nonneg", "uid")
-
-    def __init__(self, node: Node, kind: Kind) -> None:
-        self.node, self.kind = node, kind
-        self.uid = next(_UIDS)
-        self.nonneg = False
-
-    @property
-    def size(self) -> int:
-        """The expression's size in AST nodes."""
-        return self.node.size
-
-    def __repr__(self) -> str:
-        return f"RemoteEntry({self.node}, {self.kind!s})"
+Triaged = tuple[bool, int, int, Tensor]
+"""per candidate: finite on every shard, blank maps (summed), blank-or-faint maps (summed), and its heatmap at the
+positions the fingerprint samples, in position order (each shard sent its share)"""
 
 
 def _concat(rows: Iterable[list[float]]) -> list[float]:
@@ -87,151 +77,103 @@ def _concat(rows: Iterable[list[float]]) -> list[float]:
     return list(itertools.chain.from_iterable(rows))
 
 
-def _chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while chunk := list(itertools.islice(it, n)):
-        yield chunk
+class ShardPlane:
+    """The images of a run and the search state that grows with them, on the shards of ``executor``; the driver
+    calls these typed methods and gets each answer combined exactly over the shards (module doc).
 
-
-def open_on_shards(executor: Executor, split: str, samples: Samples, metrics: Sequence[Metric],
-                   batch: int) -> list[range]:
-    """Send each shard its run of ``samples`` (whole extraction batches) and its rows of the views ``metrics``
-    declare, drawn here for the whole split, and have it extract them as ``split``; the shards' image ranges."""
-    plan = plan_shards(len(samples), executor.workers, batch)
-    views = metric_views(samples, metrics)
-    args = [(split, samples.subset(slice(r.start, r.stop)), list(metrics),
-             {name: v[r.start:r.stop] for name, v in views.items()}, len(samples)) for r in plan]
-    executor.call("open_split", args, range(len(plan)), log=True)
-    return plan
-
-
-class ShardedLearner(Learner):
-    """:class:`~sycam.synth.learner.Learner` whose values live on shards: the same proposals and the same
-    admission rule (:meth:`~sycam.synth.learner.Learner._decide`), from signatures combined over the shards.
+    Protocol: :meth:`start`, :meth:`open_split` / :meth:`close_split` / :meth:`has_split`, :meth:`start_search`,
+    :meth:`bank`, :meth:`triage`, :meth:`distances`, :meth:`keys`, :meth:`score`, :meth:`start_race` /
+    :meth:`race`, :meth:`forwards`, and the split-level scoring of the selection and the held-out evidence:
+    :meth:`split_scores`, :meth:`split_degenerate`, :meth:`split_shapes`, :meth:`split_control`,
+    :meth:`split_power`.
 
     Args:
-        grammar, max_bank_bytes: as for :class:`~sycam.synth.learner.Learner` (the bytes are those of the whole
-            bank, summed over shards, so the cap cuts where it would on one machine).
-        bank: sends proposed items to every shard (:meth:`~sycam.synth.shard.Shard.bank`) and returns the combined
-            reply per item: ``(signature or None, bytes, ids equal on every shard)``, or None for a deferred one.
+        executor: where the shards run; None: one shard in this process (a local run: no log, no pickling).
+
+    Example::
+
+        plane = ShardPlane()  # or ShardPlane(RayExecutor(workers=4))
+        plane.start(net, "layer4", ExtractOptions())
+        plane.open_split("test", test, [metric])
+        plane.split_scores("test", [parse("mean(G)")], metric, 8)  # (1, N) per-image scores
     """
 
-    def __init__(self, grammar: Grammar, max_bank_bytes: int,
-                 bank: Callable[[list[tuple[Any, ...]], list[int]], list[Any]]) -> None:
-        super().__init__(grammar, {}, max_bank_bytes)
-        self._bank = bank
-        self._held: set[int] = set()
-        self._drop: list[int] = []
-
-    def _leaf_entries(self) -> Iterator[Any]:
-        for name in self.grammar.terminals:
-            yield RemoteEntry(Terminal(name), terminal_kind(name))
-        for c in self.grammar.constants:
-            yield RemoteEntry(Const(float(c)), Kind.SCALAR)
-
-    def _item(self, p: Proposal) -> tuple[RemoteEntry, str | None, bool, tuple[Any, ...]] | None:
-        """The entry a proposal builds, its operator, whether it is deferred, and the shards' item."""
-        if p.op == "skip":
-            return None
-        if p.op == "leaf":
-            e = p.args[0]
-            leaf = e.node.name if isinstance(e.node, Terminal) else e.node.value
-            return e, None, False, (e.uid, "leaf", (), int(e.kind), leaf)
-        node = Call(p.op, tuple(a.node for a in p.args))
-        e = RemoteEntry(node, p.kind)
-        deferred = self._deferred(node, p.kind)
-        return e, p.op, deferred, (e.uid, p.op, tuple(a.uid for a in p.args), int(p.kind), deferred)
-
-    def _resolve(self, proposals: Iterator[Proposal]) -> Iterator[Any]:
-        for chunk in _chunks(proposals, BANK_CHUNK):
-            built = [self._item(p) for p in chunk]
-            replies = iter(self._bank([b[3] for b in built if b is not None], self._drop))
-            self._drop = []
-            for b in built:
-                self.stats.enumerated += 1
-                if b is None:
-                    self.stats.subexpr_pruned += 1
-                    continue
-                entry, op, deferred, _ = b
-                reply = next(replies)
-                if deferred:
-                    self._defer(entry)  # type: ignore[arg-type]
-                    yield entry
-                    continue
-                sig, nbytes, equal = reply
-                held = self._decide(entry, op, sig, lambda eq=equal: not self._held.isdisjoint(eq),  # type: ignore[arg-type]
-                                    nbytes)
-                if held is None:
-                    self._drop.append(entry.uid)
-                    continue
-                if held:
-                    self._held.add(entry.uid)
-                yield entry
-
-
-class ShardedSearch(Search):
-    """:class:`~sycam.synth.search.Search` with the images on the shards of ``executor`` (see the module doc).
-
-    The extraction batch is lowered, when the synthesis split holds fewer batches than workers, to
-    ``ceil(N / workers)`` so every worker gets images (recorded in the settings and the notes: a local run with
-    that ``batch_size`` gives the same result).
-    """
-
-    def __init__(self, model: nn.Module, layer: str | nn.Module, synthesis: Samples, metrics: Sequence[Metric],
-                 config: SynthesisConfig, options: ExtractOptions, settings: dict[str, Any] | None = None,
-                 on_progress: Callable[[int, float | None], None] | None = None, *, executor: Executor) -> None:
-        if config.racing:
-            raise SynthesisError("racing needs every synthesis image in one process: drop racing (--racing) to run "
-                                 f"on the {executor.name} executor")
-        batch = balanced_batch(len(synthesis), executor.workers, options.batch_size)
-        lowered = batch != options.batch_size
-        options = dataclasses.replace(options, batch_size=batch)
-        super().__init__(model, layer, synthesis, metrics, config, options, settings, on_progress)
+    def __init__(self, executor: Executor | None = None) -> None:
+        self.local = executor is None
+        if executor is None:
+            executor = InProcessExecutor(workers=1, threads=None)
+            executor.keep_log = False  # one shard in this process is never rebuilt
         self.executor = executor
-        self.settings["executor"] = executor.describe()
-        if lowered:
-            threads = executor.threads or "the workers'"
-            self.notes.append(f"extraction batch lowered to {batch} images so that each of the {executor.workers} "
-                              f"workers gets a shard (a local run with batch_size={batch} and {threads} torch "
-                              "thread(s) gives the same result)")
         self.plans: dict[str, list[range]] = {}
-        self._seed_texts: dict[int, str] = {}
-        self._tri: dict[int, tuple[str | None, tuple[int, int] | None]] = {}
-        self._block: list[int] = []
-        self._dist: dict[tuple[int, int], float] = {}
-        self._measured: set[int] = set()
-        self._keep: list[int] = []
-        self._drop: list[int] = []
+        self.batch = 1
+        self._order: Tensor | None = None
 
-    # -- calls on the shards of a split -----------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        """The most shards a split is cut into."""
+        return self.executor.workers
 
     def _on(self, split: str, method: str, *args: Any, log: bool = False) -> list[Any]:
-        """``method(*args)`` on every shard of ``split``; the replies in shard order."""
+        """``method(*args)`` on every shard of ``split`` (the transport); the replies in shard order."""
         plan = self.plans[split]
         return self.executor.call(method, [args] * len(plan), range(len(plan)), log=log)
 
-    def extract(self) -> None:
-        """Start the workers; each extracts its shard's terminals and prepares its part of the search."""
-        t0 = time.perf_counter()
-        self.executor.start(self.model, self.layer, self.options)
-        self._open_split("synthesis", self.synthesis, self.columns)
-        needed = sorted(self._needed_terminals())
-        layout = self._on("synthesis", "layout", needed)
+    # -- splits -------------------------------------------------------------------------------------------
+
+    def start(self, model: nn.Module, layer: str | nn.Module, options: ExtractOptions) -> None:
+        """Start the shards, each holding the model; splits are cut at multiples of ``options.batch_size``."""
+        self.batch = options.batch_size
+        self.executor.start(model, layer, options)
+
+    def open_split(self, split: str, samples: Samples, metrics: Sequence[Metric]) -> None:
+        """Send each shard its run of ``samples`` (whole extraction batches) and its rows of the views ``metrics``
+        declare, drawn here for the whole split, and have it extract them as ``split``."""
+        plan = plan_shards(len(samples), self.executor.workers, self.batch)
+        if self.local:  # the shard draws the views and plans its forwards itself, as one process always did
+            args = [(split, samples, list(metrics), None, None)]
+        else:
+            views = metric_views(samples, metrics)
+            args = [(split, samples.subset(slice(r.start, r.stop)), list(metrics),
+                     {name: v[r.start:r.stop] for name, v in views.items()}, len(samples)) for r in plan]
+        self.executor.call("open_split", args, range(len(plan)), log=True)
+        self.plans[split] = plan
+
+    def close_split(self, split: str) -> None:
+        """Free ``split``'s terminals on its shards."""
+        if split not in self.plans:
+            return
+        self._on(split, "close_split", split)
+        for log in self.executor.log:  # a rebuilt shard need not extract a split that is done with
+            log[:] = [(m, a) for m, a in log if not (m == "open_split" and a[0] == split)]
+        del self.plans[split]
+
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` is open."""
+        return split in self.plans
+
+    # -- the search's state on the synthesis split --------------------------------------------------------
+
+    def layout(self, terminals: Sequence[str]) -> dict[str, Any]:
+        """The synthesis split's views, the grid candidates are scored on, and the target layer's grid."""
+        return self._on("synthesis", "layout", sorted(terminals))[0]
+
+    def start_search(self, columns: Sequence[Metric], terminals: Sequence[str], max_size: int, cache_bytes: int,
+                     layout: Mapping[str, Any]) -> None:
+        """Have each synthesis shard prepare its part of the search: its terminals' values (the bank's leaves),
+        the metric columns, a recompute cache of ``cache_bytes`` and the positions of its flat maps that the
+        heatmap fingerprint samples."""
         samples = self._sample_positions(layout)
         plan = self.plans["synthesis"]
-        cache = self.config.max_bank_bytes // 2 // len(plan)  # each shard's values are 1/W of the whole's
-        self.executor.call("start_search", [(self.columns, needed, self.config.grammar.max_size, cache, samples[i])
+        self.executor.call("start_search", [(list(columns), list(terminals), max_size, cache_bytes, samples[i])
                                             for i in range(len(plan))], range(len(plan)), log=True)
-        self._diagnose()
-        self.timings["terminals"] = time.perf_counter() - t0
 
-    def _sample_positions(self, layout: list[dict[str, Any]]) -> list[list[int]]:
+    def _sample_positions(self, layout: Mapping[str, Any]) -> list[list[int]]:
         """Per shard, the positions in its flat maps (views × its images × pixels) that the heatmap fingerprint
-        samples from the whole split's flat maps (views × all images × pixels); ``self._order`` says, for each
-        sampled position in order, (shard, index in that shard's list)."""
+        samples from the whole split's flat maps (views × all images × pixels); ``self._order`` says where each
+        sampled position is in the shards' samples concatenated in shard order (None: in order, one shard)."""
         plan = self.plans["synthesis"]
-        h, w = layout[0]["hw"]
-        hw, n, views = h * w, len(self.synthesis), layout[0]["views"]
+        h, w = layout["hw"]
+        hw, n, views = h * w, plan[-1].stop, layout["views"]
         per: list[list[int]] = [[] for _ in plan]
         order: list[tuple[int, int]] = []
         for g in fingerprint_positions(views * n * hw):
@@ -242,58 +184,19 @@ class ShardedSearch(Search):
             order.append((s, len(per[s])))
             per[s].append(v * len(r) * hw + rem - r.start * hw)
         offsets = list(itertools.accumulate((len(p) for p in per), initial=0))
-        self._order = torch.tensor([offsets[s] + k for s, k in order], dtype=torch.long)
-        """where each sampled position is in the shards' samples concatenated in shard order"""
+        self._order = None if len(plan) == 1 else torch.tensor([offsets[s] + k for s, k in order], dtype=torch.long)
         return per
 
-    def _open_split(self, split: str, samples: Samples, metrics: Sequence[Metric]) -> None:
-        self.plans[split] = open_on_shards(self.executor, split, samples, metrics, self.options.batch_size)
-
-    def _close_split(self, split: str) -> None:
-        if split not in self.plans:
-            return
-        self._on(split, "close_split", split)
-        for log in self.executor.log:  # a rebuilt shard need not extract a split that is done with
-            log[:] = [(m, a) for m, a in log if not (m == "open_split" and a[0] == split)]
-        del self.plans[split]
-
-    def _has_split(self, split: str) -> bool:
-        return split in self.plans
-
-    def _split_scores(self, split: str, nodes: Sequence[Node], metric: Metric, desc: str | None = None) -> Tensor:
-        parts = self._on(split, "split_scores", split, [str(n) for n in nodes], metric, self.config.batch)
-        rows = [_concat(p[b] for p in parts) for b in range(len(nodes))]
-        return torch.tensor(rows, dtype=torch.float32).reshape(len(nodes), -1)
-
-    def _split_degenerate(self, split: str, nodes: Sequence[Node]) -> list[int]:
-        parts = self._on(split, "split_degenerate", split, [str(n) for n in nodes])
-        return [sum(p[b] for p in parts) for b in range(len(nodes))]
-
-    def _split_control(self, split: str, winner: Node) -> tuple[list[float], int]:
-        parts = self._on(split, "split_control", split, str(winner), self.primary)
-        return _concat(p[0] for p in parts), sum(p[1] for p in parts)
-
-    def _split_power(self, split: str, powers: Sequence[float]) -> tuple[list[list[float]], int]:
-        parts = self._on(split, "split_power", split, list(powers), self.primary)
-        return [_concat(p[0][k] for p in parts) for k in range(len(powers))], sum(p[1] for p in parts)
-
-    def _split_shapes(self, split: str, nodes: Sequence[Node]) -> Tensor:
-        parts = self._on(split, "split_shapes", split, [str(n) for n in nodes])
-        return torch.cat([torch.as_tensor(p) for p in parts], dim=1)
-
-    # -- the learner and the candidate stream -----------------------------------------------------------
-
-    def _metric_forwards(self) -> int:
-        """The shards' model forwards on the synthesis split, summed."""
+    def forwards(self) -> int:
+        """Model forwards the metrics have run on the synthesis split so far, summed over shards."""
         return sum(self._on("synthesis", "forwards"))
 
-    def _new_learner(self) -> Learner:
-        return ShardedLearner(self.config.grammar, self.config.max_bank_bytes, self._bank)
-
-    def _bank(self, items: list[tuple[Any, ...]], drop: list[int]) -> list[Any]:
-        """Proposed bank items on every synthesis shard, combined per item (see :class:`ShardedLearner`)."""
+    def bank(self, items: list[BankItem], drop: list[int]) -> list[Any]:
+        """The learner's proposed items on every synthesis shard (after forgetting ``drop``), per item the reply
+        combined: ``(signature & over shards, bytes summed (when they scale with the images), ids equal on every
+        shard)``, or None for a deferred item (:data:`sycam.synth.learner.BankCall`)."""
         parts = self._on("synthesis", "bank", items, drop, log=True)
-        out = []
+        out: list[Any] = []
         for replies in zip(*parts, strict=True):
             if replies[0] is None:
                 out.append(None)
@@ -305,101 +208,83 @@ class ShardedSearch(Search):
             out.append((sig, nbytes, equal))
         return out
 
-    def _seed_entry(self, node: Node, kind: Kind) -> Entry:
-        entry = RemoteEntry(node, kind)
-        self._seed_texts[entry.uid] = str(node)
-        return entry  # type: ignore[return-value]
-
-    # -- triage ---------------------------------------------------------------------------------------
-
-    def _triage_block(self, entries: Sequence[Any]) -> None:
-        items = [(e.uid, self._seed_texts.pop(e.uid, None)) for e in entries]
-        parts = self._on("synthesis", "triage", items, self._keep, self._drop, log=True)
-        self._keep, self._drop = [], []
-        n = len(self.synthesis)
-        self._block = [e.uid for e in entries]
-        self._dist, self._measured = {}, set()
-        heatmap = self.equivalence.mode == "heatmap"
-        reasons, samples = [], []
-        for j in range(len(entries)):
+    def triage(self, items: list[tuple[int, str | None]], keep: list[int], drop: list[int],
+               release: list[int]) -> list[Triaged]:
+        """Triage a block of candidates ``(uid, seed expression or None)`` on every shard (after the earlier
+        block's decisions: flat maps to ``keep`` as classes or ``drop``, layer maps to ``release``); per
+        candidate the combined :data:`Triaged`."""
+        parts = self._on("synthesis", "triage", items, keep, drop, release, log=True)
+        out: list[Triaged] = []
+        for j in range(len(items)):
             replies = [p[j] for p in parts]
-            reasons.append(self.oracle.reject_counts(all(r[0] for r in replies), sum(r[1] for r in replies),
-                                                     sum(r[2] for r in replies), n))
-            if reasons[-1] is None and heatmap:
-                samples.append(torch.cat([r[3] for r in replies])[self._order])
-        keys = iter(fingerprint_samples(torch.stack(samples), FINGERPRINT_LEVELS) if samples else [])
-        for e, reason in zip(entries, reasons, strict=True):  # the block's fingerprints in one pass, as on one machine
-            self._tri[e.uid] = (reason, next(keys) if reason is None and heatmap else None)
+            sample = replies[0][3] if len(replies) == 1 else torch.cat([r[3] for r in replies])[self._order]
+            out.append((all(r[0] for r in replies), sum(r[1] for r in replies), sum(r[2] for r in replies), sample))
+        return out
 
-    def _measure(self, uid: int) -> None:
-        """Distances (largest over shards) from the block's undecided candidates, from ``uid`` on, to the classes
-        of their bucket and to the earlier of them in the same bucket (which may found a class first)."""
-        rest = self._block[self._block.index(uid):]
-        pairs: list[tuple[int, int]] = []
-        earlier: dict[tuple[int, int], list[int]] = {}
-        for u in rest:
-            reason, key = self._tri[u]
-            if reason is not None or key is None:
-                continue
-            pairs += [(u, c) for _, c in self.equivalence.classes.get(key, [])]
-            pairs += [(u, c) for c in earlier.get(key, [])]
-            earlier.setdefault(key, []).append(u)
-            self._measured.add(u)
-        if pairs:
-            parts = self._on("synthesis", "distances", pairs)
-            for k, pair in enumerate(pairs):
-                self._dist[pair] = max(p[k] for p in parts)
+    def distances(self, pairs: list[tuple[int, int]]) -> list[float]:
+        """The largest absolute difference of the flat maps of each pair of candidates or classes (largest over
+        shards)."""
+        parts = self._on("synthesis", "distances", pairs)
+        return [max(p[k] for p in parts) for k in range(len(pairs))]
 
-    def _triage(self, entry: Entry) -> bool:
-        if entry.uid not in self._measured and self._tri[entry.uid][1] is not None:
-            self._measure(entry.uid)
-        reason, key = self._tri.pop(entry.uid)
-        if reason is not None:
-            self.rejected[reason] = self.rejected.get(reason, 0) + 1
-            self._drop.append(entry.uid)
-            return False
-        if key is None:  # no heatmap equivalence: nothing to compare
-            self._drop.append(entry.uid)
-            return True
-        uid = entry.uid
-        if self.equivalence.match(str(entry.node), key, uid, lambda other: self._dist[(uid, other)]):
-            self._drop.append(uid)
-            return False
-        self._keep.append(uid)
-        return True
+    def keys(self, uids: list[int], column: int) -> list[bytes] | None:
+        """Per candidate its equivalence key under metric column ``column``: the shards' digests of their parts
+        (equal keys: equal on every shard), or None when the metric has none."""
+        keys = self._on("synthesis", "keys", uids, column)
+        return None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(len(uids))]
 
-    # -- scoring --------------------------------------------------------------------------------------
+    def score(self, uids: list[int], columns: list[int], todo: list[list[int]]) -> list[list[ExactSum]]:
+        """Per metric column ``columns[c]``, the exact sums of the per-image scores of candidates ``uids[i]`` for
+        ``i`` in ``todo[c]`` (the shards' partial sums added)."""
+        parts = self._on("synthesis", "score", uids, columns, todo)
+        return [[functools.reduce(operator.add, (p[c][t] for p in parts), ExactSum()) for t in range(len(picked))]
+                for c, picked in enumerate(todo)]
 
-    def _score(self, entries: Sequence[Entry], columns: Sequence[int],
-               race: bool = False) -> tuple[list[list[float] | None], list[bool]]:
-        uids = [e.uid for e in entries]
-        sums, shared = self._column_sums(uids, list(columns))
-        out: list[list[float] | None] = [[sums[j][b].mean() for j in columns] for b in range(len(uids))]
-        by_key = [all(shared[j][b] for j in columns) for b in range(len(uids))]
-        return out, by_key
+    def start_race(self, column: int, order: Sequence[int] | None) -> list[int] | None:
+        """Build the race of metric column ``column`` (images in ``order``) on the shard; the block sizes, or None
+        when the metric cannot race. Racing needs every synthesis image on one shard (module doc)."""
+        if len(self.plans["synthesis"]) > 1:
+            raise SynthesisError(f"racing needs every synthesis image in one process: drop racing (--racing) to run "
+                                 f"on the {self.executor.name} executor")
+        return self._on("synthesis", "start_race", column, None if order is None else list(order), log=True)[0]
 
-    def _column_sums(self, uids: list[int],
-                     columns: list[int]) -> tuple[dict[int, list[ExactSum]], dict[int, list[bool]]]:
-        """Per metric column, the exact sums of the per-image scores of a batch (from the key store when every
-        shard's key digest matches a scored candidate's) and whether each came from the store. One round trip
-        scores every column; a metric with equivalence keys costs one more, for the digests."""
-        b = len(uids)
-        store: KeyStore[ExactSum] = self._keys  # type: ignore[assignment]
-        batches = {}
-        for j in columns:
-            blobs = None
-            if type(self.columns[j]).equivalence_key is not Metric.equivalence_key:  # else no round trip for keys
-                keys = self._on("synthesis", "keys", uids, j)
-                blobs = None if keys[0] is None else [b"".join(k[i] for k in keys) for i in range(b)]
-            batches[j] = store.batch(j, blobs, b)
-        wanted = [j for j in columns if batches[j].todo]
-        if wanted:
-            parts = self._on("synthesis", "score", uids, wanted, [batches[j].todo for j in wanted])
-            for c, j in enumerate(wanted):
-                for t, i in enumerate(batches[j].todo):
-                    batches[j].scored(i, functools.reduce(operator.add, (p[c][t] for p in parts), ExactSum()))
-        done = {j: batches[j].done() for j in columns}
-        return {j: d[0] for j, d in done.items()}, {j: d[1] for j, d in done.items()}  # type: ignore[misc]
+    def race(self, uids: list[int], picked: list[int], bar: float | None) -> list[ExactSum | None]:
+        """Race candidates ``uids[i]`` for ``i`` in ``picked`` against ``bar``: per candidate the exact sum of its
+        per-image scores, or None when it provably cannot beat ``bar``."""
+        return self._on("synthesis", "run_race", uids, picked, bar)[0]
+
+    # -- split-level scoring (selection and held-out evidence) ---------------------------------------------
+
+    def split_scores(self, split: str, nodes: Sequence[Node], metric: Metric, batch: int,
+                     desc: str | None = None) -> Tensor:
+        """Per-image scores ``(B, N)`` of ``nodes`` on ``split``, in its sample order (shards' rows concatenated)."""
+        parts = self._on(split, "split_scores", split, [str(n) for n in nodes], metric, batch,
+                         desc if self.local else None)
+        rows = [_concat(p[b] for p in parts) for b in range(len(nodes))]
+        return torch.tensor(rows, dtype=torch.float32).reshape(len(nodes), -1)
+
+    def split_degenerate(self, split: str, nodes: Sequence[Node]) -> list[int]:
+        """Per node, the images of ``split`` on which its heatmap is degenerate (counts added)."""
+        parts = self._on(split, "split_degenerate", split, [str(n) for n in nodes])
+        return [sum(p[b] for p in parts) for b in range(len(nodes))]
+
+    def split_shapes(self, split: str, nodes: Sequence[Node]) -> Tensor:
+        """:func:`~sycam.synth.selection.shape_maps` ``(B, N, h, w)`` of ``nodes`` on ``split`` (shards' images
+        concatenated)."""
+        parts = self._on(split, "split_shapes", split, [str(n) for n in nodes])
+        return torch.cat([torch.as_tensor(p) for p in parts], dim=1)
+
+    def split_control(self, split: str, winner: Node, metric: Metric) -> tuple[list[float], int]:
+        """Per-image ``metric`` scores on ``split`` and degenerate count of the control
+        (:func:`~sycam.synth.control.control_scores`)."""
+        parts = self._on(split, "split_control", split, str(winner), metric)
+        return _concat(p[0] for p in parts), sum(p[1] for p in parts)
+
+    def split_power(self, split: str, powers: Sequence[float], metric: Metric) -> tuple[list[list[float]], int]:
+        """Per power, per-image ``metric`` scores of the power control on ``split``, and its degenerate count
+        (:func:`~sycam.synth.control.power_control_scores`)."""
+        parts = self._on(split, "split_power", split, list(powers), metric)
+        return [_concat(p[0][k] for p in parts) for k in range(len(powers))], sum(p[1] for p in parts)
 
 
 def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples, methods: Mapping[str, Node],
@@ -410,23 +295,19 @@ def evaluate_sharded(model: nn.Module, layer: str | nn.Module, samples: Samples,
     options = options or ExtractOptions()
     options = dataclasses.replace(options, batch_size=balanced_batch(len(samples), executor.workers,
                                                                       options.batch_size))
-    executor.start(model, layer, options)
-    plan = open_on_shards(executor, "evaluate", samples, list(metrics.values()), options.batch_size)
+    plane = ShardPlane(executor)
+    plane.start(model, layer, options)
+    plane.open_split("evaluate", samples, list(metrics.values()))
     labels = list(methods)
-    texts = [str(methods[k]) for k in labels]
-
-    def on_all(method: str, *args: Any) -> list[Any]:
-        return executor.call(method, [("evaluate", *args)] * len(plan), range(len(plan)))
-
+    nodes = [methods[k] for k in labels]
     results: dict[str, dict[str, float]] = {k: {} for k in labels}
     per_image: dict[str, dict[str, list[float]]] = {}
     for mname, metric in metrics.items():
-        parts = on_all("split_scores", texts, metric, 8)
-        rows = [_concat(p[b] for p in parts) for b in range(len(labels))]
-        per_image[mname] = dict(zip(labels, rows, strict=True))
-        means = metric.aggregate(torch.tensor(rows, dtype=torch.float32).reshape(len(labels), -1)).tolist()
+        rows = plane.split_scores("evaluate", nodes, metric, 8)
+        per_image[mname] = dict(zip(labels, rows.tolist(), strict=True))
+        means = metric.aggregate(rows).tolist()
         for label, value in zip(labels, means, strict=True):
             results[label][mname] = float(value)
-    bad = on_all("split_degenerate", texts)
-    blank = {label: sum(p[b] for p in bad) for b, label in enumerate(labels)}
+    bad = plane.split_degenerate("evaluate", nodes)
+    blank = dict(zip(labels, bad, strict=True))
     return Evaluation(results, per_image, blank, list(samples.ids), metrics)

@@ -64,8 +64,9 @@ def test_helpers_by_hand() -> None:
 
 
 def test_the_report_says_the_sentence_only_when_there_is_one() -> None:
-    from sycam.report import render_report
     from report_helpers import make_full_results
+
+    from sycam.report import render_report
 
     results = make_full_results()
     assert 'id="diagnostics"' not in render_report(results)

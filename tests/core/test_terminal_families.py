@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_helpers import tiny_net, tiny_samples
 from torch import nn
 
 from sycam.diagnostics import diagnose_layer
@@ -15,7 +16,6 @@ from sycam.synth.learner import Learner
 from sycam.targets import Targets
 from sycam.terminal_families import FamilyOptions, first_component, noisy_copies
 from sycam.terminals import TerminalCache
-from engine_helpers import tiny_net, tiny_samples
 
 
 class Square(nn.Module):

@@ -62,7 +62,7 @@ def test_every_option_the_page_names_exists() -> None:
 
 def test_the_numbers_the_page_quotes_are_the_codes() -> None:
     from sycam.exactsum import _UNIT
-    from sycam.synth import learner, ray_executor, sharded
+    from sycam.synth import learner, ray_executor, search, sharded
     from sycam.synth.keystore import digest
 
     assert f"blocks of {sharded.TRIAGE_BLOCK}" in TEXT and f"block of {sharded.TRIAGE_BLOCK} candidates" in TEXT
@@ -74,7 +74,7 @@ def test_the_numbers_the_page_quotes_are_the_codes() -> None:
     assert f"2^-{_UNIT}" in TEXT
     assert f"every {SynthesisConfig().checkpoint_every:.0f} s" in TEXT
     assert "its share: max_bank_bytes / 2 / W" in TEXT  # each shard's recompute cache
-    assert "cache = self.config.max_bank_bytes // 2 // len(plan)" in inspect.getsource(sharded.ShardedSearch.extract)
+    assert "cache = self.config.max_bank_bytes // 2 // len(plan)" in inspect.getsource(search.Search.extract)
 
 
 def test_links_resolve() -> None:

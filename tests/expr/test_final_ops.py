@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from engine_helpers import tiny_net, tiny_samples
 
 from sycam.expr import OPS, Kind, kind_of, parse
 from sycam.expr.ops import NORM_EPS
@@ -16,7 +17,6 @@ from sycam.heatmap import explain, render
 from sycam.methods import METHODS
 from sycam.targets import Targets
 from sycam.terminals import TerminalCache
-from engine_helpers import tiny_net, tiny_samples
 
 
 def t(rows: list[list[float]]) -> torch.Tensor:
