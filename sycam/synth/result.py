@@ -110,31 +110,34 @@ class SynthesisResult:
             "metrics": [m.describe() for m in objectives],
             "model": self.settings.get("model", {}),
             "data": self.settings.get("data", {}),
-            "lambda": _finite(self.lambda_),
+            "lambda": finite_or_none(self.lambda_),
             "lambda_source": self.lambda_source,
-            "lambdas": {k: _finite(v) for k, v in self.lambdas.items()},
+            "lambdas": {k: finite_or_none(v) for k, v in self.lambdas.items()},
             "lambda_baseline": self.lambda_baseline,
             "accepted": bool(self.accepted),
             "best": {"expression": best.expression, "latex": parse(best.expression).latex(), "size": best.size,
-                     "synthesis_score": _finite(best.synthesis_score),
-                     "validation_score": _finite(best.validation_score), "test_score": _finite(best.test_score),
+                     "synthesis_score": finite_or_none(best.synthesis_score),
+                     "validation_score": finite_or_none(best.validation_score),
+                     "test_score": finite_or_none(best.test_score),
                      "is_baseline": best.seed, "scores": _finite_map(best.scores),
                      "test_scores": _finite_map(best.test_scores), "accepted": bool(self.accepted)},
-            "baselines": {k: {**v, "synthesis_score": _finite(v["synthesis_score"]),
-                              "validation_score": _finite(v.get("validation_score")),
-                              "test_score": _finite(v.get("test_score")), "scores": _finite_map(v.get("scores", {})),
+            "baselines": {k: {**v, "synthesis_score": finite_or_none(v["synthesis_score"]),
+                              "validation_score": finite_or_none(v.get("validation_score")),
+                              "test_score": finite_or_none(v.get("test_score")),
+                              "scores": _finite_map(v.get("scores", {})),
                               "test_scores": _finite_map(v.get("test_scores", {}))}
                           for k, v in self.baselines.items()},
             "leaderboard": [{"rank": i + 1, "expression": c.expression, "size": c.size,
-                             "synthesis_score": _finite(c.synthesis_score),
-                             "validation_score": _finite(c.validation_score), "test_score": _finite(c.test_score),
+                             "synthesis_score": finite_or_none(c.synthesis_score),
+                             "validation_score": finite_or_none(c.validation_score),
+                             "test_score": finite_or_none(c.test_score),
                              "is_baseline": c.seed}
                             for i, c in enumerate(self.leaderboard)],
-            "history": [[n, _finite(s)] for n, s in self.history],
+            "history": [[n, finite_or_none(s)] for n, s in self.history],
             "guards": self.settings.get("guards", "user" if self.constraints else "off"),
             "constraints": [{"text": c.text, "metric": c.metric, "op": c.op,
-                             "rhs": c.rhs if c.rhs is not None else repr(c.scale), "bound": _finite(bound),
-                             "synthesis_value": _finite(best.scores.get(c.metric)),
+                             "rhs": c.rhs if c.rhs is not None else repr(c.scale), "bound": finite_or_none(bound),
+                             "synthesis_value": finite_or_none(best.scores.get(c.metric)),
                              "holds": c.holds(best.scores.get(c.metric, math.nan), bound)}
                             for c, bound in self.constraints],
             "per_image": self.per_image,
@@ -144,8 +147,8 @@ class SynthesisResult:
             "control": self.control,
             "power_control": self.power_control,
             "selection": self.selection,
-            "validation_score": _finite(best.validation_score),
-            "optimism": _finite(self.optimism),
+            "validation_score": finite_or_none(best.validation_score),
+            "optimism": finite_or_none(self.optimism),
             "incomplete": bool(self.incomplete),
             **self.counters,
             "stopped_because": self.stopped_because,
@@ -159,17 +162,18 @@ class SynthesisResult:
             out["diagnostics"] = self.diagnostics
         if len(objectives) > 1:
             out["pareto"] = [{"expression": c.expression, "size": c.size,
-                              "scores": {m.name: _finite(c.scores.get(m.name)) for m in objectives}}
+                              "scores": {m.name: finite_or_none(c.scores.get(m.name)) for m in objectives}}
                              for c in self.pareto]
         return out  # type: ignore[return-value]
 
 
-def _finite(x: float | None) -> float | None:
+def finite_or_none(x: float | None) -> float | None:
+    """``x`` as a float, or None where it is None, NaN or infinite (strict JSON has no NaN)."""
     return None if x is None or not math.isfinite(x) else float(x)
 
 
 def _finite_map(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: _finite(v) for k, v in d.items()}
+    return {k: finite_or_none(v) for k, v in d.items()}
 
 
 def versions() -> dict[str, str]:

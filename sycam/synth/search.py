@@ -59,13 +59,13 @@ from .errors import SynthesisError
 from .heldout import HeldOut
 from .ogis import OgisLoop
 from .oracles import CorrectnessOracle
-from .result import SynthesisResult, _finite, versions
+from .result import SynthesisResult, finite_or_none
 from .selection import Candidate
 from .sharded import ShardPlane
 from .transport import Executor, balanced_batch
 from .winner import WinnerChoice
 
-__all__ = ["Candidate", "Search", "SynthesisConfig", "SynthesisError", "SynthesisResult", "synthesize", "versions"]
+__all__ = ["Candidate", "Search", "SynthesisError", "synthesize"]
 
 
 class Search(OgisLoop, WinnerChoice, HeldOut):
@@ -300,22 +300,23 @@ class Search(OgisLoop, WinnerChoice, HeldOut):
         """The :class:`SynthesisResult` of the steps run so far (all of them)."""
         winner = self.winner
         control = {"name": CONTROL_TITLE,
-                   "scores": {split: _finite(self.primary.aggregate(torch.tensor(v[CONTROL])).item())
+                   "scores": {split: finite_or_none(self.primary.aggregate(torch.tensor(v[CONTROL])).item())
                               for split, v in self.per_image.items() if v.get(CONTROL)}}
         power = None
         if self.power is not None:
             power = {"name": POWER_CONTROL_TITLE, "power": self.power, "powers": list(POWERS),
-                     "scores": {split: _finite(self.primary.aggregate(torch.tensor(v[POWER_CONTROL])).item())
+                     "scores": {split: finite_or_none(self.primary.aggregate(torch.tensor(v[POWER_CONTROL])).item())
                                 for split, v in self.per_image.items() if v.get(POWER_CONTROL)}}
         selection = {"why": self.why_winner, "top_row": self.leaderboard[0].expression if self.leaderboard else None,
                      "min_effect": self.config.min_effect, "merged": self.merged}
         counters = self.counters()
         incomplete = self.learner.stats.bank_full or self.stopped in ("time limit", "interrupted")
         return SynthesisResult(
-            self.primary, winner, self.baselines, self.leaderboard, self.history, self.oracle.lambdas[0],
-            self.lambda_source, counters, self.timings, self.settings, self.notes, self.stopped,
-            metrics=self.objectives, lambdas=dict(zip([m.name for m in self.objectives], self.oracle.lambdas,
-                                                         strict=True)),
+            metric=self.primary, best=winner, baselines=self.baselines, leaderboard=self.leaderboard,
+            history=self.history, lambda_=self.oracle.lambdas[0], lambda_source=self.lambda_source,
+            counters=counters, timings=self.timings, settings=self.settings, notes=self.notes,
+            stopped_because=self.stopped, metrics=self.objectives,
+            lambdas=dict(zip([m.name for m in self.objectives], self.oracle.lambdas, strict=True)),
             lambda_baseline=self.lambda_baseline, accepted=self.oracle.correct(winner.scores),
             constraints=list(self.oracle.constraints), pareto=sorted(self.front, key=self._rank),
             per_image=self.per_image, ids=self.ids, degenerate=self.degenerate, comparison=self.comparison,
