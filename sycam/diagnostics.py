@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .capture import eval_mode
 from .targets import Targets
-from .terminals import ExtractOptions, TerminalCache, eval_mode
+from .terminals import ExtractOptions, TerminalCache
 
 CONSTANT_TOLERANCE = 1e-5
 """G is called spatially constant where, on every image and channel, ``max - min`` over positions is at most

@@ -18,12 +18,8 @@ from torch import Tensor, nn
 from ._torch import module_device
 from .data.labels import imagenet_classes
 from .data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from .errors import SycamError
-
-
-class ModelError(SycamError, ValueError):
-    """A model, layer or weights problem, with a message fit for one line of output."""
-
+from .errors import ModelError
+from .transforms import ReshapeError, check_map, reshape_preset, resolve_reshape
 
 # --------------------------------------------------------------------------------------------------
 # Layers
@@ -272,8 +268,6 @@ def transformer_layer(module: nn.Module) -> tuple[str | None, Callable[[Tensor],
     """The default CAM layer and reshape transform of a timm vision transformer, ``(None, None)`` for other models:
     the last block's first norm — ``blocks[-1].norm1`` with the ``"vit"`` preset for ViT / DeiT (tokens),
     ``layers[-1].blocks[-1].norm1`` with ``"swin"`` for Swin (channels last)."""
-    from .transforms import reshape_preset
-
     blocks = getattr(module, "blocks", None)
     if isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) and hasattr(blocks[-1], "norm1") \
             and hasattr(module, "patch_embed"):
@@ -288,8 +282,6 @@ def transformer_layer(module: nn.Module) -> tuple[str | None, Callable[[Tensor],
 def _last_spatial_layer(module: nn.Module, size: int) -> str:
     """Name of the last module whose output is a (N, K, h, w) feature map (the usual CAM layer); 4-D outputs whose
     grid does not follow the image (attention (N, heads, tokens, dim), channels-last) are not maps."""
-    from .transforms import ReshapeError, check_map
-
     def is_map(out: object) -> bool:
         try:
             check_map(out, (size, size), False)
@@ -356,7 +348,5 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = "imagenet
     else:
         model = _timm(name, weights, seed)
     if reshape_transform is not None:
-        from .transforms import resolve_reshape
-
         model.reshape_transform = resolve_reshape(reshape_transform, model.module)
     return model

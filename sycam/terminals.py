@@ -36,27 +36,35 @@ Hooks are always removed and the model's mode restored, also on errors and under
 
 from __future__ import annotations
 
-import itertools
 import re
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, fx, nn
+from torch import Tensor, nn
 
-from . import _progress
 from ._progress import progress
 from ._torch import module_device
+from .capture import (
+    Captured,
+    announce,
+    capture_output,
+    chunks,
+    eval_mode,
+    forward_backward,
+    forward_backward_layers,
+    image_aligned_chunks,
+    target_scores,
+)
 from .errors import SycamError
 from .expr.ast import LAYER_PATH, LAYERED, split_terminal
 from .expr.ops import safe_div
-from .models import ModelError, resolve_layer
+from .models import resolve_layer
+from .tail import TRACE_ERRORS, TailSplit
 from .targets import Targets, TargetSpec
-from .transforms import RawAblation, ReshapeTransform, check_map
+from .transforms import RawAblation, ReshapeTransform
 
 MAP_TERMINALS = ("A", "G")
 VECTOR_TERMINALS = ("S", "D")
@@ -64,134 +72,29 @@ FAMILY_TERMINALS = ("SG", "IG", "Ap", "Gp", "E", "EG")
 """computed by :mod:`sycam.terminal_families` (each takes @LAYER)"""
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and restore its previous mode afterwards (also on errors)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-class Captured(list[Tensor]):
-    """The maps ``(N, K, h, w)`` a layer produced inside :func:`capture_output` (after the reshape transform), with
-    the layer's raw outputs in ``raw`` (what the rest of the network reads; the same tensors without a transform)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw: list[Tensor] = []
-
-
-@contextmanager
-def capture_output(layer: nn.Module, replace: Callable[[Tensor], Tensor] | None = None,
-                   reshape: ReshapeTransform | None = None,
-                   input_size: tuple[int, int] | None = None) -> Iterator[Captured]:
-    """Record (and optionally replace) ``layer``'s output during the forward passes inside the block.
-
-    ``replace`` acts on the raw output (what the network reads on); the recorded map is ``reshape(output)``
-    (pytorch-grad-cam's ``reshape_transform``), checked to be ``(N, K, h, w)`` for inputs of ``input_size``
-    (:func:`~sycam.transforms.check_map`: never a silent reading of other axes)."""
-    seen = Captured()
-
-    def hook(_module: nn.Module, _inputs: object, output: object) -> Tensor | None:
-        if not isinstance(output, Tensor):
-            raise ModelError(f"the target layer must output a (N, K, h, w) tensor, got {type(output).__name__}")
-        if replace is not None:
-            output = replace(output)
-        seen.append(check_map(output if reshape is None else reshape(output), input_size, reshape is not None))
-        seen.raw.append(output)
-        return output
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        handle.remove()
-
-
-def _chunks(n: int, size: int) -> Iterable[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
-# --------------------------------------------------------------------------------------------------
-# Running only the network after the target layer
-# --------------------------------------------------------------------------------------------------
-
-
-TRACE_ERRORS: tuple[type[Exception], ...] = (fx.proxy.TraceError, TypeError, NotImplementedError)
-"""What ``torch.fx`` raises on a model it cannot trace symbolically (data-dependent control flow, unsupported
-calls); any other error is a bug and propagates."""
-
-
-class _CutTracer(fx.Tracer):
-    """Traces through the target layer's ancestors only; every other module stays one opaque call."""
-
-    def __init__(self, ancestors: set[str]) -> None:
-        super().__init__()
-        self.ancestors = ancestors
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name not in self.ancestors
-
-
-@dataclass
-class TailSplit:
-    """The model split at the target layer: ``head(x) -> cut values``, ``tail(*cut values) -> outputs``.
-
-    ``cut[0]`` is the target layer's output; the other cut values are earlier tensors that the tail
-    still reads (e.g. a skip connection crossing the layer).
-    """
-
-    head: fx.GraphModule
-    tail: fx.GraphModule
-    n_cut: int
-
-    @classmethod
-    def build(cls, model: nn.Module, layer_name: str) -> TailSplit:
-        """Trace ``model`` (opening only the layer's ancestors) and cut it at ``layer_name`` into the head and
-        the tail that reads the layer's output plus the skip tensors crossing it; raises one of
-        :data:`TRACE_ERRORS` when the model cannot be traced."""
-        parts = layer_name.split(".")
-        ancestors = {".".join(parts[:i]) for i in range(1, len(parts))}
-        graph = _CutTracer(ancestors).trace(model)
-        gm = fx.GraphModule(model, graph)
-        targets = [n for n in graph.nodes if n.op == "call_module" and n.target == layer_name]
-        if len(targets) != 1:
-            raise ModelError(f"layer {layer_name!r} is called {len(targets)} times in the traced graph")
-        target = targets[0]
-        tail_nodes: set[fx.Node] = set()
-        frontier = [target]
-        while frontier:
-            for user in frontier.pop().users:
-                if user not in tail_nodes:
-                    tail_nodes.add(user)
-                    frontier.append(user)
-        ordered = list(graph.nodes)
-        head_nodes = [n for n in ordered if n not in tail_nodes and n.op != "output"]
-        cut = [target] + [n for n in head_nodes if n is not target and any(u in tail_nodes for u in n.users)]
-
-        head_graph = fx.Graph()
-        env: dict[fx.Node, fx.Node] = {}
-        for node in head_nodes:
-            env[node] = head_graph.node_copy(node, lambda n: env[n])
-        head_graph.output(tuple(env[n] for n in cut))
-
-        tail_graph = fx.Graph()
-        env = {n: tail_graph.placeholder(f"cut_{i}") for i, n in enumerate(cut)}
-        for node in ordered:
-            if node in tail_nodes:
-                env[node] = tail_graph.node_copy(node, lambda n: env[n])
-        return cls(fx.GraphModule(gm, head_graph), fx.GraphModule(gm, tail_graph), len(cut))
-
-    def batched(self, images: Tensor) -> bool:
-        """Whether every cut value is a per-image tensor (leading axis = the batch) on ``images``: a tail that reads
-        sizes or shared tensors traced for one batch could not run on the ablated copies."""
-        with torch.no_grad():
-            cut = self.head(images)
-        return all(isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == images.shape[0] for v in cut)
+__all__ = [
+    "FAMILY_TERMINALS",
+    "MAP_TERMINALS",
+    "OPTIMIZE_MIN_FORWARDS",
+    "OPTIMIZE_TOLERANCE",
+    "TRACE_ERRORS",
+    "VECTOR_TERMINALS",
+    "Captured",
+    "ExtractOptions",
+    "OptionsError",
+    "TailSplit",
+    "TerminalCache",
+    "ablation_drops",
+    "announce",
+    "capture_output",
+    "eval_mode",
+    "forward_backward",
+    "forward_backward_layers",
+    "image_aligned_chunks",
+    "inference_forward",
+    "known_terminal",
+    "score_cam_scores",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,109 +187,6 @@ def _planned(options: ExtractOptions | None, n: int) -> int:
     return n if options is None or options.plan_images is None else options.plan_images
 
 
-def announce(message: str) -> None:
-    """One line on the progress stream (only when progress output is on, as in the CLI)."""
-    if _progress.enabled():
-        print(message, file=_progress._state["stream"] or sys.stderr, flush=True)
-
-
-def forward_backward(
-    model: nn.Module, layer: nn.Module, images: Tensor, targets: Targets, batch_size: int = 32, need_grad: bool = True,
-    reshape: ReshapeTransform | None = None, raw_out: list[Tensor] | None = None,
-) -> tuple[Tensor, Tensor | None, Tensor]:
-    """``(A, G, logits)`` for ``images``: one forward (and one backward when ``need_grad``) per chunk.
-
-    With ``reshape``, ``A = reshape(output)`` and ``G = reshape(∂y/∂output)`` (as pytorch-grad-cam), and the raw
-    outputs are appended to ``raw_out`` when given (the Ablation-CAM terminal ablates them)."""
-    acts, grads, logits = forward_backward_layers(model, [layer], images, targets, batch_size, need_grad,
-                                                  reshape=reshape, raw_out=raw_out)
-    return acts[0], (None if grads is None else grads[0]), logits
-
-
-def forward_backward_layers(
-    model: nn.Module, layers: Sequence[nn.Module], images: Tensor, targets: Targets, batch_size: int = 32,
-    need_grad: bool = True, desc: str | None = None, reshape: ReshapeTransform | None = None,
-    raw_out: list[Tensor] | None = None,
-) -> tuple[list[Tensor], list[Tensor] | None, Tensor]:
-    """``([A per layer], [G per layer], logits)`` for ``images``: hooks on every layer at once, so all layers cost
-    one forward (and one backward when ``need_grad``) per chunk. ``reshape`` applies to every layer's output and
-    gradient (a transformer's layers share a token layout); the first layer's raw outputs go to ``raw_out``."""
-    acts: list[list[Tensor]] = [[] for _ in layers]
-    grads: list[list[Tensor]] = [[] for _ in layers]
-    outs, raws = [], []
-    size = tuple(images.shape[-2:])
-    desc = desc or ("terminals A, G" if need_grad else "terminal A")
-    with eval_mode(model), progress(images.shape[0], desc, "img") as bar:
-        for sl in _chunks(images.shape[0], batch_size):
-            x = images[sl]
-            index = torch.arange(sl.start, sl.stop, device=x.device)
-
-            def keep_graph(out: Tensor) -> Tensor:
-                return out if out.requires_grad else out.detach().requires_grad_(True)
-
-            ctx = torch.enable_grad() if need_grad else torch.no_grad()
-            with ctx, ExitStack() as stack:
-                seen = [stack.enter_context(capture_output(la, keep_graph if need_grad else None, reshape,
-                                                           size))  # type: ignore[arg-type]
-                        for la in layers]
-                logits = model(x)
-                if not all(seen):
-                    raise ModelError("the target layer was not called during the forward pass" if len(layers) == 1
-                                     else "a terminal's layer was not called during the forward pass")
-                got = [s[0] for s in seen]
-                raw = [s.raw[0] for s in seen]
-                if need_grad:
-                    targets.check(logits.shape[-1])
-                    score = targets.scores(logits, index)
-                    for i, g in enumerate(torch.autograd.grad(score.sum(), raw)):
-                        grads[i].append((g if reshape is None else reshape(g)).detach())
-            for i, a in enumerate(got):
-                acts[i].append(a.detach())
-            raws.append(raw[0].detach())
-            outs.append(logits.detach())
-            bar.update(sl.stop - sl.start)
-    if raw_out is not None:
-        raw_out.append(torch.cat(raws))
-    return [torch.cat(a) for a in acts], ([torch.cat(g) for g in grads] if need_grad else None), torch.cat(outs)
-
-
-def _target_scores(
-    model: nn.Module,
-    inputs: Callable[[slice], tuple[Tensor, Tensor]],
-    total: int,
-    targets: Targets,
-    batch_size: int,
-    forward: Callable[[Tensor], Tensor] | None = None,
-    bar: object | None = None,
-    slices: Sequence[slice] | None = None,
-) -> Tensor:
-    """Target scores of ``total`` generated inputs, chunked (``slices``, default: runs of ``batch_size``);
-    ``inputs(slice) -> (batch, sample index)``."""
-    out = []
-    run = forward or model
-    with torch.no_grad():
-        for sl in _chunks(total, batch_size) if slices is None else slices:
-            x, index = inputs(sl)
-            out.append(targets.scores(run(x), index))
-            if bar is not None:
-                bar.update(sl.stop - sl.start)  # type: ignore[attr-defined]
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def image_aligned_chunks(pairs_n: Tensor, n: int, image_batch: int, batch: int) -> list[slice]:
-    """Runs of at most ``batch`` generated inputs (sorted by their image ``pairs_n``) that never span two batches
-    of ``image_batch`` images: a batch of images then meets the model in the same chunks whether it is the
-    first batch of a shard or the fifth of the whole split, so a sharded run's terminals equal the local ones.
-
-    >>> image_aligned_chunks(torch.tensor([0, 0, 0, 1, 1, 2, 2, 2]), 3, 2, 4)
-    [slice(0, 4, None), slice(4, 5, None), slice(5, 8, None)]
-    """
-    edges = [int(torch.searchsorted(pairs_n, i)) for i in range(0, n, image_batch)] + [pairs_n.numel()]
-    out = []
-    for a, b in itertools.pairwise(edges):
-        out += [slice(s, min(s + batch, b)) for s in range(a, b, batch)]
-    return out
-
 
 def score_cam_scores(
     model: nn.Module, images: Tensor, acts: Tensor, targets: Targets, batch_size: int = 32, top_k: int | None = None,
@@ -429,8 +229,8 @@ def score_cam_scores(
         fast = _fast_forward(model, lambda: (inputs(slice(0, first))[0] if pairs_n.numel() else images[:first],),
                              per_image * _planned(options, n), options, images.device)
         chunks = image_aligned_chunks(pairs_n, n, batch_size, batch_size)
-        scores = _target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar, chunks).to(acts.dtype)
-        empty = _target_scores(model, zeros, n, targets, batch_size, fast, bar).to(acts.dtype)
+        scores = target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar, chunks).to(acts.dtype)
+        empty = target_scores(model, zeros, n, targets, batch_size, fast, bar).to(acts.dtype)
     out = empty[:, None].expand(n, k).clone()
     out[pairs_n, pairs_k] = scores
     return out
@@ -481,7 +281,7 @@ def ablation_drops(
                 cut_values = [raw]
             else:
                 with torch.no_grad():
-                    cut = [split.head(images[sl]) for sl in _chunks(n, image_batch)]
+                    cut = [split.head(images[sl]) for sl in chunks(n, image_batch)]
                 cut_values = [torch.cat([c[i] for c in cut]) for i in range(split.n_cut)]
 
             def example() -> tuple[Tensor, ...]:
@@ -514,7 +314,7 @@ def ablation_drops(
                 return images[ni], ni
 
             with capture_output(layer, swap, None if options is None else options.reshape):
-                abl = _target_scores(model, run, total, targets, batch_size, None, bar, chunks)
+                abl = target_scores(model, run, total, targets, batch_size, None, bar, chunks)
     base = base_scores[pairs_n].to(abl.dtype)
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 
@@ -612,7 +412,7 @@ class TerminalCache:
         if self._targets is None:
             if self._target_spec is None:
                 with torch.no_grad(), eval_mode(self.model):
-                    logits = torch.cat([self.model(self.images[sl]) for sl in _chunks(len(self), 32)])
+                    logits = torch.cat([self.model(self.images[sl]) for sl in chunks(len(self), 32)])
                 self._targets = Targets.resolve(None, len(self), logits)
             else:
                 self._targets = Targets.resolve(self._target_spec, len(self))
@@ -759,7 +559,7 @@ class TerminalCache:
         acts: list[list[Tensor]] = [[] for _ in layers]
         grads: list[list[Tensor]] = [[] for _ in layers]
         with eval_mode(self.model):
-            for sl in _chunks(len(self), self.options.batch_size):
+            for sl in chunks(len(self), self.options.batch_size):
                 hooks = [capture_input(pre_activation(mod, name)) for _, name, mod in named]
                 try:
                     with torch.enable_grad():

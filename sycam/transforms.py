@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .models import ModelError
+from .errors import ModelError
 
 ReshapeTransform = Callable[[Tensor], Tensor]
 """A layer output → ``(N, K, h, w)`` (pytorch-grad-cam's ``reshape_transform`` convention)."""

@@ -19,12 +19,13 @@ from torch import Tensor, nn
 
 from ._progress import progress
 from ._torch import module_device
+from .capture import chunks, eval_mode
 from .data.samples import Samples
 from .expr import Node, evaluate
 from .heatmap import finish_layer, layer_maps_of, native_grid, needed_terminals, render, render_all
 from .metrics.base import Metric, degenerate
 from .targets import Targets
-from .terminals import ExtractOptions, TerminalCache, _chunks, eval_mode
+from .terminals import ExtractOptions, TerminalCache
 
 BASE = ""
 """The key of the untransformed inputs among a workspace's caches (metric views have their own names)."""
@@ -131,7 +132,7 @@ class WorkspaceContext:
         rows = self.forward_rows
         outs = []
         with eval_mode(self._model):
-            for sl in _chunks(images.shape[0], rows):
+            for sl in chunks(images.shape[0], rows):
                 x = images[sl].to(device)
                 k = int(x.shape[0])
                 if k < rows:
@@ -283,7 +284,7 @@ class Workspace:
             return scores
         out = []
         with progress(len(exprs), desc, "expr") if desc else nullcontext() as bar:
-            for sl in _chunks(len(exprs), chunk):
+            for sl in chunks(len(exprs), chunk):
                 batch = list(exprs[sl])
                 out.append(self.evaluate_layers(metric, lambda v, b=batch: self.layer_heatmaps(b, v), batch))
                 if bar is not None:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .base import Metric, MetricContext, MetricError, StaticContext, degenerate
+from .base import Metric, degenerate
 from .complexity import Complexity, Sparseness
+from .context import MetricContext, StaticContext
 from .custom import CustomMetric, QuantusMetric, load_custom_metric
 from .equivariance import Equivariance, Invariance
+from .errors import MetricError
 from .faithfulness import ADCC, AverageDrop, DeletionAUC, IncreaseInConfidence, InsertionAUC
 from .localization import EnergyPointingGame, IoU, MaskAUC, PointingGame
 from .robustness import AvgSensitivity, MaxSensitivity

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.samples import Samples
-from .base import MetricContext, MetricError
+from .context import MetricContext
+from .errors import MetricError
 
 #: Most images handed to one ``ctx.logits`` call by the model-cost metrics (the context chunks further).
 MAX_IMAGES_PER_CALL = 256

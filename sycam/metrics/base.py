@@ -31,21 +31,31 @@ import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, Protocol, SupportsFloat
+from typing import Any, ClassVar, Literal, SupportsFloat
 
 import torch
 from torch import Tensor
 
 from ..data.samples import Samples
-from ..errors import SycamError
 from ..exactsum import exact_means
+from .context import MetricContext, StaticContext
+from .errors import MetricError
+from .lowres import check_lowres, full_maps
+
+__all__ = [
+    "Cost",
+    "GroundTruth",
+    "Metric",
+    "MetricContext",
+    "MetricError",
+    "StaticContext",
+    "degenerate",
+    "score_better",
+    "score_sort_key",
+]
 
 GroundTruth = Literal["none", "mask"]
 Cost = Literal["cached", "model"]
-
-
-class MetricError(SycamError, ValueError):
-    """Bad metric name, parameters or inputs."""
 
 
 def degenerate(maps: Tensor) -> Tensor:
@@ -66,28 +76,6 @@ def degenerate(maps: Tensor) -> Tensor:
     finite = torch.isfinite(flat).all(-1)
     constant = flat.amax(-1) == flat.amin(-1)
     return ~finite | constant
-
-
-class MetricContext(Protocol):
-    """What a metric may ask of the engine while scoring one batch of candidates."""
-
-    @property
-    def samples(self) -> Samples:
-        """The N samples being scored (inputs, labels, ground truth)."""
-        ...
-
-    def view_maps(self, view: str) -> Tensor:
-        """Heatmaps ``(*B, N, H, W)`` of the same candidate(s) on the view named ``view``."""
-        ...
-
-    def logits(self, images: Tensor) -> Tensor:
-        """Model outputs ``(M, classes)`` for inputs ``(M, 3, H, W)``; no gradients, chunked on the device."""
-        ...
-
-    def explain(self, images: Tensor) -> Tensor:
-        """Heatmaps ``(*B, N, H, W)`` of the candidate(s) recomputed on new inputs ``(*B, N, 3, H, W)``
-        (sample ``i`` keeps target ``labels[i]``)."""
-        ...
 
 
 def score_better(a: SupportsFloat, b: SupportsFloat | None, higher_is_better: bool) -> bool:
@@ -180,8 +168,6 @@ class Metric(ABC):
         :attr:`lowres` compute the score from them exactly (:mod:`sycam.metrics.lowres`); the others, and any
         ``size`` smaller than the layer maps, render the full maps and call :meth:`evaluate`. A layer map is
         degenerate exactly when its full map is (upsampling is injective), so the worst values agree."""
-        from .lowres import check_lowres, full_maps
-
         size = (int(size[0]), int(size[1]))
         samples = getattr(ctx, "samples", None)
         images = getattr(samples, "images", None)
@@ -320,50 +306,3 @@ def _describe_images(ctx: Any, images: list[int]) -> str:
     shown = [ids[i] if i < len(ids) else str(i) for i in images[:5]]
     more = f" and {len(images) - 5} more" if len(images) > 5 else ""
     return ("images " if ids else "image indices ") + ", ".join(shown) + more
-
-
-class StaticContext:
-    """A :class:`MetricContext` over fixed data: precomputed view heatmaps, an optional model and an
-    optional explainer. Handy for scoring heatmaps that came from elsewhere, and for tests."""
-
-    def __init__(
-        self,
-        samples: Samples,
-        model: Callable[[Tensor], Tensor] | None = None,
-        views: Mapping[str, Tensor] | None = None,
-        explainer: Callable[[Tensor], Tensor] | None = None,
-        batch_size: int = 64,
-    ) -> None:
-        self._samples = samples
-        self._model = model
-        self._views = dict(views or {})
-        self._explainer = explainer
-        self.batch_size = batch_size
-
-    @property
-    def samples(self) -> Samples:
-        """The samples given to the constructor."""
-        return self._samples
-
-    def view_maps(self, view: str) -> Tensor:
-        """The precomputed heatmaps ``(*B, N, H, W)`` of view ``view``; :class:`MetricError` if none were given."""
-        try:
-            return self._views[view]
-        except KeyError:
-            raise MetricError(f"view {view!r} was not provided (have: {sorted(self._views)})") from None
-
-    @torch.no_grad()
-    def logits(self, images: Tensor) -> Tensor:
-        """``model(images)`` ``(M, classes)`` in chunks of ``batch_size``, without gradients;
-        :class:`MetricError` if no model was given."""
-        if self._model is None:
-            raise MetricError("this metric needs a model, but none was given")
-        chunks = [self._model(images[i : i + self.batch_size]) for i in range(0, images.shape[0], self.batch_size)]
-        return torch.cat(chunks) if chunks else images.new_zeros((0, 0))
-
-    def explain(self, images: Tensor) -> Tensor:
-        """``explainer(images)``: heatmaps ``(*B, N, H, W)`` of inputs ``(*B, N, 3, H, W)``; :class:`MetricError`
-        if no explainer was given."""
-        if self._explainer is None:
-            raise MetricError("this metric re-explains inputs, but no explainer was given")
-        return self._explainer(images)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._util import Memo
-from .base import MetricError
+from .errors import MetricError
 
 
 def full_maps(layer_maps: Tensor, size: tuple[int, int]) -> Tensor:
