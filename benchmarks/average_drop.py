@@ -42,6 +42,7 @@ def run_mode(mode: str, model: Any, layer: str, samples: Any, args: argparse.Nam
     """One search (``mode`` = shortcuts | exact); the figures of the table."""
     from sycam.methods import METHODS
     from sycam.metrics import get_metric
+    from sycam.metrics.faithfulness import forget_shared_forwards
     from sycam.synth import Grammar, SynthesisConfig
     from sycam.synth.search import Search
     from sycam.terminals import ExtractOptions
@@ -51,9 +52,22 @@ def run_mode(mode: str, model: Any, layer: str, samples: Any, args: argparse.Nam
     config = SynthesisConfig(grammar=Grammar(terminals=terminals, max_size=args.max_size),
                              max_candidates=args.candidates, baselines=baselines, racing=mode == "shortcuts",
                              batch=args.batch)
+    forget_shared_forwards()  # each mode starts with no masked input scored
     run = Search(model, layer, samples, [get_metric("average_drop")], config, ExtractOptions(), None, None)
     run.extract()
     run.score_baselines()
+    shard = run.plane.executor.shards[0]  # a local run: the one shard, in this process
+    rows: dict[str, list[float]] = {}
+    if args.dump:
+        plain = shard.ws.evaluate_layers
+
+        def recording(metric: Any, layers: Any, exprs: Any) -> torch.Tensor:
+            got = plain(metric, layers, exprs)
+            for e, r in zip(exprs, got.detach().cpu().tolist(), strict=True):
+                rows.setdefault(str(e), r)
+            return got
+
+        shard.ws.evaluate_layers = recording  # type: ignore[method-assign]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     run.search()
     wall = time.perf_counter() - t0
@@ -62,13 +76,27 @@ def run_mode(mode: str, model: Any, layer: str, samples: Any, args: argparse.Nam
     c = run.counters()
     considered = c["candidates_scored"] + c["raced_out"]
     naive = considered * len(samples)
+    race = shard.race
+    log = list(race.log) if race is not None else []
+    metrics = list(race.metrics) if race is not None else []
+    metrics += list(shard.columns)
+    forwarded = sum(getattr(m, "_forwarded", 0) for m in metrics)
+    reused = sum(getattr(m, "_reused", 0) for m in metrics)
+    dropped = sorted(seen for _, seen, out in log if out)
+    extra = {"race_log": log, "per_image": rows, "order": [p for part in race.positions for p in part]
+             if race is not None else None}
     return {"mode": mode, "n_images": len(samples), "candidates_considered": considered,
             "candidates_scored": c["candidates_scored"], "raced_out": c["raced_out"], "forwards": c["forwards"],
             "naive_forwards": naive, "fraction_of_naive": c["forwards"] / max(naive, 1), "search_s": wall,
             "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
             "winner": run.winner.expression, "winner_score": run.winner.synthesis_score,
             "leaderboard": [[x.expression, x.synthesis_score] for x in run.leaderboard],
-            "lambda": run.oracle.lambdas[0], "lambda_baseline": run.lambda_baseline, "notes": run.notes}
+            "lambda": run.oracle.lambdas[0], "lambda_baseline": run.lambda_baseline, "notes": run.notes,
+            "masked_forwarded": forwarded, "masked_reused": reused, "raced": len(log),
+            "raced_full": sum(1 for _, seen, out in log if not out),
+            "dropped_at_images": {"min": dropped[0], "median": dropped[len(dropped) // 2], "max": dropped[-1],
+                                  "mean": sum(dropped) / len(dropped)} if dropped else None,
+            "_extra": extra}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="candidates per metric call (default: the search's)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dump", default=None, help="write per-image scores and the race log of each mode here (JSON)")
     args = ap.parse_args(argv)
     if not Path(args.data).is_file():
         print(f"skipped: {args.data} is absent (the photos are not shipped)")
@@ -106,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['raced_out']} raced out); forwards {r['forwards']} of naive {r['naive_forwards']} "
               f"= {r['fraction_of_naive']:.3f}; search {r['search_s']:.1f} s wall (user {r['user_s']:.1f} s, "
               f"sys {r['sys_s']:.1f} s); winner {r['winner']} = {r['winner_score']:.6f}", flush=True)
+        print(f"{'':>9}  masked forwards {r['masked_forwarded']}, masked pairs shared {r['masked_reused']}; "
+              f"raced {r['raced']} (scored on every image {r['raced_full']}); dropped after images "
+              f"{r['dropped_at_images']}", flush=True)
     out: dict[str, Any] = {"benchmark": "average_drop", "data": args.data, "n_images": len(samples),
                            "candidates": args.candidates, "load_average_end": round(os.getloadavg()[0], 2),
                            "modes": rows}
@@ -120,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         out["wall_speedup"] = exact["search_s"] / max(fast["search_s"], 1e-9)
         print(f"same winner and score: {out['same_winner']}; same leaderboard (expressions and scores): "
               f"{out['same_leaderboard']}; search wall time {out['wall_speedup']:.2f}x shorter")
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({m: r.pop("_extra") for m, r in rows.items()}))
+    for r in rows.values():
+        r.pop("_extra", None)
     print(json.dumps(out))
     return 0 if out.get("same_winner", True) and out.get("same_leaderboard", True) else 1
 

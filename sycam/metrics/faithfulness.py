@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,6 +49,11 @@ CURVE_CHUNK = 64
 """Perturbed inputs built and handed to ``ctx.logits`` at once by the deletion/insertion curves."""
 MAX_CACHED_FORWARDS = 1_000_000
 """Scored perturbed inputs remembered per context (about 100 bytes each); the memory is cleared beyond this."""
+_MASKED_BY_MODEL: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], dict[bytes, float]]] = (
+    weakref.WeakKeyDictionary())
+"""Target scores of masked inputs per model (held weakly) and ``(output, space)``, keyed by a digest of (image
+content, label, map): shared by every masked-confidence metric object (average drop, increase in confidence,
+ADCC's drop does not use it) and every workspace of that model (a race's blocks, the full synthesis split)."""
 
 
 def relative_drop(clean: Tensor, masked: Tensor, output: str) -> Tensor:
@@ -62,6 +68,27 @@ def harmonic3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     one = torch.ones_like(a)
     inv = 1 / torch.where(ok, a, one) + 1 / torch.where(ok, b, one) + 1 / torch.where(ok, c, one)
     return torch.where(ok, 3 / inv, torch.zeros_like(a))
+
+
+def forget_shared_forwards() -> None:
+    """Empty the per-model store of masked-input scores (:data:`_MASKED_BY_MODEL`), e.g. so that a benchmark's
+    second run starts as cold as its first."""
+    _MASKED_BY_MODEL.clear()
+
+
+def image_salts(samples: Any) -> list[bytes]:
+    """Per sample a 128-bit BLAKE2 digest of its model input's bytes (dtype and shape included) and its label:
+    the salt that names an image in the masked-input digests shared across workspaces."""
+    x = samples.images.detach().contiguous().cpu()
+    labels = samples.labels.detach().contiguous().cpu()
+    head = f"{x.dtype}{tuple(x.shape[1:])}".encode()
+    out = []
+    for i in range(len(x)):
+        h = hashlib.blake2b(head, digest_size=16)
+        h.update(x[i].numpy().tobytes())
+        h.update(labels[i].numpy().tobytes())
+        out.append(h.digest())
+    return out
 
 
 class _ModelMetric(Metric):
@@ -89,15 +116,43 @@ class _MaskedConfidence(_ModelMetric):
         super().__init__(output)
         self.space = check_choice(self.name, "space", space, SPACES)
         self._forwards = Memo()
+        self._salts = Memo()
+        #: Masked inputs forwarded so far by this metric object (the clean inputs not included).
+        self._forwarded = 0
+        #: Masked (image, map) pairs asked for that took the score of a pair already forwarded (no forward).
+        self._reused = 0
 
-    def _masked_cache(self, ctx: MetricContext) -> dict[bytes, float]:
-        """Target scores of masked inputs already scored, by a digest of (image, map); shared by every candidate
-        scored under the same context key and samples."""
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_forwarded"] = state["_reused"] = 0  # copies and pickles count their own forwards
+        return state
+
+    def _masked_cache(self, ctx: MetricContext) -> tuple[dict[bytes, float], list[bytes] | None]:
+        """Target scores of masked inputs already scored, by a digest of (image, map), and the salt of each
+        image in that digest.
+
+        When the context's ``memo_key`` (a :class:`~sycam.workspace.Workspace`) names its ``model``, the store is
+        the model's (:data:`_MASKED_BY_MODEL`) and an image is salted by a digest of its content and label: every
+        metric object of this kind (average drop and increase in confidence ask for the same masked inputs) and
+        every workspace of the model share it. Otherwise (salt None: the image's index) it is shared by every
+        candidate scored under the same context key and samples."""
         s = ctx.samples
-        cache: dict[bytes, float] = self._forwards.get(ctx, (s.images, s.labels), (self.output, self.space), dict)
+        model = getattr(getattr(ctx, "memo_key", None), "model", None)
+        shared = None
+        if model is not None:
+            try:
+                shared = _MASKED_BY_MODEL.setdefault(model, {})
+            except TypeError:  # not weakly referable: per context
+                shared = None
+        if shared is not None:
+            cache = shared.setdefault((self.output, self.space), {})
+            salts: list[bytes] | None = self._salts.get(ctx, (s.images, s.labels), None, lambda: image_salts(s))
+        else:
+            cache = self._forwards.get(ctx, (s.images, s.labels), (self.output, self.space), dict)
+            salts = None
         if len(cache) > MAX_CACHED_FORWARDS:
             cache.clear()
-        return cache
+        return cache, salts
 
     def masked_images(self, maps: Tensor, ctx: MetricContext) -> Tensor:
         """``x ⊙ L`` for every candidate and image: ``(*B, N, 3, H, W)`` in model-input space."""
@@ -119,9 +174,10 @@ class _MaskedConfidence(_ModelMetric):
         rows = maps.reshape(-1, *maps.shape[-2:]).to(s.images.device, s.images.dtype)
         idx = sample_index(tuple(lead), n, rows.device)
         base = s.images if self.space == "input" else s.pixels
-        cache = self._masked_cache(ctx)
+        cache, salts = self._masked_cache(ctx)
         rows_np = rows.detach().contiguous().cpu().numpy()
-        keys = [hashlib.blake2b(rows_np[r].tobytes(), digest_size=16, salt=int(i).to_bytes(16, "little")).digest()
+        salt = salts or [int(i).to_bytes(16, "little") for i in range(n)]
+        keys = [hashlib.blake2b(rows_np[r].tobytes(), digest_size=16, salt=salt[i]).digest()
                 for r, i in enumerate(idx.tolist())]
         todo: dict[bytes, int] = {}
         for r, key in enumerate(keys):
@@ -135,8 +191,10 @@ class _MaskedConfidence(_ModelMetric):
             x = base[ii] * rows[sel].unsqueeze(1)
             return (x if self.space == "input" else s.normalize(x)), s.labels[ii]
 
+        self._reused += len(keys) - len(todo)
         if todo:
             got = chunked_target_scores(ctx, len(todo), build, self.output).tolist()
+            self._forwarded += len(todo)
             for key, v in zip(todo, got, strict=True):
                 cache[key] = v
         out = torch.tensor([cache[k] for k in keys], dtype=torch.float32, device=rows.device)

@@ -3,7 +3,9 @@ it as soon as it provably cannot enter the leaderboard.
 
 The synthesis images are split once, in an order fixed before the race (the search passes those the classic
 methods score worst on first, :func:`hardest_first`; default: seeded random), into disjoint blocks that end at
-5, 10, 15, 20, 25, 30, 40, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`). A candidate is scored block
+5, 10, 15, 20, 25, 30, 40, 50, 75 and 100 % of them (rounded up, :data:`FRACTIONS`); a block is scored in parts
+of at most ``ceil(N / 40)`` images (:data:`CHECK_EVERY`) and the bound is checked after every part, so a
+hopeless candidate is dropped at most 2.5 % of the images after its bound crossed the bar. A candidate is scored block
 by block; each image is scored once, by the metric's ordinary path
 (:meth:`sycam.workspace.Workspace.evaluate_layers`, whose forwards have a fixed shape), so the per-image scores of
 a survivor are exactly those of the exact run. After a block, with ``m`` of the ``N`` images scored (sum ``s``),
@@ -28,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -39,6 +41,9 @@ from ..workspace import Workspace
 
 FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 """Cumulative shares of the synthesis images scored at each stage of a race."""
+CHECK_EVERY = 1 / 40
+"""Share of the synthesis images (rounded up) after which a candidate's bound is checked again: blocks are
+scored in parts of this size (each part has its own workspace, so a part is one metric call)."""
 MARGIN = 1e-6
 """A bound must be worse than the bar by more than this share of the metric's range to drop a candidate
 (covers float32 rounding of the mean)."""
@@ -142,8 +147,9 @@ def hardest_first(metric: Metric, rows: Sequence[Sequence[float]]) -> list[int]:
 
 @dataclass
 class Race:
-    """Blocks of the synthesis images, each with its own workspace and copy of the metric (so that the
-    metric's per-context memo of forwards lives per block and is shared by every candidate raced on it).
+    """Blocks of the synthesis images (``positions``), scored in parts (``parts``: each block cut into pieces of
+    at most ``ceil(CHECK_EVERY * N)`` images), each part with its own workspace and copy of the metric (so that
+    the metric's per-context memo of forwards lives per part and is shared by every candidate raced on it).
 
     Build with :meth:`build`; :meth:`run` races a batch of candidates against a bar."""
 
@@ -155,6 +161,12 @@ class Race:
     """the best score each image can reach, ``(N,)`` (:func:`best_per_image`)"""
     margin: float
     n: int
+    parts: list[list[int]] = field(default_factory=list)
+    """the scoring units, in race order: ``positions`` cut into pieces (one workspace and metric copy each);
+    empty: the blocks themselves"""
+    log: list[tuple[str, int, bool]] = field(default_factory=list)
+    """per candidate raced, in turn: its expression, the images it was scored on and whether it was dropped
+    (for benchmarks)"""
 
     @classmethod
     def build(cls, ws: Workspace, metric: Metric, seed: int = 0, order: Sequence[int] | None = None) -> Race | None:
@@ -168,8 +180,20 @@ class Race:
             return None
         best = best_per_image(metric, ws)
         assert best is not None
-        spaces = [Workspace(ws.model, ws.layer, ws.samples.subset(p), ws.options) for p in parts]
-        return cls(metric, parts, spaces, [copy.deepcopy(metric) for _ in parts], best, MARGIN * (rng[1] - rng[0]), n)
+        step = max(1, math.ceil(CHECK_EVERY * n))
+        pieces = [block[a:a + step] for block in parts for a in range(0, len(block), step)]
+        spaces = [Workspace(ws.model, ws.layer, ws.samples.subset(p), ws.options) for p in pieces]
+        return cls(metric, parts, spaces, [copy.deepcopy(metric) for _ in pieces], best, MARGIN * (rng[1] - rng[0]),
+                   n, pieces)
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            self.parts = [list(p) for p in self.positions]
+        if len(self.parts) != len(self.workspaces) or len(self.parts) != len(self.metrics):
+            raise ValueError("a race needs one workspace and one metric per part")
+        # best sum over the parts from k on (k = 0 .. len(parts))
+        sums = [float(self.best[p].sum()) if p else 0.0 for p in self.parts]
+        self._best_after = [sum(sums[k:]) for k in range(len(sums) + 1)]
 
     def optimistic_mean(self, total: float, stages: int) -> float:
         """The best full mean a candidate whose scores on the first ``stages`` blocks sum to ``total`` can
@@ -188,8 +212,11 @@ class Race:
         (its optimistic mean after some block cannot beat ``bar``; ``bar=None``: nothing is dropped)."""
         b = len(nodes)
         rows = torch.full((b, self.n), math.nan, dtype=torch.float64)
+        totals = [0.0] * b
         alive = list(range(b))
-        for k, (pos, space, metric) in enumerate(zip(self.positions, self.workspaces, self.metrics, strict=True)):
+        seen_by = [0] * b
+        last = len(self.parts) - 1
+        for k, (pos, space, metric) in enumerate(zip(self.parts, self.workspaces, self.metrics, strict=True)):
             if not alive:
                 break
             cand = torch.tensor(alive)
@@ -199,12 +226,14 @@ class Race:
                 maps = layers(view)
                 return maps.index_select(0, cand.to(maps.device)).index_select(1, img.to(maps.device))
 
-            got = space.evaluate_layers(metric, block, [nodes[i] for i in alive])
-            rows[cand.unsqueeze(1), img.unsqueeze(0)] = got.detach().to("cpu", torch.float64)
-            if bar is None or k == len(self.positions) - 1:
+            got = space.evaluate_layers(metric, block, [nodes[i] for i in alive]).detach().to("cpu", torch.float64)
+            rows[cand.unsqueeze(1), img.unsqueeze(0)] = got
+            for i, t in zip(alive, got.sum(1).tolist(), strict=True):
+                seen_by[i] += len(pos)
+                totals[i] += t
+            if bar is None or k == last:
                 continue
-            seen = torch.tensor([p for part in self.positions[: k + 1] for p in part])
-            totals = rows[cand][:, seen].sum(1).tolist()
-            alive = [i for i, t in zip(alive, totals, strict=True)
-                     if not self.cannot_beat(self.optimistic_mean(t, k + 1), bar)]
+            rest = self._best_after[k + 1]
+            alive = [i for i in alive if not self.cannot_beat((totals[i] + rest) / self.n, bar)]
+        self.log.extend((str(nodes[i]), seen_by[i], i not in alive) for i in range(b))
         return [rows[i].to(torch.float32) if i in alive else None for i in range(b)]
