@@ -70,9 +70,13 @@ def capture_output(layer: nn.Module, replace: Callable[[Tensor], Tensor] | None 
 
 
 def chunks(n: int, size: int) -> Iterable[slice]:
+    """Consecutive slices of ``range(n)`` of at most ``size`` items.
+
+    >>> list(chunks(5, 2))
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
-
 
 
 def announce(message: str) -> None:

@@ -228,8 +228,8 @@ def score_cam_scores(
         per_image = (k if top_k is None else min(top_k, k)) + 1  # at most: decided alike on any shard
         fast = _fast_forward(model, lambda: (inputs(slice(0, first))[0] if pairs_n.numel() else images[:first],),
                              per_image * _planned(options, n), options, images.device)
-        chunks = image_aligned_chunks(pairs_n, n, batch_size, batch_size)
-        scores = target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar, chunks).to(acts.dtype)
+        slices = image_aligned_chunks(pairs_n, n, batch_size, batch_size)
+        scores = target_scores(model, inputs, pairs_n.numel(), targets, batch_size, fast, bar, slices).to(acts.dtype)
         empty = target_scores(model, zeros, n, targets, batch_size, fast, bar).to(acts.dtype)
     out = empty[:, None].expand(n, k).clone()
     out[pairs_n, pairs_k] = scores
@@ -274,7 +274,7 @@ def ablation_drops(
         return a, ni
 
     total = pairs_n.numel()
-    chunks = image_aligned_chunks(pairs_n, n, image_batch, batch_size)
+    slices = image_aligned_chunks(pairs_n, n, image_batch, batch_size)
     with eval_mode(model), progress(total, "Ablation-CAM D", "fwd") as bar:
         if split is not None:
             if split.n_cut == 1:
@@ -296,7 +296,7 @@ def ablation_drops(
             tail = fast or split.tail
             scores = []
             with torch.no_grad():
-                for sl in chunks:
+                for sl in slices:
                     a, ni = ablated(sl)
                     rest = [v[ni] for v in cut_values[1:]]
                     scores.append(targets.scores(tail(a, *rest), ni))
@@ -314,7 +314,7 @@ def ablation_drops(
                 return images[ni], ni
 
             with capture_output(layer, swap, None if options is None else options.reshape):
-                abl = target_scores(model, run, total, targets, batch_size, None, bar, chunks)
+                abl = target_scores(model, run, total, targets, batch_size, None, bar, slices)
     base = base_scores[pairs_n].to(abl.dtype)
     return safe_div(base - abl, base).view(n, k).to(acts.dtype)
 

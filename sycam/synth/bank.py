@@ -109,12 +109,15 @@ class MapCache:
         self.misses = 0
 
     def get(self, uid: int) -> tuple[Tensor, ...] | None:
+        """The values stored for ``uid`` (now the most recently used), or None when evicted or never stored."""
         hit = self.store.get(uid)
         if hit is not None:
             self.store.move_to_end(uid)
         return hit
 
     def put(self, uid: int, values: tuple[Tensor, ...]) -> None:
+        """Store ``values`` for ``uid``, evicting the least recently used until they fit (values larger than the
+        whole budget are not stored)."""
         if uid in self.store:
             return
         nbytes = nbytes_of(values)
@@ -126,12 +129,14 @@ class MapCache:
             self.used += nbytes
 
     def discard(self, uid: int) -> None:
+        """Forget ``uid``'s values, if stored."""
         old = self.store.pop(uid, None)
         if old is not None:
             self.used -= nbytes_of(old)
 
 
 def nbytes_of(values: tuple[Tensor, ...]) -> int:
+    """Bytes held by the tensors ``values``."""
     return sum(v.numel() * v.element_size() for v in values)
 
 
