@@ -520,9 +520,9 @@ class _PerturbationCurve(_ModelMetric):
 
 
 class DeletionAUC(_PerturbationCurve):
-    r"""Deletion AUC (Petsiuk et al. 2018, RISE): replace the pixels in decreasing order of ``L`` by a
-    baseline in ``steps`` equal steps (``c_k = ⌊kP/steps⌋`` pixels at step ``k``) and integrate the
-    target-class score over the deleted fraction with the trapezoidal rule,
+    r"""Deletion AUC (Petsiuk et al. 2018, RISE, https://arxiv.org/abs/1806.07421): replace the pixels in
+    decreasing order of ``L`` by a baseline in ``steps`` equal steps (``c_k = ⌊kP/steps⌋`` pixels at step
+    ``k``) and integrate the target-class score over the deleted fraction with the trapezoidal rule,
 
     .. math:: \mathrm{Del} = \int_0^1 f_c\big(x^{(t)}\big)\, dt, \quad x^{(t)} = \text{top-}tP
               \text{ pixels of } L \text{ replaced by the baseline}.
@@ -547,9 +547,9 @@ class DeletionAUC(_PerturbationCurve):
 
 
 class InsertionAUC(_PerturbationCurve):
-    r"""Insertion AUC (Petsiuk et al. 2018, RISE): start from the baseline and restore the input's pixels in
-    decreasing order of ``L`` in ``steps`` equal steps; the area under the target-class score curve over the
-    inserted fraction (trapezoidal rule),
+    r"""Insertion AUC (Petsiuk et al. 2018, RISE, https://arxiv.org/abs/1806.07421): start from the baseline
+    and restore the input's pixels in decreasing order of ``L`` in ``steps`` equal steps; the area under the
+    target-class score curve over the inserted fraction (trapezoidal rule),
 
     .. math:: \mathrm{Ins} = \int_0^1 f_c\big(x^{(t)}\big)\, dt, \quad x^{(t)} = \text{baseline with the top-}tP
               \text{ pixels of } L \text{ restored}.
