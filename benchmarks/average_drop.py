@@ -51,7 +51,7 @@ def run_mode(mode: str, model: Any, layer: str, samples: Any, args: argparse.Nam
     baselines = tuple(b for b, m in METHODS.items() if m.node.terminals() <= set(terminals))
     config = SynthesisConfig(grammar=Grammar(terminals=terminals, max_size=args.max_size),
                              max_candidates=args.candidates, baselines=baselines, racing=mode == "shortcuts",
-                             batch=args.batch)
+                             batch=args.batch, guards=not args.no_guards)
     forget_shared_forwards()  # each mode starts with no masked input scored
     run = Search(model, layer, samples, [get_metric("average_drop")], config, ExtractOptions(), None, None)
     run.extract()
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="candidates per metric call (default: the search's)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-guards", action="store_true",
+                    help="no constraint (the default guard increase_in_confidence >= 0.9 * gradcam is off)")
     ap.add_argument("--dump", default=None, help="write per-image scores and the race log of each mode here (JSON)")
     args = ap.parse_args(argv)
     if not Path(args.data).is_file():
