@@ -135,6 +135,13 @@ def render_evaluation_report(
         )
     )
 
+    parts.append(_details(ev, metrics, model, data))
+    return page("sycam — evaluation", "\n".join(parts))
+
+
+def _details(ev: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], model: Mapping[str, Any],
+             data: Mapping[str, Any]) -> str:
+    """The run details section: notes, metrics, model, data, timings, settings and versions, each folded."""
     blocks = []
     notes = [str(x) for x in ev.get("notes") or []]
     if notes:
@@ -160,8 +167,7 @@ def render_evaluation_report(
             f"<details><summary>{title}</summary>"
             f"{kv_table(ev.get(key) or {}, 'not recorded in this evaluation.json')}</details>"
         )
-    parts.append('<section id="details"><h2>Run details</h2>' + "".join(blocks) + "</section>")
-    return page("sycam — evaluation", "\n".join(parts))
+    return '<section id="details"><h2>Run details</h2>' + "".join(blocks) + "</section>"
 
 
 def _interval_cell(key: str, metric: str, value: object, results: Mapping[str, Mapping[str, Any]],
