@@ -168,40 +168,8 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
         masks_out.append(gt)
         declared.append(bool(t.boxes or t.masks))
 
-    keep = list(range(len(targets)))
     has_gt = any(declared)
-    if has_gt:
-        missing = [i for i in keep if not masks_out[i].any()]
-        if missing:
-            first = targets[missing[0]]
-            why = (
-                "its ground truth covers no input pixel (outside the model's centre crop, or too small)"
-                if declared[missing[0]]
-                else "it has no box or mask"
-            )
-            if missing_gt == "error":
-                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                raise DataError(
-                    f"{first.where}: sample {first.sample_id} has no ground truth, {why}, while other "
-                    f"samples have some{more}; {_gt_hint()}"
-                )
-            names = ", ".join(targets[i].sample_id for i in missing[:3]) + (" …" if len(missing) > 3 else "")
-            if missing_gt == "drop":
-                dropped = set(missing)
-                keep = [i for i in keep if i not in dropped]
-                warnings.warn(
-                    f"{source}: dropped {len(missing)} sample(s) without ground truth: {names}",
-                    DataWarning,
-                    stacklevel=3,
-                )
-                if not keep:
-                    raise DataError(f"{source}: no samples left after dropping those without ground truth")
-            else:
-                warnings.warn(
-                    f"{source}: {len(missing)} sample(s) without ground truth keep an empty mask: {names}",
-                    DataWarning,
-                    stacklevel=3,
-                )
+    keep = _apply_missing_gt(targets, declared, masks_out, missing_gt, source) if has_gt else list(range(len(targets)))
     images = preprocess.normalize(torch.stack([pixels[i] for i in keep]))
     return Samples(
         images=images,
@@ -216,6 +184,45 @@ def assemble(targets: list[Target], preprocess: Preprocess, source: str, missing
         mean=tuple(preprocess.mean),  # type: ignore[arg-type]
         std=tuple(preprocess.std),  # type: ignore[arg-type]
     )
+
+
+def _apply_missing_gt(targets: list[Target], declared: list[bool], masks: list[Tensor], missing_gt: MissingGT,
+                      source: str) -> list[int]:
+    """The indices of the samples kept under the ``missing_gt`` policy (see :func:`assemble`), when some sample
+    declares ground truth: raises for ``"error"``, drops with a warning for ``"drop"``, warns for ``"empty"``."""
+    keep = list(range(len(targets)))
+    missing = [i for i in keep if not masks[i].any()]
+    if missing:
+        first = targets[missing[0]]
+        why = (
+            "its ground truth covers no input pixel (outside the model's centre crop, or too small)"
+            if declared[missing[0]]
+            else "it has no box or mask"
+        )
+        if missing_gt == "error":
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DataError(
+                f"{first.where}: sample {first.sample_id} has no ground truth, {why}, while other "
+                f"samples have some{more}; {_gt_hint()}"
+            )
+        names = ", ".join(targets[i].sample_id for i in missing[:3]) + (" …" if len(missing) > 3 else "")
+        if missing_gt == "drop":
+            dropped = set(missing)
+            keep = [i for i in keep if i not in dropped]
+            warnings.warn(
+                f"{source}: dropped {len(missing)} sample(s) without ground truth: {names}",
+                DataWarning,
+                stacklevel=4,
+            )
+            if not keep:
+                raise DataError(f"{source}: no samples left after dropping those without ground truth")
+        else:
+            warnings.warn(
+                f"{source}: {len(missing)} sample(s) without ground truth keep an empty mask: {names}",
+                DataWarning,
+                stacklevel=4,
+            )
+    return keep
 
 
 def image_identity(path: Path) -> tuple[str, ...]:

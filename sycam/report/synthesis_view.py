@@ -40,6 +40,7 @@ def power_text(p: object) -> str:
     return f"{float(p):g}" if finite(p) else "?"  # type: ignore[arg-type]
 
 def rank_key(value: object, higher_is_better: bool) -> tuple[int, float]:
+    """Sort key of a score, best first; a missing or non-finite score last."""
     if not finite(value):
         return (1, 0.0)
     return (0, -float(value) if higher_is_better else float(value))  # type: ignore[arg-type]
