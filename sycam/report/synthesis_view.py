@@ -23,6 +23,7 @@ SPLITS: dict[str, str] = {"synthesis": "Synthesis split", "validation": "Validat
 VERDICT_CSS = {"better": "win", "not distinguishable": "mixed", "worse": "lose"}
 """The CSS class of each verdict's badge."""
 
+
 def comparison_verdict(comparison: Mapping[str, Any], higher_is_better: bool) -> str:
     """``"better"``, ``"not distinguishable"`` or ``"worse"``: from the 95% CI by :func:`sycam.stats.verdict`
     (the one verdict rule; the CLI prints the same, recorded by the search), else the recorded verdict."""
@@ -31,13 +32,16 @@ def comparison_verdict(comparison: Mapping[str, Any], higher_is_better: bool) ->
         return str(verdict(float(ci[0]), float(ci[1]), higher_is_better))
     return str(comparison.get("verdict", "not distinguishable"))
 
+
 def same_expression(a: object, b: object) -> bool:
     """Whether ``a`` and ``b`` are the same expression text, whitespace aside."""
     return isinstance(a, str) and isinstance(b, str) and re.sub(r"\s+", "", a) == re.sub(r"\s+", "", b)
 
+
 def power_text(p: object) -> str:
     """A power as written: 8, 1.5."""
     return f"{float(p):g}" if finite(p) else "?"  # type: ignore[arg-type]
+
 
 def rank_key(value: object, higher_is_better: bool) -> tuple[int, float]:
     """Sort key of a score, best first; a missing or non-finite score last."""
