@@ -121,7 +121,7 @@ class _Synthesis(VerdictSections, TableSections):
                 + ", ".join(f"{esc(fmt(c))} {esc(r)}" for r, c in sorted(rejected.items(), key=lambda kv: -kv[1]))
                 + ".</li>"
             )
-        timings = self.r.get("timings") or {}
+        timings = cast(Mapping[str, float], self.r.get("timings") or {})  # phase → seconds
         if "search" in timings:
             facts.append(
                 f"<li>The search loop took {esc(fmt_seconds(timings['search']))}"
@@ -162,7 +162,7 @@ class _Synthesis(VerdictSections, TableSections):
 
     def timings(self) -> str:
         """Time per phase and in all."""
-        timings = self.r.get("timings") or {}
+        timings = cast(Mapping[str, float], self.r.get("timings") or {})  # phase → seconds
         if not timings:
             return ""
         rows: list[list[object]] = [[phase, Raw(esc(fmt_seconds(s)))] for phase, s in timings.items()]
@@ -188,8 +188,8 @@ class _Synthesis(VerdictSections, TableSections):
         ):
             if mapping:
                 blocks.append(f"<details><summary>{esc(title)}</summary>{kv_table(mapping)}</details>")
-        for key, title in (("settings", "Settings"), ("versions", "Versions")):
-            blocks.append(f"<details><summary>{title}</summary>{kv_table(self.r.get(key) or {})}</details>")
+        for recorded, title in ((self.r.get("settings"), "Settings"), (self.r.get("versions"), "Versions")):
+            blocks.append(f"<details><summary>{title}</summary>{kv_table(recorded or {})}</details>")
         return '<section id="details"><h2>Run details</h2>' + "".join(blocks) + "</section>"
 
     # ------------------------------------------------------------------------------------------- gallery

@@ -5,6 +5,7 @@ comparisons, the constraints, the Pareto front and the leaderboard.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from .format import SYNTHESIZED, arrow, direction, esc, finite, fmt, fmt_signed
 from .formula import formula_html
@@ -124,7 +125,7 @@ class TableSections(SynthesisView):
         of the winner against the best classic method on the test split (empty without comparisons)."""
         from .charts import ForestRow, forest_svg, paired_scatter_svg
 
-        comp = self.r.get("comparison") or {}
+        comp: Mapping[str, Any] = self.r.get("comparison") or {}
         splits = comp.get("splits") or {}
         if not splits:
             return ""
@@ -208,12 +209,12 @@ class TableSections(SynthesisView):
         from .charts import scatter_svg
 
         infos = {m.get("name"): m for m in (self.r.get("metrics") or [])}
-        names = list(infos) or list(dict.fromkeys(k for e in front for k in (e.get("scores") or {})))
+        names: list[Any] = list(infos) or list(dict.fromkeys(k for e in front for k in (e.get("scores") or {})))
         hib = {n: bool((infos.get(n) or {}).get("higher_is_better", True)) for n in names}
         best_expr = self.best.get("expression")
         rows, classes = [], []
         for i, e in enumerate(front, 1):
-            sc = e.get("scores") or {}
+            sc: Mapping[str, Any] = e.get("scores") or {}
             rows.append([i, e.get("expression"), *(sc.get(n) for n in names)])
             classes.append("synth" if same_expression(e.get("expression"), best_expr) else "")
         body = table(
@@ -225,7 +226,7 @@ class TableSections(SynthesisView):
         plot = ""
         if len(names) >= 2:
             x, y = names[0], names[1]
-            pts = [
+            pts: list[tuple[Any, Any, str, bool]] = [
                 ((e.get("scores") or {}).get(x), (e.get("scores") or {}).get(y), str(i), bool(classes[i - 1]))
                 for i, e in enumerate(front, 1)
             ]

@@ -201,16 +201,17 @@ class VerdictSections(SynthesisView):
         for name, b in self.baselines.items():
             if same_expression(self.best.get("expression"), b.get("expression")):
                 detail.append(f"The winning expression is {self.name(name)}'s own expression.")
-        control = self.r.get("control") or {}
-        c_test, w_test = (control.get("scores") or {}).get("test"), self.best.get("test_score")
+        control: Mapping[str, Any] = self.r.get("control") or {}
+        c_test: Any = (control.get("scores") or {}).get("test")
+        w_test: Any = self.best.get("test_score")
         if finite(c_test) and finite(w_test):
             relation = "beats" if (c_test > w_test if self.hib else c_test < w_test) else "does not beat"
             detail.append(
                 f"Control: {control.get('name', 'the control')} scores {fmt(c_test)} on the test split, and so "
                 f"{relation} the synthesized expression ({fmt(w_test)})."
             )
-        power = self.r.get("power_control") or {}
-        p_test = (power.get("scores") or {}).get("test")
+        power: Mapping[str, Any] = self.r.get("power_control") or {}
+        p_test: Any = (power.get("scores") or {}).get("test")
         if finite(p_test) and finite(w_test):
             relation = "beats" if (p_test > w_test if self.hib else p_test < w_test) else "does not beat"
             detail.append(
@@ -219,7 +220,8 @@ class VerdictSections(SynthesisView):
                 f"fitted on the synthesis split) scores {fmt(p_test)} on the test split, and so {relation} the "
                 f"synthesized expression ({fmt(w_test)})."
             )
-        why = (self.r.get("selection") or {}).get("why")
+        selection: Mapping[str, Any] = self.r.get("selection") or {}
+        why = selection.get("why")
         if why:
             detail.append(f"Why this winner: {why}")
         guards = self.r.get("guards")
@@ -250,7 +252,8 @@ class VerdictSections(SynthesisView):
 
     def diagnostics(self) -> str:
         """The target layer's diagnostics sentence (only when its terminals are degenerate)."""
-        sentence = (self.r.get("diagnostics") or {}).get("sentence")
+        diagnosis: Mapping[str, Any] = self.r.get("diagnostics") or {}
+        sentence = diagnosis.get("sentence")
         if not sentence:
             return ""
         return f'<p class="warning" id="diagnostics">{esc(sentence)}</p>'

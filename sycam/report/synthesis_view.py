@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from ..results import SynthesisResults
 from ..stats import verdict
@@ -62,7 +62,7 @@ class SynthesisView:
     """
 
     def __init__(self, results: SynthesisResults) -> None:
-        self.r: Mapping[str, Any] = cast(Mapping[str, Any], results)
+        self.r: SynthesisResults = results
         metric = self.r.get("metric") or {}
         self.metric_name = str(metric.get("name", "metric"))
         self.hib = bool(metric.get("higher_is_better", True))
