@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import ClassVar
 
 import pytest
 import torch
 from engine_helpers import tiny_net, tiny_samples
-from torch import Tensor
+from synth_helpers import LAYER, CornerMass, board, run_search
 
 from sycam.expr import parse
 from sycam.metrics import get_metric
@@ -22,40 +21,13 @@ from sycam.synth import SynthesisConfig
 from sycam.synth.grammar import Grammar
 from sycam.synth.racing import CHECK_EVERY, Race
 from sycam.synth.search import Search
-from sycam.terminals import ExtractOptions
 from sycam.workspace import Workspace
-
-LAYER = "body"
-
-
-class CornerMass(Metric):
-    """The map's mean over the top-left quadrant (lower is better), range [0, 1]: no forwards."""
-
-    name = "corner_mass"
-    higher_is_better = False
-    cost: ClassVar = "model"
-    score_range = (0.0, 1.0)
-
-    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
-        h, w = maps.shape[-2:]
-        return maps[..., : h // 2, : w // 2].mean((-2, -1))
-
-    def worst(self) -> float:
-        return 1.0
 
 
 def _search(metric: Metric, config: SynthesisConfig, n: int, model: torch.nn.Module | None = None) -> Search:
     forget_shared_forwards()
-    run = Search(model or tiny_net(), LAYER, tiny_samples(n), [metric], config, ExtractOptions(), None, None)
-    run.extract()
-    run.score_baselines()
-    run.search()
-    run.select(None)
-    return run
+    return run_search(metric, config, n, model)
 
-
-def _board(run: Search) -> list[tuple[str, float]]:
-    return [(c.expression, c.synthesis_score) for c in run.leaderboard]
 
 
 def test_parts_cut_the_blocks_and_checks_follow_them() -> None:
@@ -151,7 +123,7 @@ def test_raced_average_drop_with_its_guard_equals_the_exact_search(seed: int) ->
     raced = _search(get_metric("average_drop"), replace(config, racing=True), 16, tiny_net(seed))
     assert raced.winner.expression == exact.winner.expression
     assert raced.winner.synthesis_score == exact.winner.synthesis_score
-    assert _board(raced) == _board(exact)
+    assert board(raced) == board(exact)
     by_text = {x.expression: x.synthesis_score for x in exact.scored}
     assert all(by_text[x.expression] == x.synthesis_score for x in raced.scored)
     holds = {x.expression: x.holds for x in exact.scored}

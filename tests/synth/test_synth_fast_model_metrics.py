@@ -4,24 +4,21 @@ shortcut must leave the winner, the leaderboard and every reported score as the 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import torch
 from engine_helpers import tiny_net, tiny_samples
+from synth_helpers import LAYER, CornerMass, board, run_search
 from torch import Tensor
 
 from sycam.metrics import get_metric
-from sycam.metrics.base import Metric, MetricContext
 from sycam.metrics.faithfulness import DeletionAUC
 from sycam.synth import SynthesisConfig, SynthesisError
 from sycam.synth.grammar import Grammar
 from sycam.synth.racing import Race, best_per_image, blocks, hardest_first, score_range
-from sycam.synth.search import Search
-from sycam.terminals import ExtractOptions
 from sycam.workspace import Workspace, reduce_allocation_churn
 
-LAYER = "body"
 GRAMMAR = Grammar(terminals=("A", "G"), max_size=4, forms=("channel", "pixel"))
 
 
@@ -42,43 +39,16 @@ class Unshared(DeletionAUC):
         return {}
 
 
-class CornerMass(Metric):
-    """A cheap stand-in for a model-cost metric with a known range: the map's mean over the top-left
-    quadrant (lower is better), so that candidates differ a lot from image to image."""
 
-    name = "corner_mass"
-    higher_is_better = False
-    cost: ClassVar = "model"
-    score_range = (0.0, 1.0)
-
-    def score(self, maps: Tensor, ctx: MetricContext) -> Tensor:
-        h, w = maps.shape[-2:]
-        return maps[..., : h // 2, : w // 2].mean((-2, -1))
-
-    def worst(self) -> float:
-        return 1.0
-
-
-def _search(metric: Metric, config: SynthesisConfig, n: int = 6) -> Search:
-    run = Search(tiny_net(), LAYER, tiny_samples(n), [metric], config, ExtractOptions(), None, None)
-    run.extract()
-    run.score_baselines()
-    run.search()
-    run.select(None)
-    return run
-
-
-def _board(run: Search) -> list[tuple[str, float]]:
-    return [(c.expression, c.synthesis_score) for c in run.leaderboard]
 
 
 def test_equivalence_keys_share_scores_exactly() -> None:
     config = SynthesisConfig(grammar=GRAMMAR, max_candidates=40, baselines=("gradcam",), batch=4)
-    exact = _search(Unshared(steps=8), config)
-    fast = _search(DeletionAUC(steps=8), config)
+    exact = run_search(Unshared(steps=8), config)
+    fast = run_search(DeletionAUC(steps=8), config)
     assert fast.winner.expression == exact.winner.expression
-    assert [e for e, _ in _board(fast)] == [e for e, _ in _board(exact)]
-    for (_, a), (_, b) in zip(_board(fast), _board(exact), strict=True):
+    assert [e for e, _ in board(fast)] == [e for e, _ in board(exact)]
+    for (_, a), (_, b) in zip(board(fast), board(exact), strict=True):
         assert a == pytest.approx(b, abs=1e-6)
     c = fast.counters()
     assert c["scored_by_key"] > 0 and exact.counters()["scored_by_key"] == 0
@@ -91,11 +61,11 @@ def test_equivalence_keys_share_scores_exactly() -> None:
 
 def test_racing_keeps_winner_and_scores_and_drops_only_hopeless_candidates() -> None:
     base = SynthesisConfig(grammar=GRAMMAR, max_candidates=60, baselines=("gradcam",), batch=4, leaderboard_size=3)
-    exact = _search(CornerMass(), base, n=8)
-    raced = _search(CornerMass(), replace(base, racing=True), n=8)
+    exact = run_search(CornerMass(), base, n=8)
+    raced = run_search(CornerMass(), replace(base, racing=True), n=8)
     assert raced.winner.expression == exact.winner.expression
     assert raced.winner.synthesis_score == exact.winner.synthesis_score
-    assert _board(raced) == _board(exact)
+    assert board(raced) == board(exact)
     c = raced.counters()
     assert c["raced_out"] > 0 and c["raced_out"] == len(raced.raced)
     assert c["candidates_scored"] + c["raced_out"] == exact.counters()["candidates_scored"] == 60
@@ -112,7 +82,7 @@ def test_racing_keeps_winner_and_scores_and_drops_only_hopeless_candidates() -> 
 
 def test_racing_off_with_unknown_range_or_several_objectives() -> None:
     config = SynthesisConfig(grammar=GRAMMAR, max_candidates=10, baselines=("gradcam",), racing=True)
-    run = _search(get_metric("energy_pointing_game"), config)
+    run = run_search(get_metric("energy_pointing_game"), config)
     assert run.race is None and any("racing requested but off" in n for n in run.notes)
     assert run.counters()["raced_out"] == 0
 
@@ -167,11 +137,11 @@ def test_best_per_image_bounds_every_map(name: str) -> None:
 
 def test_racing_deletion_matches_the_exact_run() -> None:
     base = SynthesisConfig(grammar=GRAMMAR, max_candidates=40, baselines=("gradcam",), batch=4, leaderboard_size=3)
-    exact = _search(DeletionAUC(steps=6), base, n=8)
-    raced = _search(DeletionAUC(steps=6), replace(base, racing=True), n=8)
+    exact = run_search(DeletionAUC(steps=6), base, n=8)
+    raced = run_search(DeletionAUC(steps=6), replace(base, racing=True), n=8)
     assert raced.winner.expression == exact.winner.expression
-    assert [e for e, _ in _board(raced)] == [e for e, _ in _board(exact)]
-    for (_, a), (_, b) in zip(_board(raced), _board(exact), strict=True):
+    assert [e for e, _ in board(raced)] == [e for e, _ in board(exact)]
+    for (_, a), (_, b) in zip(board(raced), board(exact), strict=True):
         assert a == pytest.approx(b, abs=1e-6)
     exact_scores = {x.expression: x.synthesis_score for x in exact.scored}
     for text, bar in raced.raced:
