@@ -11,7 +11,7 @@ from .format import arrow, direction, esc, finite, fmt, fmt_ci, fmt_signed
 from .gallery import GalleryItem, attach_scores, gallery_html
 from .names import method_names
 from .page import page
-from .tables import Col, Raw, best_rows, kv_table, table
+from .tables import Col, Raw, best_rows, folded, kv_table, run_details, table
 
 __all__ = ["EvaluationResults", "render_evaluation_report", "write_evaluation_report"]
 
@@ -143,31 +143,17 @@ def _details(ev: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], mo
              data: Mapping[str, Any]) -> str:
     """The run details section: notes, metrics, model, data, timings, settings and versions, each folded."""
     blocks = []
-    notes = [str(x) for x in ev.get("notes") or []]
-    if notes:
-        blocks.append(
-            f'<details open><summary>Notes ({len(notes)})</summary><ul class="notes">'
-            + "".join(f"<li>{esc(x)}</li>" for x in notes)
-            + "</ul></details>"
-        )
     if metrics:
-        blocks.append(
-            f"<details><summary>Metrics</summary>{kv_table({m: dict(i) for m, i in metrics.items()})}</details>"
-        )
-    for title, mapping in (("Model", model), ("Data", data)):
-        if mapping:
-            blocks.append(f"<details><summary>{title}</summary>{kv_table(mapping)}</details>")
+        blocks.append(folded("Metrics", kv_table({m: dict(i) for m, i in metrics.items()})))
+    blocks += [folded(title, kv_table(mapping)) for title, mapping in (("Model", model), ("Data", data)) if mapping]
     timings = dict(ev.get("timings") or {})
     if not timings and ev.get("seconds") is not None:
         timings = {"scoring": ev["seconds"]}
     if timings:
-        blocks.append(f"<details><summary>Timings</summary>{kv_table(timings)}</details>")
+        blocks.append(folded("Timings", kv_table(timings)))
     for key, title in (("settings", "Settings"), ("versions", "Versions")):
-        blocks.append(
-            f"<details><summary>{title}</summary>"
-            f"{kv_table(ev.get(key) or {}, 'not recorded in this evaluation.json')}</details>"
-        )
-    return '<section id="details"><h2>Run details</h2>' + "".join(blocks) + "</section>"
+        blocks.append(folded(title, kv_table(ev.get(key) or {}, "not recorded in this evaluation.json")))
+    return run_details([str(x) for x in ev.get("notes") or []], blocks)
 
 
 def _interval_cell(key: str, metric: str, value: object, results: Mapping[str, Mapping[str, Any]],

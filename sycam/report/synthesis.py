@@ -19,7 +19,7 @@ from .page import page
 from .synthesis_tables import TableSections
 from .synthesis_verdict import VerdictSections
 from .synthesis_view import SPLITS, comparison_verdict
-from .tables import Col, Raw, kv_table, table
+from .tables import Col, Raw, folded, kv_table, run_details, table
 
 __all__ = ["SPLITS", "comparison_verdict", "counter_sum", "render_report", "write_report"]
 
@@ -173,24 +173,15 @@ class _Synthesis(VerdictSections, TableSections):
 
     def details(self) -> str:
         """Notes, metric, model, data, settings and versions."""
-        notes = [str(n) for n in self.r.get("notes") or []]
-        blocks = []
-        if notes:
-            items = "".join(f"<li>{esc(n)}</li>" for n in notes)
-            blocks.append(
-                f'<details open><summary>Notes ({len(notes)})</summary><ul class="notes">{items}</ul></details>'
-            )
         metric = {k: v for k, v in (self.r.get("metric") or {}).items() if k != "name"}
-        for title, mapping in (
+        blocks = [folded(title, kv_table(mapping)) for title, mapping in (
             ("Metric", metric),
             ("Model", self.r.get("model") or {}),
             ("Data", self.r.get("data") or {}),
-        ):
-            if mapping:
-                blocks.append(f"<details><summary>{esc(title)}</summary>{kv_table(mapping)}</details>")
+        ) if mapping]
         for recorded, title in ((self.r.get("settings"), "Settings"), (self.r.get("versions"), "Versions")):
-            blocks.append(f"<details><summary>{title}</summary>{kv_table(recorded or {})}</details>")
-        return '<section id="details"><h2>Run details</h2>' + "".join(blocks) + "</section>"
+            blocks.append(folded(title, kv_table(recorded or {})))
+        return run_details([str(n) for n in self.r.get("notes") or []], blocks)
 
     # ------------------------------------------------------------------------------------------- gallery
 

@@ -109,3 +109,18 @@ def kv_table(items: Mapping[str, object], empty: str = "none recorded") -> str:
             text = fmt(value) if isinstance(value, float) else str(value)
         rows.append(f'<tr><th scope="row">{esc(key)}</th><td><code>{esc(text)}</code></td></tr>')
     return f'<div class="scroll"><table class="kv"><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def folded(title: str, body: str) -> str:
+    """A closed ``<details>`` block titled ``title`` around ``body`` (HTML)."""
+    return f"<details><summary>{esc(title)}</summary>{body}</details>"
+
+
+def run_details(notes: Sequence[str], blocks: Sequence[str]) -> str:
+    """Both reports' "Run details" section: the run's notes (open, when there are any), then ``blocks``
+    (:func:`folded` tables of what the run recorded)."""
+    head = []
+    if notes:
+        items = "".join(f"<li>{esc(n)}</li>" for n in notes)
+        head.append(f'<details open><summary>Notes ({len(notes)})</summary><ul class="notes">{items}</ul></details>')
+    return '<section id="details"><h2>Run details</h2>' + "".join([*head, *blocks]) + "</section>"
