@@ -106,6 +106,27 @@ def weights_nk(w: Tensor, n: int, k: int) -> Tensor:
     return torch.broadcast_to(w.reshape(w.shape[:2]) if w.dim() >= 2 else w, (n, k))
 
 
+FLOOR_BLOCK = 64
+"""candidates per channel product in the floor rows (iv)/(v)"""
+
+
+def own_arithmetic(nodes: list[Node], values: dict[str, Tensor], n: int, k: int) -> list[Tensor]:
+    """The scored candidates' own arithmetic: every distinct sub-expression of ``nodes`` evaluated once (memoized
+    over all of them) from the cached terminals, as channel weights ``(N, K)``. Any exact search that scores these
+    candidates computes at least their values; no enumeration, no oracle, no metric."""
+    memo: dict[Node, Tensor] = {}
+    return [weights_nk(evaluate(nd, values, memo), n, k) for nd in nodes]
+
+
+def score_batched(alphas: list[Tensor], acts: Tensor, metric: Metric, size: tuple[int, int], ctx: Any) -> None:
+    """Score channel weights in blocks of :data:`FLOOR_BLOCK`: one channel product per block and image,
+    ``normalize(relu(·))`` at h×w and the metric's exact low-resolution path (the cheapest exact scoring)."""
+    for a in range(0, len(alphas), FLOOR_BLOCK):
+        w = torch.stack(alphas[a:a + FLOOR_BLOCK])
+        lmaps = normalize(torch.relu(saliency(w[:, :, :, None, None], acts)))
+        metric.aggregate(metric.evaluate_lowres(lmaps, size, ctx))  # type: ignore[attr-defined]
+
+
 def make_gradcam_class(node: Node) -> type:
     """A pytorch-grad-cam ``BaseCAM`` whose channel weights are the candidate expression's."""
     from pytorch_grad_cam.base_cam import BaseCAM
@@ -175,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ctx = StaticContext(synthesis, model)
 
     search_rates, search_incl, bare_rates, ref_rates, low_rates = [], [], [], [], []
+    own_rates: list[float] = []
+    floor_rates: list[float] = []
+    nodes: list[Node] = []
     # exact low-resolution scoring (metrics helper): Metric.lowres + Metric.evaluate_lowres(layer_maps, size, ctx)
     lowres = bool(getattr(metric, "lowres", False)) and hasattr(metric, "evaluate_lowres")
     scored: dict[str, float] = {}
@@ -241,6 +265,23 @@ def main(argv: list[str] | None = None) -> int:
         sync(device)
         low_rates.append(len(alphas) / (time.perf_counter() - t0))
 
+        # --- (iv) the floor: the scored candidates' own arithmetic (each sub-expression once), and (v) that plus
+        # batched scoring at layer resolution: no exact search scoring these candidates can do less work
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            own = own_arithmetic(nodes, values, n, k)
+        sync(device)
+        own_s = time.perf_counter() - t0
+        own_rates.append(len(own) / own_s)
+        if lowres:
+            sync(device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                score_batched(own, acts, metric, size, ctx)
+            sync(device)
+            floor_rates.append(len(own) / (own_s + time.perf_counter() - t0))
+
         # --- (i) the pytorch-grad-cam way: forward + backward for every candidate
         targets = [ClassifierOutputTarget(int(c)) for c in synthesis.labels]
         per_candidate = []
@@ -279,7 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         ("(iii) bare work, layer resolution", statistics.median(low_rates),
          "Σ α_k A_k + normalize(relu) at h×w" + (" + metric.evaluate_lowres" if lowres
                                                  else " (no metric: it has no exact low-resolution path here)")),
+        ("(iv) own arithmetic (floor)", statistics.median(own_rates),
+         "each sub-expression of the scored candidates once: their channel weights, nothing else"),
     ]
+    if floor_rates:
+        rows.append(("(v) (iv) + batched scoring", statistics.median(floor_rates),
+                     f"(iv) + Σ α_k A_k in blocks of {FLOOR_BLOCK}, normalize(relu) at h×w, metric.evaluate_lowres"))
+    # the most any exact search scoring these candidates could reach against the grad-cam way (paired per round)
+    ceilings = [f / g for f, g in zip(floor_rates or own_rates, ref_rates, strict=True)]
+    ceiling = statistics.median(ceilings)
     print()
     header = f"{'what':<32}{'cand/s':>12}{'ms/cand':>11}  note"
     print(header)
@@ -293,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
           f"; per round: {', '.join(f'{x:.2f}' for x in vs_bares)}")
     print(f"(iii) search per-candidate cost / bare layer-resolution work: {statistics.median(vs_lows):.2f}x"
           f" (metric {'included, low-resolution path' if lowres else 'NOT included: no exact low-resolution path'})")
+    print(f"(iv/v) ceiling of any exact search scoring these candidates: {ceiling:,.1f}x the pytorch-grad-cam way "
+          f"({'(v): their arithmetic and batched low-resolution scoring' if floor_rates else '(iv): their arithmetic'}"
+          f"); the search reaches {speedup / ceiling:.0%} of it; per round: {', '.join(f'{x:,.1f}' for x in ceilings)}")
     print(f"checks: max |grad-cam map - sycam map| = {checks['map']:.1e}, max |score diff| = {checks['score']:.1e}; "
           f"bare vs search score max diff = {checks['bare_score']:.1e}")
     print(f"reference candidates (i): {ref_exprs}")
@@ -325,7 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         "workspace_extraction_s": round(extraction_s, 3),
         "rates": {"search": round(search_rate, 3), "search_incl_extraction": round(incl_rate, 3),
                   "gradcam": round(ref_rate, 5), "bare": round(bare_rate, 3),
-                  "bare_layer_resolution": round(statistics.median(low_rates), 3)},
+                  "bare_layer_resolution": round(statistics.median(low_rates), 3),
+                  "own_arithmetic": round(statistics.median(own_rates), 3),
+                  "own_arithmetic_and_batched_scoring": round(statistics.median(floor_rates), 3) if floor_rates
+                  else None},
+        "ceiling_vs_gradcam": round(ceiling, 1),
+        "search_share_of_ceiling": round(speedup / ceiling, 3),
         "lowres_metric": lowres,
         "search_cost_vs_bare_layer_resolution": round(statistics.median(vs_lows), 3),
         "speedup_vs_gradcam": round(speedup, 1),

@@ -14,6 +14,7 @@ shard plane: signatures with ``&``, equal ids intersected).
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -204,10 +205,11 @@ class Signature:
     @classmethod
     def of(cls, values: tuple[Tensor, ...]) -> Signature:
         """The signature of a value on every input set."""
-        bounds = [torch.aminmax(v) for v in values]  # one pass each; NaN and ±inf show up
-        return cls(all(bool(torch.isfinite(lo) & torch.isfinite(hi)) for lo, hi in bounds),
-                   any(bool((lo != 0) | (hi != 0)) for lo, hi in bounds),
-                   all(bool(lo >= 0) for lo, _ in bounds))
+        # one pass each (NaN and ±inf show up), then one read of all the bounds as Python floats
+        bounds = torch.stack([torch.stack(torch.aminmax(v)).to(torch.float64) for v in values]).tolist()
+        return cls(all(math.isfinite(lo) and math.isfinite(hi) for lo, hi in bounds),
+                   any(lo != 0 or hi != 0 for lo, hi in bounds),
+                   all(lo >= 0 for lo, _ in bounds))
 
     def __and__(self, other: Signature) -> Signature:
         return Signature(self.finite and other.finite, self.nonzero or other.nonzero, self.nonneg and other.nonneg)

@@ -52,15 +52,19 @@ from .bank import (
 )
 from .grammar import Grammar
 
-__all__ = ["BANK_CHUNK", "Entry", "Learner", "LearnerStats", "MapCache", "Proposal", "Signature", "SymbolicEntry",
-           "exact_key", "fingerprint", "fingerprint_positions", "fingerprint_sample", "fingerprint_samples",
-           "lift_args", "make_entry", "same_values"]
+__all__ = ["BANK_CHUNK", "LOCAL_BANK_CHUNK", "Entry", "Learner", "LearnerStats", "MapCache", "Proposal", "Signature",
+           "SymbolicEntry", "exact_key", "fingerprint", "fingerprint_positions", "fingerprint_sample",
+           "fingerprint_samples", "lift_args", "make_entry", "same_values"]
 
 _SAMPLE = SAMPLE  #: elements of a value that enter its fingerprint / exact key
 _BLOCKS = 32
 
 BANK_CHUNK = 4096
-"""proposed sub-expressions per call of the bank (on shards: per round trip)"""
+"""proposed sub-expressions per call of a remote bank (shards on workers: one round trip each)"""
+LOCAL_BANK_CHUNK = 32
+"""proposed sub-expressions per call of a bank in this process: the search stops reading the stream once its
+budget is spent, so every proposal built past that point is wasted work (a chunk of 4096 built about 2.2 entries
+per entry the search took); with no round trip to save, small chunks cost nothing"""
 
 #: operators whose result is always finite for finite operands (zero is still possible)
 _FINITE = frozenset({"/", "relu", "abs", "neg", "max", "softmax", "minmax"})
@@ -228,6 +232,8 @@ class Learner:
         tolerance: ignored; kept for compatibility (merging is exact, see the module docstring).
         cache_bytes: the part of ``max_bank_bytes`` for recomputable map values (default: half).
         bank: where the values live (:data:`BankCall`); None: a bank of ``leaves`` in this process.
+        chunk: proposals per call of ``bank`` (default: :data:`LOCAL_BANK_CHUNK` for a bank in this process,
+            :data:`BANK_CHUNK` otherwise). Only the work read ahead depends on it, never the entries or their order.
 
     Example::
 
@@ -237,7 +243,7 @@ class Learner:
 
     def __init__(self, grammar: Grammar, leaves: Mapping[str, tuple[Tensor, ...]] | None = None,
                  max_bank_bytes: int = 2 << 30, tolerance: float = 0.0, cache_bytes: int | None = None,
-                 bank: BankCall | None = None) -> None:
+                 bank: BankCall | None = None, chunk: int | None = None) -> None:
         self.grammar = grammar
         self.max_bank_bytes = max_bank_bytes
         self.bank: dict[int, list[SymbolicEntry]] = {}
@@ -252,7 +258,9 @@ class Learner:
             per_view = [{t: v[i] for t, v in leaves.items()} for i in range(n_sets)]
             self.values = ValueBank(per_view, grammar.max_size, cache, key=_bucket_key)
             bank = local_bank(self.values)
+            chunk = LOCAL_BANK_CHUNK if chunk is None else chunk
         self._bank = bank
+        self._chunk = BANK_CHUNK if chunk is None else chunk
         self._held: set[int] = set()
         self._drop: list[int] = []
         #: channel form only: maps are never candidates, so one below the size limit they are only reduced
@@ -384,9 +392,9 @@ class Learner:
         return e, p.op, deferred, (e.uid, p.op, tuple(a.uid for a in p.args), int(p.kind), deferred)
 
     def _resolve(self, proposals: Iterator[Proposal]) -> Iterator[SymbolicEntry]:
-        """Build the proposals in the bank, :data:`BANK_CHUNK` at a time, and admit them in order (:meth:`_decide`),
+        """Build the proposals in the bank, ``chunk`` at a time, and admit them in order (:meth:`_decide`),
         yielding the admitted entries; the bank forgets the others with the next call."""
-        for chunk in chunks(proposals, BANK_CHUNK):
+        for chunk in chunks(proposals, self._chunk):
             built = [self._item(p) for p in chunk]
             replies = iter(self._bank([b[3] for b in built if b is not None], self._drop))
             self._drop = []

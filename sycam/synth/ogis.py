@@ -262,7 +262,8 @@ class OgisLoop:
             self.done = ckpt.load(self.config.checkpoint, self._checkpoint_key(), self.names,
                                   ckpt.settings_parts(self._checkpoint_settings()))
             self.notes.append(f"resumed from a checkpoint holding {len(self.done)} scored candidates")
-        self.learner = Learner(self.config.grammar, max_bank_bytes=self.config.max_bank_bytes, bank=self.plane.bank)
+        self.learner = Learner(self.config.grammar, max_bank_bytes=self.config.max_bank_bytes, bank=self.plane.bank,
+                               chunk=self.plane.bank_chunk)
         self.equivalence = EquivalenceOracle(self.config.equivalence, self.config.tolerance)
         forwards0 = self.plane.forwards()
         self.race = self._start_race() if self.config.racing else None

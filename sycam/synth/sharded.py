@@ -59,7 +59,7 @@ from ..workspace import Evaluation, metric_views
 from .bank import BankItem, Signature
 from .errors import SynthesisError
 from .executors import InProcessExecutor
-from .learner import BANK_CHUNK, fingerprint_positions
+from .learner import BANK_CHUNK, LOCAL_BANK_CHUNK, fingerprint_positions
 from .transport import Executor, balanced_batch, plan_shards
 
 __all__ = ["BANK_CHUNK", "TRIAGE_BLOCK", "ShardPlane", "Triaged", "evaluate_sharded"]
@@ -107,6 +107,12 @@ class ShardPlane:
         self.plans: dict[str, list[range]] = {}
         self.batch = 1
         self._order: Tensor | None = None
+
+    @property
+    def bank_chunk(self) -> int:
+        """Proposals per :meth:`bank` call: few in this process (nothing read ahead past the budget is built),
+        many over workers (one round trip per call)."""
+        return LOCAL_BANK_CHUNK if self.local else BANK_CHUNK
 
     @property
     def workers(self) -> int:

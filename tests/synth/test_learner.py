@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -156,3 +157,31 @@ def test_counters_add_up(forms) -> None:
     yielded = sum(1 for _ in learner.entries())
     st = learner.stats
     assert st.enumerated == yielded + st.subexpr_pruned + sum(st.rejected.values())
+
+
+def test_the_bank_chunk_changes_only_the_work_read_ahead() -> None:
+    """Proposals per bank call: the entries, their order, their values and the counters are the same for any
+    chunk; a search that stops reading the stream leaves at most one chunk built past the entries it took."""
+    leaves = _leaves()
+    grammar = Grammar(terminals=("A", "G", "D"), constants=(2.0,), max_size=4)
+    runs = {}
+    for chunk in (1, 7, learner_module.LOCAL_BANK_CHUNK, learner_module.BANK_CHUNK):
+        learner = Learner(grammar, leaves, chunk=chunk)
+        got = [(str(e.node), e.values) for e in learner.entries()]
+        runs[chunk] = (got, learner.stats)
+    (first, stats), *rest = runs.values()
+    for got, st in rest:
+        assert [t for t, _ in got] == [t for t, _ in first]
+        assert all(_same(a, b) for (_, a), (_, b) in zip(got, first, strict=True))
+        # the map cache may still hold a value the last call's rejections will drop: memory, not the enumeration
+        assert dataclasses.replace(st, cache_bytes=0, cache_misses=0) == dataclasses.replace(stats, cache_bytes=0,
+                                                                                            cache_misses=0)
+    assert Learner(grammar, leaves)._chunk == learner_module.LOCAL_BANK_CHUNK  # a bank in this process
+
+    for chunk in (7, 64):
+        learner = Learner(grammar, leaves, chunk=chunk)
+        taken = list(itertools.islice(learner.entries(), 40))
+        assert len(taken) == 40
+        assert learner.values is not None
+        built = len(learner.values.entries)
+        assert built <= learner.stats.enumerated + chunk  # no more than one chunk past what was read
