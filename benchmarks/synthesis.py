@@ -26,6 +26,12 @@ Score-CAM), a budget of ``--candidates`` scored candidates.
   and the metric's exact low-resolution path ``metric.evaluate_lowres`` where the metric has one
   (``metric.lowres``); without it the row covers the maps only and says so.
 
+- **(iv) the scored candidates' own arithmetic**: every distinct sub-expression of the scored candidates
+  evaluated once (memoized over all of them) from the cached terminals, as channel weights; **(v)** that plus
+  the cheapest exact scoring (channel products in blocks of 64, ``normalize(relu)`` at h×w, the metric's
+  low-resolution path). Any exact search that scores these candidates does at least this work, so (v) over
+  (i) is the **ceiling** of ``speedup_vs_gradcam`` (``ceiling_vs_gradcam`` in the JSON).
+
 - **unbatched path** (first round): the same search one candidate at a time (``Search.triage_size = 1``, one
   candidate per metric call); its scored candidates, their scores and the winner must equal the batched search's.
 
