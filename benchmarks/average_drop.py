@@ -14,8 +14,9 @@ budget of ``--candidates`` candidates (scored or raced out), one torch thread.
 - ``exact``: racing off: every candidate forwards its N masked inputs (the naive count, candidates × images).
 
 It prints per mode the forwards the metric ran during the search (``counters["forwards"]`` of ``results.json``)
-and the least any exact race could run (:func:`race_floor`), both against the naive count, the wall and CPU time of the search, and whether the winner, its score and the
-leaderboard equal the exact run's. The last line is one JSON object.
+and the least any exact race could run (:func:`race_floor`), both against the naive count, the wall and CPU
+time of the search, and whether the winner, its score and the leaderboard equal the exact run's. The last line
+is one JSON object.
 
 Usage: ``python benchmarks/average_drop.py [--n 200] [--candidates 500] [--modes shortcuts,exact]``.
 """
